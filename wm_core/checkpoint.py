@@ -1,0 +1,229 @@
+"""Checkpoints: safetensors weights plus one JSON file that says everything else. Never pickle.
+
+A run directory holds `checkpoint.json` and the weight files it names. A save writes new weight files
+under fresh names first and replaces `checkpoint.json` last (temp file + rename), so a crash at any
+moment leaves either the old checkpoint or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .protocol import WorldModel
+from .registry import get_family
+from .spec import ActionSpec, FramePipeline
+
+FORMAT = "wm-checkpoint/1"
+META_FILE = "checkpoint.json"
+REQUIRED = ("format", "family", "config", "env_id", "pipeline", "action_spec", "frame_size", "step", "weights")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, corrupt or does not match its model; the message says which."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temp file in the same directory and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """JSON version of `atomic_write_bytes` (indented, sorted keys)."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, str]:
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, path)
+    return {"file": path.name, "sha256": _sha256(path)}
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state dict into flat tensors and a JSON-ready remainder."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for idx, st in sd["state"].items():
+        for key, val in st.items():
+            if torch.is_tensor(val):
+                tensors[f"{idx}.{key}"] = val
+            else:
+                scalars[f"{idx}.{key}"] = val
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def save_checkpoint(
+    run_dir: Path | str,
+    model: WorldModel,
+    *,
+    env_id: str,
+    pipeline: FramePipeline,
+    step: int,
+    metrics: dict[str, float] | None = None,
+    command: str = "",
+    optimizer: torch.optim.Optimizer | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Save model (and optimizer, for resuming) into `run_dir`; returns the path of checkpoint.json."""
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    old = _read_meta(run / META_FILE) if (run / META_FILE).exists() else None
+    stamp = f"{step:08d}-{time.time_ns() % 10**9:09d}"
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "family": model.family,
+        "config": dataclasses.asdict(model.config),
+        "env_id": env_id,
+        "pipeline": pipeline.to_json(),
+        "action_spec": model.action_spec.to_json(),
+        "frame_size": model.frame_size,
+        "step": int(step),
+        "metrics": metrics or {},
+        "command": command,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "torch": torch.__version__,
+        "weights": _save_tensors(model.state_dict(), run / f"model-{stamp}.safetensors"),
+        **(extra or {}),
+    }
+    if optimizer is not None:
+        tensors, rest = _optimizer_tensors(optimizer)
+        meta["optimizer"] = {**_save_tensors(tensors, run / f"optimizer-{stamp}.safetensors"), **rest}
+    path = run / META_FILE
+    atomic_write_json(path, meta)
+    # Only now that the new checkpoint.json is in place may the old weight files go.
+    if old is not None:
+        for key in ("weights", "optimizer"):
+            name = (old.get(key) or {}).get("file")
+            if name and name not in (meta["weights"]["file"], meta.get("optimizer", {}).get("file")):
+                (run / name).unlink(missing_ok=True)
+    return path
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path.parent}: {path.name} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}); the checkpoint is corrupt") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} does not hold a checkpoint description (expected a JSON object)")
+    return meta
+
+
+def read_meta(path: Path | str) -> dict[str, Any]:
+    """Read and check a checkpoint's JSON (a run directory or its checkpoint.json) without the weights."""
+    p = Path(path)
+    if p.is_dir() or p.suffix != ".json":
+        p = p / META_FILE
+    if not p.parent.exists():
+        raise CheckpointError(f"no checkpoint at {p.parent}: the directory does not exist")
+    meta = _read_meta(p)
+    missing = [k for k in REQUIRED if k not in meta]
+    if missing:
+        raise CheckpointError(f"{p} lacks {', '.join(missing)}; it is not a complete checkpoint")
+    if meta["format"] != FORMAT:
+        raise CheckpointError(f"{p} has format {meta['format']!r}; this version reads {FORMAT!r}")
+    meta["_dir"] = str(p.parent)
+    return meta
+
+
+def _load_tensors(run: Path, entry: dict[str, str], what: str) -> dict[str, torch.Tensor]:
+    path = run / entry.get("file", "")
+    if not path.is_file():
+        raise CheckpointError(f"{what} file {path} is missing; the checkpoint is incomplete")
+    if entry.get("sha256") and _sha256(path) != entry["sha256"]:
+        raise CheckpointError(f"{what} file {path} does not match the hash in {META_FILE}; it is corrupt")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{what} file {path} cannot be read as safetensors ({e})") from None
+
+
+def build_model(meta: dict[str, Any]) -> WorldModel:
+    """A freshly initialised model of the family, config and action spec a checkpoint describes."""
+    try:
+        cls = get_family(meta["family"])
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint family: {e}") from None
+    known = {f.name for f in dataclasses.fields(cls.Config)}
+    unknown = set(meta["config"]) - known
+    if unknown:
+        raise CheckpointError(f"checkpoint config has fields this '{cls.family}' does not know: {sorted(unknown)}")
+    try:
+        config = cls.Config(**meta["config"])
+        action_spec = ActionSpec.from_json(meta["action_spec"])
+    except (TypeError, KeyError, ValueError) as e:
+        raise CheckpointError(f"checkpoint config or action spec is malformed ({e})") from None
+    return cls(config, action_spec, int(meta["frame_size"]))
+
+
+def load_checkpoint(path: Path | str, device: str | torch.device = "cpu") -> tuple[WorldModel, dict[str, Any]]:
+    """Load a run directory (or its checkpoint.json) -> (model in eval mode, meta)."""
+    meta = read_meta(path)
+    run = Path(meta["_dir"])
+    model = build_model(meta)
+    tensors = _load_tensors(run, meta["weights"], "weights")
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"weights in {run} do not fit a '{meta['family']}' model with this config "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    bad = [k for k, v in tensors.items() if v.shape != expected[k].shape]
+    if bad:
+        k = bad[0]
+        raise CheckpointError(
+            f"weights in {run} do not fit the config: {k} is {tuple(tensors[k].shape)}, "
+            f"the model wants {tuple(expected[k].shape)}"
+        )
+    model.load_state_dict(tensors)
+    return model.to(device).eval(), meta
+
+
+def load_optimizer_state(meta: dict[str, Any], optimizer: torch.optim.Optimizer) -> bool:
+    """Restore the optimizer saved with a checkpoint; False when it has none."""
+    entry = meta.get("optimizer")
+    if not entry:
+        return False
+    tensors = _load_tensors(Path(meta["_dir"]), entry, "optimizer")
+    state: dict[int, dict[str, Any]] = {}
+    for key, val in list(tensors.items()) + list(entry.get("scalars", {}).items()):
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = val
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": entry["param_groups"]})
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"optimizer state in {meta['_dir']} does not fit this model ({e})") from None
+    return True

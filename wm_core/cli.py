@@ -1,0 +1,217 @@
+"""The `wm` command: envs, collect, train, eval, dream.
+
+Every bad argument ends in one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line."""
+
+    def error(self, message: str) -> NoReturn:
+        """One line on stderr, exit 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind: type, low: float, name: str):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a {kind.__name__}, got '{text}'") from None
+        if not value >= low or value != value:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {low}, got {text}")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+positive = _number(int, 1, "a positive whole number")
+nonneg_float = _number(float, 0.0, "a number")
+
+
+def _add_config_flags(p: argparse.ArgumentParser, config_cls: type) -> None:
+    """One --flag per config field, with the field's docstring as help (a knob is defined once)."""
+    from .protocol import field_doc
+
+    for f in dataclasses.fields(config_cls):
+        kind = {int: positive, float: nonneg_float}.get(type(f.default), str)
+        if isinstance(f.default, bool):
+            kind = lambda s: s.lower() in ("1", "true", "yes")  # noqa: E731
+        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", type=kind, default=None,
+                       metavar=type(f.default).__name__.upper(), help=f"{field_doc(config_cls, f.name)} "
+                       f"(preset default; small: {f.default})")
+
+
+def cmd_envs(args: argparse.Namespace) -> None:
+    """Print the environment catalog."""
+    from .envs import CATALOG
+
+    for env_id, e in CATALOG.items():
+        keys = ", ".join(e.keymap.describe())
+        print(f"{env_id:<18} {e.description}\n{'':<18} keys: {keys}")
+    print("\nAny other gymnasium id works too: frames come from render() or image observations.")
+
+
+def cmd_collect(args: argparse.Namespace) -> None:
+    """Collect episodes with a random policy into an episode store."""
+    from .data import collect
+
+    store = collect(args.env, args.episodes, args.out, split=args.split, seed=args.seed, max_steps=args.max_steps,
+                    num_envs=args.num_envs)
+    s = store.summary()
+    print(f"{s['episodes']} episodes, {s['frames']} frames of {args.env} in {args.out} (content {s['content_hash'][:12]})")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    """Train a family on an env (collecting data when --data is absent), or resume a run."""
+    from .train import train_run
+
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+    run, report = train_run(
+        args.family, args.env, preset=args.preset, overrides=overrides, data=args.data, out=args.out,
+        resume=args.resume, device=args.device, bf16=args.bf16, seed=args.seed,
+        on_status=lambda m: print(m, flush=True), progress=not args.quiet,
+    )
+    m = report.metrics
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if k not in ("step", "seconds"))
+    print(f"done: {run} step {report.step} in {report.seconds:.1f} s ({shown})")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    """Print (or write as JSON) the model card of a run on held-out episodes."""
+    from .checkpoint import load_checkpoint
+    from .data import EpisodeStore
+    from .evaluate import format_card, heldout_store, model_card
+
+    model, meta = load_checkpoint(args.run)
+    if args.data:
+        store = EpisodeStore.open(args.data)
+        if store.env_id != meta["env_id"]:
+            raise UserError(f"--data holds {store.env_id} episodes but the run models {meta['env_id']}")
+    else:
+        store = heldout_store(meta["env_id"], args.episodes, seed=args.seed_base)
+    s = store.summary()
+    heldout = {"episodes": s["episodes"], "frames": s["frames"], "content_hash": s["content_hash"],
+               "seed": args.seed_base, "split": store.split}
+    card = model_card(model, meta, store.episodes(), context=args.context, temperature=args.temperature,
+                      seed=args.seed, heldout=heldout)
+    print(json.dumps(card, indent=2) if args.json else format_card(card))
+
+
+def cmd_dream(args: argparse.Namespace) -> None:
+    """Roll the dream from a real context and write it as GIF or MP4."""
+    from .play import record_dream
+
+    if Path(args.out).suffix.lower() not in (".gif", ".mp4"):
+        raise UserError(f"--out must end in .gif or .mp4, got '{args.out}'")
+    summary = record_dream(args.run, args.out, steps=args.steps, temperature=args.temperature,
+                           actions=args.actions, seed=args.seed, real=args.real)
+    print(f"wrote {args.out}: {summary['frames']} frames, return {summary['return']:.2f}, "
+          f"{summary['resets']} dream resets, {summary['ms_per_step']:.2f} ms per dream step")
+
+
+def build_parser(family: str | None = None) -> Parser:
+    """The full `wm` parser; `family` selects which config fields `wm train` offers as flags."""
+    from .registry import FAMILIES, get_family
+
+    root = Parser(prog="wm", description="World Model Playground: collect, train, evaluate and dream.")
+    sub = root.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("envs", help="list the environment catalog")
+    p.set_defaults(fn=cmd_envs)
+
+    p = sub.add_parser("collect", help="collect random-policy episodes into a store")
+    p.add_argument("--env", required=True, help="gymnasium id, e.g. CartPole-v1 (see wm envs)")
+    p.add_argument("--episodes", type=positive, required=True)
+    p.add_argument("--out", required=True, help="directory of the episode store")
+    p.add_argument("--split", default="train", choices=["train", "heldout"],
+                   help="heldout uses seeds disjoint from training")
+    p.add_argument("--seed", type=int, default=None, help="base seed (default: by split)")
+    p.add_argument("--max-steps", type=positive, default=None, help="cap episode length")
+    p.add_argument("--num-envs", type=positive, default=2, help="vector env workers")
+    p.set_defaults(fn=cmd_collect)
+
+    p = sub.add_parser("train", help="train a world model (collects data when --data is absent)")
+    p.add_argument("--family", choices=sorted(FAMILIES), default=family, required=family is None)
+    p.add_argument("--env", help="gymnasium id (see wm envs)")
+    p.add_argument("--data", help="episode store to train on (default: collect into RUN/data)")
+    p.add_argument("--preset", default="small", choices=["tiny", "small", "large"])
+    p.add_argument("--out", help="run directory (default: runs/FAMILY-ENV)")
+    p.add_argument("--resume", help="continue training this run directory")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster batched training)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    if family is not None:
+        _add_config_flags(p.add_argument_group(f"{family} config"), get_family(family).Config)
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("eval", help="model card on held-out episodes")
+    p.add_argument("run", help="run directory (or its checkpoint.json)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--episodes", type=positive, default=30, help="held-out episodes to collect")
+    p.add_argument("--data", help="held-out episode store to use instead of collecting")
+    p.add_argument("--context", type=positive, default=5, help="real frames before the dream")
+    p.add_argument("--temperature", type=nonneg_float, default=1.0)
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--seed-base", type=int, default=1_000_000, help="first held-out env seed")
+    p.set_defaults(fn=cmd_eval)
+
+    p = sub.add_parser("dream", help="write a dream rollout as GIF/MP4")
+    p.add_argument("run", help="run directory (or its checkpoint.json)")
+    p.add_argument("--steps", type=positive, default=100)
+    p.add_argument("--out", required=True, help="FILE.gif or FILE.mp4")
+    p.add_argument("--temperature", type=nonneg_float, default=1.0)
+    p.add_argument("--actions", default="random", choices=["random", "keys"],
+                   help="random actions, or a scripted key pattern through the env's keymap")
+    p.add_argument("--real", action="store_true", help="show the real env beside the dream, same actions")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(fn=cmd_dream)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `wm` console script."""
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .envs import EnvError
+    from .registry import FAMILIES
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    family = None
+    if "--family" in argv and argv.index("--family") + 1 < len(argv):
+        family = argv[argv.index("--family") + 1]
+    args = build_parser(family if family in FAMILIES else None).parse_args(argv)
+    if args.command == "train" and args.resume is None and args.env is None:
+        print("wm train: error: --env is required (or --resume RUN)", file=sys.stderr)
+        return 2
+    try:
+        args.fn(args)
+    except (UserError, CheckpointError, DataError, EnvError, ValueError, FileNotFoundError) as e:
+        print(f"wm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"wm {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The model card, first part: open-loop prediction on held-out episodes next to baselines.
+
+Protocol: each held-out episode is filtered through its first `context` real frames, then the model
+dreams open-loop with the logged actions. At every horizon k we compare the k-th predicted frame with
+the real one, and do the same for two baselines that need no model: copy the last context frame, and
+the training set's mean frame.
+
+Plain MSE flatters a model that draws only the background, because classic-control frames are mostly
+background. The foreground-masked MSE therefore scores only pixels where the real frame *or* the
+prediction differs from the dataset mean frame (so drawing the object in the wrong place costs too).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import HELDOUT_SEED_BASE, Episode, EpisodeStore, collect
+from .dream import Dream
+from .protocol import WorldModel
+
+HORIZONS = (1, 5, 15, 50)
+FG_THRESHOLD = 0.05
+
+
+def heldout_store(env_id: str, episodes: int = 30, out: Path | str | None = None, seed: int = HELDOUT_SEED_BASE,
+                  max_steps: int | None = None) -> EpisodeStore:
+    """Collect held-out episodes (seeds disjoint from training) into `out` or a temp directory."""
+    root = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="wm-heldout-"))
+    return collect(env_id, episodes, root, split="heldout", seed=seed, max_steps=max_steps)
+
+
+def _frame_errors(pred: np.ndarray, real: np.ndarray, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame MSE and foreground-masked MSE; frames (N, H, W, 3) float in [0, 1]."""
+    sq = ((pred - real) ** 2).mean(-1)  # (N, H, W)
+    fg = (np.abs(real - mean).max(-1) > FG_THRESHOLD) | (np.abs(pred - mean).max(-1) > FG_THRESHOLD)
+    fg_mse = (sq * fg).sum((1, 2)) / np.maximum(fg.sum((1, 2)), 1)
+    return sq.mean((1, 2)), fg_mse
+
+
+def open_loop(
+    model: WorldModel, episodes: Sequence[Episode], context: int = 5, horizon: int = 50,
+    temperature: float = 1.0, seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Batched open-loop rollouts from each episode's start.
+
+    Returns arrays over (episode, k) for k = 1..horizon: `pred` frames (E, H, S, S, 3) uint8, `real`
+    frames, `valid` mask (episode long enough), predicted `reward`/`done_prob`, real `rew`/`term`.
+    """
+    eps = [e for e in episodes if len(e) > context]
+    if not eps:
+        raise ValueError(f"no held-out episode is longer than the {context} context frames")
+    H = min(horizon, max(len(e) for e in eps) - context)
+    E, S = len(eps), eps[0].obs.shape[1]
+    real = np.zeros((E, H, S, S, 3), np.uint8)
+    valid = np.zeros((E, H), bool)
+    rew = np.zeros((E, H), np.float32)
+    term = np.zeros((E, H), bool)
+    acts = np.zeros((E, H) + eps[0].act.shape[1:], eps[0].act.dtype)  # padding past an episode's end
+    for i, e in enumerate(eps):
+        n = min(H, len(e) - context)
+        real[i, :n] = e.obs[context : context + n]
+        valid[i, :n] = True
+        rew[i, :n] = e.rew[context : context + n]
+        term[i, n - 1] = e.terminated and context + n == len(e)
+        acts[i, :n] = e.act[context : context + n]
+    torch.manual_seed(seed)
+    dream = Dream(model, temperature)
+    dream.reset(np.stack([e.obs[:context] for e in eps]), np.stack([e.act[:context] for e in eps]))
+    pred = np.zeros_like(real)
+    reward = np.zeros((E, H), np.float32)
+    done = np.zeros((E, H), np.float32)
+    for k in range(H):
+        pred[:, k], reward[:, k], _, info = dream.step(acts[:, k])
+        done[:, k] = info["done_prob"]
+    last = np.stack([e.obs[context - 1] for e in eps])
+    return {"pred": pred, "real": real, "valid": valid, "reward": reward, "done_prob": done, "rew": rew,
+            "term": term, "last": last}
+
+
+def _psnr(mse: np.ndarray) -> float:
+    return float(np.mean(10 * np.log10(1.0 / np.maximum(mse, 1e-10))))
+
+
+def _f1(pred: np.ndarray, real: np.ndarray) -> float | None:
+    tp, fp, fn = (pred & real).sum(), (pred & ~real).sum(), (~pred & real).sum()
+    if tp + fp + fn == 0:
+        return None
+    return float(2 * tp / (2 * tp + fp + fn))
+
+
+def model_card(
+    model: WorldModel, meta: dict[str, Any], episodes: Sequence[Episode], *, context: int = 5,
+    horizons: Sequence[int] = HORIZONS, temperature: float = 1.0, seed: int = 0, heldout: dict | None = None,
+) -> dict[str, Any]:
+    """Open-loop errors at each horizon for the model and the two baselines, reward MAE, end F1."""
+    roll = open_loop(model, episodes, context, max(horizons), temperature, seed)
+    mean = model.frame_mean.permute(1, 2, 0).cpu().numpy()
+    real = roll["real"].astype(np.float32) / 255
+    pred = roll["pred"].astype(np.float32) / 255
+    last = roll["last"].astype(np.float32) / 255
+    rows = []
+    for k in horizons:
+        if k > real.shape[1] or not roll["valid"][:, k - 1].any():
+            rows.append({"k": k, "episodes": 0})
+            continue
+        idx = np.flatnonzero(roll["valid"][:, k - 1])
+        r = real[idx, k - 1]
+        row: dict[str, Any] = {"k": k, "episodes": int(len(idx))}
+        for name, p in (("model", pred[idx, k - 1]), ("copy_last", last[idx]),
+                        ("mean_frame", np.broadcast_to(mean, r.shape))):
+            mse, fg = _frame_errors(p, r, mean)
+            row[name] = {"mse": float(mse.mean()), "psnr": _psnr(mse), "fg_mse": float(fg.mean())}
+        rows.append(row)
+    v = roll["valid"]
+    caps = model.capabilities
+    card = {
+        "family": meta["family"],
+        "env_id": meta["env_id"],
+        "step": meta["step"],
+        "context": context,
+        "temperature": temperature,
+        "seed": seed,
+        "decoded_by": "decoder" if caps.get("decoder") else "probe",
+        "open_loop": rows,
+        "reward_mae": float(np.abs(roll["reward"] - roll["rew"])[v].mean()) if caps.get("reward") else None,
+        "end_f1": _f1((roll["done_prob"] > 0.5) & v, roll["term"] & v) if caps.get("done") else None,
+        "heldout": heldout or {},
+        "budget": meta.get("budget", {}),
+    }
+    return card
+
+
+def format_card(card: dict[str, Any]) -> str:
+    """The model card as a fixed-width text table."""
+    ho = card.get("heldout", {})
+    b = card.get("budget", {})
+    lines = [
+        f"{card['family']} on {card['env_id']} at step {card['step']} "
+        f"(open loop after {card['context']} real frames, temperature {card['temperature']}, "
+        f"frames from the {card['decoded_by']})",
+        f"held-out: {ho.get('episodes', '?')} episodes, {ho.get('frames', '?')} frames, seeds from "
+        f"{ho.get('seed', '?')}, content {str(ho.get('content_hash', '?'))[:12]}",
+        f"budget: {b.get('env_steps', '?')} env steps, {b.get('grad_steps', '?')} gradient steps, "
+        f"{b.get('train_seconds', '?')} s on {b.get('device', '?')} ({b.get('threads', '?')} threads), "
+        f"peak RSS {b.get('peak_rss_mb', '?')} MiB",
+        "",
+        f"{'k':>3} {'eps':>4} | {'fg-MSE model':>12} {'copy-last':>9} {'mean-frame':>10} | "
+        f"{'MSE model':>9} {'copy-last':>9} {'mean':>8} | {'PSNR model':>10} {'copy':>6} {'mean':>6}",
+    ]
+    for row in card["open_loop"]:
+        if not row["episodes"]:
+            lines.append(f"{row['k']:>3} {0:>4} | no held-out episode is long enough for this horizon")
+            continue
+        m, c, z = row["model"], row["copy_last"], row["mean_frame"]
+        lines.append(
+            f"{row['k']:>3} {row['episodes']:>4} | {m['fg_mse']:>12.5f} {c['fg_mse']:>9.5f} {z['fg_mse']:>10.5f} | "
+            f"{m['mse']:>9.5f} {c['mse']:>9.5f} {z['mse']:>8.5f} | {m['psnr']:>10.2f} {c['psnr']:>6.2f} "
+            f"{z['psnr']:>6.2f}"
+        )
+    fmt = lambda x: "n/a" if x is None else (f"{x:.3f}" if not math.isnan(x) else "nan")  # noqa: E731
+    lines += ["", f"reward MAE {fmt(card['reward_mae'])}   episode-end F1 {fmt(card['end_f1'])}"]
+    return "\n".join(lines)

@@ -1,0 +1,208 @@
+"""Family `ha`: World Models (Ha & Schmidhuber 2018), a VAE (V) plus an MDN-RNN (M).
+
+V compresses each frame to z; M is an LSTM over (z, action) whose mixture-density head predicts the
+next z, with reward and episode-end heads beside it. V and M train together from one loss, M on
+*detached* z, which equals the paper's "train V, then M" without two phases.
+
+Temperature (paper, section 4.4): at a dream step the mixture logits are divided by tau and each
+Gaussian's standard deviation is multiplied by sqrt(tau). tau -> 0 picks the most likely component's
+mean (deterministic); tau > 1 makes dreams wilder.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..protocol import Batch, State, TrainConfig, WorldModel
+from ..spec import ActionSpec
+from .nn import ConvDecoder, ConvEncoder, weighted_pixel_loss
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass
+class HaConfig(TrainConfig):
+    """VAE + MDN-RNN sizes and loss weights."""
+
+    channels: int = 32
+    """Width of the first conv layer of V (doubles per layer)."""
+    z_dim: int = 32
+    """Size of V's latent z."""
+    hidden: int = 256
+    """LSTM hidden size of M."""
+    mixtures: int = 5
+    """Gaussian components per z dimension in M's mixture density head."""
+    kl_weight: float = 1.0
+    """Weight of V's KL term."""
+    free_nats: float = 0.5
+    """KL per z dimension below which V is not pushed (the paper's KL tolerance)."""
+    fg_weight: float = 20.0
+    """Extra reconstruction weight on pixels that differ from the dataset mean frame."""
+    reward_weight: float = 1.0
+    """Weight of M's reward regression."""
+    done_weight: float = 1.0
+    """Weight of M's episode-end classification."""
+
+
+class VaeMdnRnn(WorldModel):
+    """Ha & Schmidhuber's V (conv VAE) + M (LSTM with a mixture density head, reward and end heads)."""
+
+    family = "ha"
+    Config = HaConfig
+    PRESETS = {
+        "tiny": dict(channels=8, z_dim=8, hidden=32, mixtures=2, steps=30, batch_size=4, seq_len=8, episodes=6),
+        "small": dict(channels=16, z_dim=32, hidden=128, steps=1500, batch_size=16, seq_len=16, episodes=300),
+        "large": dict(channels=32, z_dim=64, hidden=512, steps=20000, batch_size=32, seq_len=32, episodes=2000),
+    }
+    capabilities = {
+        "decoder": True,
+        "probe_decoder": False,
+        "stochastic": True,
+        "reward": True,
+        "done": True,
+        "planner": None,
+        "temperature": "mixture logits / tau, Gaussian std * sqrt(tau); tau=0 is deterministic",
+    }
+
+    def __init__(self, config: HaConfig, action_spec: ActionSpec, frame_size: int = 64) -> None:
+        super().__init__(config, action_spec, frame_size)
+        c = config
+        self.encoder = ConvEncoder(c.channels, 2 * c.z_dim, frame_size)
+        self.decoder = ConvDecoder(c.z_dim, c.channels, frame_size)
+        self.rnn = nn.LSTMCell(c.z_dim + action_spec.dim, c.hidden)
+        self.mdn = nn.Linear(c.hidden, 3 * c.mixtures * c.z_dim)  # logits, means, log-stds per z dim
+        self.reward_head = nn.Linear(c.hidden, 1)
+        self.done_head = nn.Linear(c.hidden, 1)
+
+    # ---- V ---------------------------------------------------------------------------------------
+    def encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixels (N, 3, H, W) -> mean and log-variance of q(z | x), each (N, z)."""
+        mu, logvar = self.encoder(pixels).chunk(2, dim=-1)
+        return mu, logvar.clamp(-8.0, 4.0)
+
+    def _frame(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z) + self.frame_mean  # (N, 3, H, W), unclamped
+
+    # ---- M ---------------------------------------------------------------------------------------
+    def _mixture(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """h (B, hidden) -> logits, means, log-stds, each (B, z, K)."""
+        c = self.config
+        out = self.mdn(h).view(-1, c.z_dim, 3, c.mixtures)
+        return out[:, :, 0], out[:, :, 1], out[:, :, 2].clamp(-7.0, 3.0)
+
+    def _step(self, state: State, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.rnn(torch.cat([state["z"], action], dim=-1), (state["h"], state["c"]))
+
+    # ---- protocol --------------------------------------------------------------------------------
+    def initial(self, batch_size: int) -> State:
+        """Zero LSTM state and zero z."""
+        dev = self.frame_mean.device
+        zeros = lambda n: torch.zeros(batch_size, n, device=dev)  # noqa: E731
+        return {"h": zeros(self.config.hidden), "c": zeros(self.config.hidden), "z": zeros(self.config.z_dim)}
+
+    def observe(self, state: State, frame: torch.Tensor, prev_action: torch.Tensor) -> State:
+        """Advance M with (z_prev, prev_action), then take z from V's mean for the real frame."""
+        h, c = self._step(state, prev_action.to(self.frame_mean.device))
+        mu, _ = self.encode(self.to_pixels(frame))
+        return {"h": h, "c": c, "z": mu}
+
+    def imagine(self, state: State, action: torch.Tensor, temperature: float = 1.0) -> State:
+        """Advance M with (z, action) and sample the next z from its mixture at `temperature`."""
+        h, c = self._step(state, action.to(self.frame_mean.device))
+        logits, means, log_std = self._mixture(h)
+        if temperature <= 0:
+            k = logits.argmax(-1, keepdim=True)
+            z = means.gather(-1, k).squeeze(-1)
+        else:
+            k = torch.distributions.Categorical(logits=logits / temperature).sample().unsqueeze(-1)
+            mean, std = means.gather(-1, k).squeeze(-1), log_std.gather(-1, k).squeeze(-1).exp()
+            z = mean + std * math.sqrt(temperature) * torch.randn_like(mean)
+        return {"h": h, "c": c, "z": z}
+
+    def decode(self, state: State) -> torch.Tensor:
+        """V's decoder on z -> (B, H, W, 3) in [0, 1]."""
+        return self._frame(state["z"]).clamp(0, 1).movedim(-3, -1)
+
+    def reward(self, state: State) -> torch.Tensor:
+        """Reward head on M's hidden state."""
+        return self.reward_head(state["h"]).squeeze(-1)
+
+    def done(self, state: State) -> torch.Tensor:
+        """Episode-end head on M's hidden state (probability)."""
+        return torch.sigmoid(self.done_head(state["h"]).squeeze(-1))
+
+    def latent(self, state: State) -> torch.Tensor:
+        """z is the part of the state that the decoder draws."""
+        return state["z"]
+
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """VAE loss on every frame plus MDN-RNN loss (z NLL, reward, end) on detached z."""
+        c = self.config
+        obs = self.to_pixels(batch["obs"])  # (B, T, 3, H, W)
+        B, T = obs.shape[:2]
+        x = obs.flatten(0, 1)  # (B*T, 3, H, W)
+
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        recon = self._frame(z)
+        fg = self.foreground(x)
+        rec_loss = weighted_pixel_loss(recon, x, fg, c.fg_weight)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)  # (B*T, z)
+        kl_loss = kl.sum(-1).clamp(min=c.free_nats * c.z_dim).mean()
+
+        # M: h_t = LSTM(h_{t-1}, [z_{t-1}, a_t]) predicts z_t, rew_t and is_terminal_t.
+        zs = z.detach().view(B, T, -1)
+        act = batch["act"].to(x.device).float()
+        first = batch["is_first"].to(x.device)
+        state = self.initial(B)
+        hs = []
+        for t in range(T):
+            keep = (~first[:, t]).float().unsqueeze(-1)  # a new episode restarts M from zero
+            state = {k: v * keep for k, v in state.items()}
+            h, cell = self._step(state, act[:, t])
+            state = {"h": h, "c": cell, "z": zs[:, t]}
+            hs.append(h)
+        h = torch.stack(hs, 1).flatten(0, 1)  # (B*T, hidden)
+        valid = (~first).flatten().float()  # the first frame of an episode has nothing to predict from
+        n_valid = valid.sum().clamp(min=1.0)
+
+        logits, means, log_std = self._mixture(h)
+        target = zs.flatten(0, 1).unsqueeze(-1)
+        log_prob = -0.5 * (((target - means) / log_std.exp()) ** 2 + 2 * log_std + LOG_2PI)
+        nll = -torch.logsumexp(F.log_softmax(logits, -1) + log_prob, -1).mean(-1)  # (B*T,)
+        mdn_loss = (nll * valid).sum() / n_valid
+
+        rew = batch["rew"].to(x.device).float().flatten()
+        rew_loss = ((self.reward_head(h).squeeze(-1) - rew) ** 2 * valid).sum() / n_valid
+        term = batch["is_terminal"].to(x.device).float().flatten()
+        # Ends are rare (about one frame in twenty on random CartPole): weight positives up.
+        pos_weight = torch.tensor(10.0, device=x.device)
+        done_logit = self.done_head(h).squeeze(-1)
+        bce = F.binary_cross_entropy_with_logits(done_logit, term, pos_weight=pos_weight, reduction="none")
+        done_loss = (bce * valid).sum() / n_valid
+
+        n_pix = x[0].numel()
+        loss = (
+            (rec_loss + c.kl_weight * kl_loss) / n_pix
+            + mdn_loss / 10.0
+            + c.reward_weight * rew_loss
+            + c.done_weight * done_loss
+        )
+        with torch.no_grad():
+            mse = F.mse_loss(recon.clamp(0, 1), x).item()
+            fg_mse = (((recon.clamp(0, 1) - x) ** 2).mean(1, keepdim=True) * fg).sum() / fg.sum().clamp(min=1)
+        metrics = {
+            "loss": loss.item(),
+            "recon_mse": mse,
+            "recon_fg_mse": fg_mse.item(),
+            "kl": kl.sum(-1).mean().item(),
+            "mdn_nll": mdn_loss.item(),
+            "reward_mse": rew_loss.item(),
+            "done_bce": done_loss.item(),
+        }
+        return loss, metrics

@@ -1,0 +1,224 @@
+"""Playing inside a dream: one user's session (dream + optional real env in lockstep), driven by held
+keys through the env's keymap, with recording. Plain Python, so the app and the CLI share it and tests
+can drive it without a browser.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .checkpoint import atomic_write_json, load_checkpoint
+from .dream import Dream
+from .envs import KeyController, Keymap, env_entry, make_env
+from .protocol import WorldModel
+from .spec import FramePipeline
+
+_MODELS: OrderedDict[str, tuple[WorldModel, dict[str, Any]]] = OrderedDict()
+_MODELS_LOCK = threading.Lock()
+
+
+def cached_model(run: Path | str, device: str = "cpu") -> tuple[WorldModel, dict[str, Any]]:
+    """Load a checkpoint once per (path, file version); sessions share the read-only model."""
+    from .checkpoint import read_meta
+
+    meta = read_meta(run)
+    key = f"{meta['_dir']}|{meta['weights']['sha256']}|{device}"
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = load_checkpoint(run, device)
+            while len(_MODELS) > 8:
+                _MODELS.popitem(last=False)
+        _MODELS.move_to_end(key)
+        return _MODELS[key]
+
+
+@dataclass
+class Frame:
+    """What one tick shows: the dream frame and, in lockstep, the real one."""
+
+    dream: np.ndarray
+    reward: float = 0.0
+    ret: float = 0.0
+    done_prob: float = 0.0
+    ended: bool = False
+    step: int = 0
+    real: np.ndarray | None = None
+    real_reward: float = 0.0
+    real_ret: float = 0.0
+    real_ended: bool = False
+    rewards: list[float] = field(default_factory=list)
+
+
+class PlaySession:
+    """A dream started from real frames of the env, stepped by held keys; optional real env beside it."""
+
+    def __init__(self, run: Path | str, *, temperature: float = 1.0, context: int = 5, seed: int | None = None,
+                 lockstep: bool = False, device: str = "cpu") -> None:
+        self.model, self.meta = cached_model(run, device)
+        self.env_id: str = self.meta["env_id"]
+        self.pipeline = FramePipeline.from_json(self.meta["pipeline"])
+        self.keymap: Keymap = env_entry(self.env_id).keymap
+        self.keys = KeyController(self.keymap, self.model.action_spec)
+        self.dream = Dream(self.model, temperature)
+        self.context = context
+        self.rng = np.random.default_rng(seed)
+        self.lockstep = lockstep
+        self.env = make_env(self.env_id, self.pipeline)
+        self.frame: Frame | None = None
+        self.recording: list[dict[str, Any]] | None = None
+        self.rec_frames: list[np.ndarray] = []
+        self.resets = 0
+
+    @property
+    def temperature(self) -> float:
+        """Sampling temperature of dream steps (read live each step)."""
+        return self.dream.temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self.dream.temperature = float(value)
+
+    def _real_context(self) -> tuple[np.ndarray, np.ndarray]:
+        """Run the real env with random actions for `context` frames; retry if the episode ends early."""
+        spec = self.model.action_spec
+        for _ in range(20):
+            frame, _ = self.env.reset(seed=int(self.rng.integers(2**31)))
+            frames, acts, ended = [frame], [spec.zeros()], False
+            while len(frames) < self.context and not ended:
+                a = spec.sample(self.rng)
+                frame, _, term, trunc, _ = self.env.step(a)
+                frames.append(frame)
+                acts.append(np.asarray(a, dtype=spec.zeros().dtype))
+                ended = term or trunc
+            if not ended:
+                return np.stack(frames), np.stack(acts)
+        raise RuntimeError(f"{self.env_id} keeps ending within {self.context} random steps")
+
+    def reset(self) -> Frame:
+        """Start a new dream (and real env) from a freshly sampled real context."""
+        frames, acts = self._real_context()
+        dream = self.dream.reset(frames, acts)
+        self.keys.reset()
+        self.resets += 1
+        self.frame = Frame(dream=dream, real=frames[-1] if self.lockstep else None)
+        self._record(None)
+        return self.frame
+
+    def tick(self, held: list[str] | tuple[str, ...] = ()) -> Frame:
+        """One frame of play: map held keys to an action and step; waits (no step) when the keymap has no
+        idle action and no key is held. A predicted episode end resets on the next tick."""
+        if self.frame is None or self.frame.ended:
+            return self.reset()
+        action = self.keys.action(held)
+        if action is None:
+            return self.frame
+        return self.step(action)
+
+    def step(self, action: Any) -> Frame:
+        """Step the dream (and the real env in lockstep) with one raw action."""
+        if self.frame is None:
+            self.reset()
+        prev = self.frame
+        frame, reward, ended, info = self.dream.step(action)
+        f = Frame(dream=frame, reward=reward, ret=prev.ret + reward, done_prob=info["done_prob"], ended=ended,
+                  step=prev.step + 1, rewards=(prev.rewards + [reward])[-200:])
+        if self.lockstep and prev.real is not None:
+            if prev.real_ended:
+                f.real, f.real_ret, f.real_ended = prev.real, prev.real_ret, True
+            else:
+                real, r, term, trunc, _ = self.env.step(self.model.action_spec.to_env(action))
+                f.real, f.real_reward, f.real_ret, f.real_ended = real, float(r), prev.real_ret + float(r), term or trunc
+        self.frame = f
+        self._record(action)
+        return f
+
+    # ---- recording -------------------------------------------------------------------------------
+    def start_recording(self) -> None:
+        """Begin keeping frames, actions, rewards and ends."""
+        self.recording, self.rec_frames = [], []
+        if self.frame is not None:
+            self._record(None)
+
+    def _record(self, action: Any) -> None:
+        if self.recording is None or self.frame is None:
+            return
+        f = self.frame
+        self.rec_frames.append(f.dream if f.real is None else np.concatenate([f.dream, f.real], axis=1))
+        self.recording.append({
+            "step": f.step, "action": None if action is None else np.asarray(action).tolist(),
+            "reward": f.reward, "return": f.ret, "done_prob": f.done_prob, "ended": f.ended,
+            **({"real_reward": f.real_reward, "real_ended": f.real_ended} if f.real is not None else {}),
+        })
+
+    def stop_recording(self, out_dir: Path | str, fmt: str = "gif") -> tuple[Path, Path]:
+        """Write the recording as GIF/MP4 plus a JSON of actions, rewards and ends; returns both paths."""
+        if not self.recording:
+            raise ValueError("nothing recorded yet: press record, play a few frames, then stop")
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = f"dream-{self.meta['family']}-{self.env_id.replace('/', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+        video = write_video(out / f"{stem}.{fmt}", self.rec_frames)
+        log = out / f"{stem}.json"
+        atomic_write_json(log, {"run": self.meta["_dir"], "family": self.meta["family"], "env_id": self.env_id,
+                                "temperature": self.temperature, "steps": self.recording})
+        self.recording = None
+        return video, log
+
+
+def write_video(path: Path | str, frames: list[np.ndarray], scale: int = 4, fps: int = 15) -> Path:
+    """Frames (H, W, 3) uint8 -> GIF or MP4, upscaled without blur."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    big = [np.repeat(np.repeat(f, scale, 0), scale, 1) for f in frames]
+    if path.suffix.lower() == ".mp4":
+        try:
+            iio.imwrite(path, np.stack(big), fps=fps, codec="libx264", macro_block_size=1)
+        except Exception as e:  # imageio raises several types when no ffmpeg plugin is installed
+            raise ValueError(f"cannot write MP4 ({e}); install 'world-model-playground[video]' or use .gif") from None
+    else:
+        iio.imwrite(path, np.stack(big), duration=1000 / fps, loop=0)
+    return path
+
+
+def scripted_keys(keymap: Keymap, steps: int, hold: int = 8, gap: int = 2) -> list[list[str]]:
+    """A demo key pattern: each binding held for `hold` frames, then `gap` frames of no key, cycling."""
+    pattern: list[list[str]] = []
+    for b in keymap.bindings:
+        pattern += [b.key.split("+")] * hold + [[]] * gap
+    return [pattern[i % len(pattern)] for i in range(steps)] if pattern else [[] for _ in range(steps)]
+
+
+def record_dream(run: Path | str, out: Path | str, *, steps: int = 100, temperature: float = 1.0,
+                 actions: str = "random", seed: int = 0, real: bool = False) -> dict[str, Any]:
+    """Drive a dream for `steps` frames with random actions or a scripted key pattern and write a video."""
+    session = PlaySession(run, temperature=temperature, seed=seed, lockstep=real)
+    rng = np.random.default_rng(seed)
+    keys = scripted_keys(session.keymap, steps)
+    session.reset()
+    session.start_recording()
+    t_step, ret = 0.0, 0.0
+    for i in range(steps):
+        t0 = time.perf_counter()
+        if actions == "random":
+            f = session.step(session.model.action_spec.sample(rng))
+        else:
+            held = keys[i]
+            a = session.keys.action(held)
+            f = session.step(a if a is not None else session.keys.action([session.keymap.bindings[0].key]))
+        t_step += time.perf_counter() - t0
+        ret += f.reward
+        if f.ended:
+            session.reset()
+    video, log = session.stop_recording(Path(out).parent, Path(out).suffix.lstrip(".").lower())
+    video.replace(out)
+    log.replace(Path(out).with_suffix(".json"))
+    return {"frames": steps, "return": ret, "resets": session.resets - 1, "ms_per_step": 1000 * t_step / steps}

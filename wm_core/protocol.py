@@ -1,0 +1,164 @@
+"""The world-model protocol: the few verbs every family implements.
+
+Time convention (shared with the data store): at step t the model has seen frame `obs[t]`, which the
+action `act[t]` led to, with reward `rew[t]` on arrival; `is_first[t]` starts an episode (act and rew are
+zero there) and `is_terminal[t]` marks a true terminal frame. A *state* is whatever the family carries
+between steps (a dict of tensors with a leading batch dimension). Then:
+
+    state = model.initial(B)
+    state = model.observe(state, frame_t, act_t)       # filter / posterior step from a real frame
+    state = model.imagine(state, act_t1, temperature)  # prior / dream step: no frame
+    model.decode(state)  -> the frame of that state, (B, H, W, 3) float in [0, 1]
+    model.reward(state)  -> predicted rew at that state, (B,)
+    model.done(state)    -> probability that the state is terminal, (B,)
+    model.loss(batch)    -> (loss, metrics) so one loop trains every family
+
+Families that have no pixel decoder train a *probe* decoder on detached latents and say so in
+`capabilities["probe_decoder"]`; `decode` then returns the probe's view.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from .spec import ActionSpec
+
+State = dict[str, torch.Tensor]
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class TrainConfig:
+    """Training knobs every family shares; a family's config extends this with its model fields."""
+
+    steps: int = 1000
+    """Gradient steps to train for."""
+    batch_size: int = 16
+    """Sequences per batch."""
+    seq_len: int = 32
+    """Timesteps per sequence."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    grad_clip: float = 100.0
+    """Global gradient-norm clip."""
+    episodes: int = 100
+    """Episodes of data to collect when no data directory is given."""
+
+
+def config_fields(config_cls: type) -> list[dataclasses.Field]:
+    """The dataclass fields of a config class, in declaration order."""
+    return list(dataclasses.fields(config_cls))
+
+
+def field_doc(config_cls: type, name: str) -> str:
+    """The docstring written under a config field (used for --help and UI tooltips)."""
+    import ast
+    import inspect
+
+    for cls in config_cls.__mro__:
+        if not dataclasses.is_dataclass(cls):
+            continue
+        try:
+            tree = ast.parse(inspect.getsource(cls))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:]):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and node.target.id == name
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                return " ".join(nxt.value.value.split())
+    return ""
+
+
+class WorldModel(nn.Module):
+    """Base class of every family. Subclasses set `family`, `Config`, `PRESETS` and `capabilities`."""
+
+    family: ClassVar[str] = ""
+    Config: ClassVar[type] = TrainConfig
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}, "small": {}, "large": {}}
+    capabilities: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, config: Any, action_spec: ActionSpec, frame_size: int = 64) -> None:
+        super().__init__()
+        self.config = config
+        self.action_spec = action_spec
+        self.frame_size = frame_size
+        # The training set's mean frame. Decoders predict the difference from it, and the loss weights
+        # pixels that differ from it ("foreground"): classic-control frames are mostly background, and a
+        # plain pixel loss sits on the mean image for minutes before it draws the moving objects.
+        self.register_buffer("frame_mean", torch.full((3, frame_size, frame_size), 0.5))
+
+    @classmethod
+    def preset(cls, name: str = "small", **overrides: Any) -> Any:
+        """A config for preset `name` ("tiny", "small", "large") with field overrides."""
+        if name not in cls.PRESETS:
+            raise ValueError(f"unknown preset '{name}' for family '{cls.family}': choose {sorted(cls.PRESETS)}")
+        values = {**cls.PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
+        known = {f.name for f in dataclasses.fields(cls.Config)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown config fields for '{cls.family}': {sorted(unknown)}")
+        return cls.Config(**values)
+
+    # ---- data statistics -------------------------------------------------------------------------
+    def set_frame_mean(self, mean_frame: np.ndarray) -> None:
+        """Store the dataset mean frame, (H, W, 3) float in [0, 1]."""
+        t = torch.as_tensor(np.asarray(mean_frame, dtype=np.float32)).permute(2, 0, 1)
+        self.frame_mean.copy_(t.to(self.frame_mean.device))
+
+    def to_pixels(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 frames (..., H, W, 3) -> float (..., 3, H, W) in [0, 1] on the model's device."""
+        x = frames.to(self.frame_mean.device)
+        return x.movedim(-1, -3).float().div_(255.0)
+
+    def foreground(self, pixels: torch.Tensor, threshold: float = 0.05) -> torch.Tensor:
+        """Mask (..., 1, H, W) of pixels that differ from the dataset mean frame."""
+        return ((pixels - self.frame_mean).abs().amax(dim=-3, keepdim=True) > threshold).float()
+
+    # ---- the protocol ----------------------------------------------------------------------------
+    def initial(self, batch_size: int) -> State:
+        """The state before any frame: a dict of (B, ...) tensors."""
+        raise NotImplementedError
+
+    def observe(self, state: State, frame: torch.Tensor, prev_action: torch.Tensor) -> State:
+        """Filter step: frame (B, H, W, 3) uint8 reached by prev_action (B, A) float -> new state."""
+        raise NotImplementedError
+
+    def imagine(self, state: State, action: torch.Tensor, temperature: float = 1.0) -> State:
+        """Dream step: action (B, A) float -> predicted next state, sampled at `temperature`."""
+        raise NotImplementedError
+
+    def decode(self, state: State) -> torch.Tensor:
+        """The state's frame, (B, H, W, 3) float in [0, 1] (clamped)."""
+        raise NotImplementedError
+
+    def reward(self, state: State) -> torch.Tensor:
+        """Predicted reward on arriving at this state, (B,)."""
+        raise NotImplementedError
+
+    def done(self, state: State) -> torch.Tensor:
+        """Predicted probability that this state is terminal, (B,)."""
+        raise NotImplementedError
+
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss on a batch (see `wm_core.data.SequenceSampler`) and scalar metrics to log."""
+        raise NotImplementedError
+
+    def after_step(self) -> None:
+        """Called after each optimizer step (EMA target networks and the like)."""
+
+    def latent(self, state: State) -> torch.Tensor:
+        """A flat (B, D) view of the state, for probes and the latent explorer."""
+        return torch.cat([v.flatten(1) for v in state.values()], dim=1)

@@ -1,0 +1,244 @@
+"""One training loop for every family, and `train_run`, which goes from env id to a saved checkpoint.
+
+The loop knows nothing about models beyond `loss(batch) -> (loss, metrics)` and `after_step()`.
+"""
+
+from __future__ import annotations
+
+import resource
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import load_checkpoint, load_optimizer_state, read_meta, save_checkpoint
+from .data import DataError, EpisodeStore, SequenceSampler, collect
+from .envs import env_entry
+from .protocol import WorldModel
+from .registry import get_family
+from .spec import FramePipeline
+
+MetricsCallback = Callable[[int, dict[str, float]], None]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> cuda when a GPU is visible, else cpu; a clear error for an unavailable 'cuda'."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but torch sees no CUDA GPU: use --device auto or cpu")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device '{name}': choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+@dataclass
+class TrainReport:
+    """What a training run did, with its budget."""
+
+    step: int
+    metrics: dict[str, float]
+    seconds: float
+    device: str
+    threads: int
+    stopped: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def steps_per_s(self) -> float:
+        """Gradient steps per second of wall-clock."""
+        return len(self.history) and self.history[-1].get("steps_per_s", 0.0)
+
+
+class Trainer:
+    """Adam on `model.loss` over batches from a sampler; bf16 autocast optional; stops cleanly."""
+
+    def __init__(self, model: WorldModel, sampler: SequenceSampler, *, device: torch.device, bf16: bool = False):
+        self.model = model.to(device)
+        self.sampler = sampler
+        self.device = device
+        self.bf16 = bf16
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=model.config.lr)
+
+    def run(
+        self,
+        steps: int,
+        *,
+        start_step: int = 0,
+        log_every: int = 25,
+        on_metrics: MetricsCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        on_checkpoint: Callable[[int, dict[str, float]], None] | None = None,
+        checkpoint_every: int = 0,
+        progress: bool = False,
+    ) -> TrainReport:
+        """Train from `start_step` up to `steps` total gradient steps; returns the report."""
+        from tqdm import tqdm
+
+        model, cfg = self.model, self.model.config
+        model.train()
+        t0 = time.perf_counter()
+        sums: dict[str, float] = {}
+        n, last, history = 0, {}, []
+        bar = tqdm(total=steps, initial=start_step, disable=not progress, unit="step", dynamic_ncols=True)
+        step, stopped = start_step, False
+        while step < steps:
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in self.sampler.sample().items()}
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                loss, metrics = model.loss(batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step}; try a lower --lr")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+            self.optimizer.step()
+            model.after_step()
+            step += 1
+            n += 1
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            if step % log_every == 0 or step == steps:
+                elapsed = time.perf_counter() - t0
+                last = {k: v / n for k, v in sums.items()}
+                last.update(step=step, seconds=elapsed, steps_per_s=(step - start_step) / max(elapsed, 1e-9))
+                history.append(last)
+                sums, n = {}, 0
+                bar.set_postfix(loss=f"{last['loss']:.4f}")
+                if on_metrics is not None:
+                    on_metrics(step, last)
+            bar.update(1)
+            if checkpoint_every and on_checkpoint is not None and step % checkpoint_every == 0 and step < steps:
+                on_checkpoint(step, last)
+        bar.close()
+        model.eval()
+        threads = torch.get_num_threads()
+        return TrainReport(step, last, time.perf_counter() - t0, str(self.device), threads, stopped, history)
+
+
+def cli_command(argv: list[str] | None = None) -> str:
+    """The command line that is running, as one shell-quoted string (recorded in checkpoints)."""
+    args = list(sys.argv if argv is None else argv)
+    if args and args[0].endswith(("wm", "cli.py", "__main__.py")):
+        args[0] = "wm"
+    return shlex.join(args)
+
+
+def train_run(
+    family: str | None = None,
+    env_id: str | None = None,
+    *,
+    preset: str = "small",
+    overrides: dict[str, Any] | None = None,
+    data: Path | str | None = None,
+    out: Path | str | None = None,
+    resume: Path | str | None = None,
+    device: str = "auto",
+    bf16: bool = False,
+    seed: int = 0,
+    command: str = "",
+    on_status: Callable[[str], None] | None = None,
+    on_collect: Callable[[int, int], None] | None = None,
+    on_metrics: MetricsCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    checkpoint_every: int = 500,
+    progress: bool = False,
+) -> tuple[Path, TrainReport]:
+    """Collect data if needed, build (or resume) a model, train it, save it; returns (run dir, report).
+
+    With `resume`, family, env, config and data come from that checkpoint and training continues to
+    `overrides["steps"]` (default: the config's steps) with the saved optimizer state.
+    """
+    say = on_status or (lambda _msg: None)
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    overrides = dict(overrides or {})
+    if resume is not None:
+        model, meta = load_checkpoint(resume, dev)
+        family, env_id = meta["family"], meta["env_id"]
+        pipeline = FramePipeline.from_json(meta["pipeline"])
+        run = Path(out) if out is not None else Path(meta["_dir"])
+        recorded = meta.get("data", {}).get("dir")
+        data = data or (recorded if recorded and Path(recorded, "index.json").exists() else None)
+        start = int(meta["step"])
+        if overrides.get("steps") is not None:
+            model.config.steps = int(overrides["steps"])
+    else:
+        if family is None or env_id is None:
+            raise ValueError("train_run needs a family and an env id (or resume=RUN)")
+        cls = get_family(family)
+        config = cls.preset(preset, **overrides)
+        pipeline = env_entry(env_id).pipeline
+        run = Path(out) if out is not None else Path("runs") / f"{family}-{env_id.replace('/', '-')}"
+        meta, start, model = None, 0, None
+
+    cfg_episodes = overrides.get("episodes") or (model.config.episodes if model else config.episodes)
+    if data is not None:
+        store = EpisodeStore.open(data)
+        if store.env_id != env_id:
+            raise DataError(f"data in {data} is from {store.env_id}, not {env_id}: collect data for {env_id}")
+    else:
+        data = run / "data"
+        store = EpisodeStore.open(data) if (data / "index.json").exists() else None
+        if store is None or len(store) < cfg_episodes:
+            say(f"collecting {cfg_episodes} episodes of {env_id} with a random policy")
+            store = collect(env_id, cfg_episodes, data, seed=seed, progress=on_collect, should_stop=should_stop,
+                            store=store)
+    if should_stop is not None and should_stop() and len(store) == 0:
+        raise DataError("stopped before any episode was collected")
+
+    if model is None:
+        model = get_family(family)(config, store.action_spec, pipeline.size)
+        model.set_frame_mean(store.mean_frame())
+    cfg = model.config
+    sampler = SequenceSampler(store.episodes(), store.action_spec, cfg.seq_len, cfg.batch_size, seed=seed + start)
+    trainer = Trainer(model, sampler, device=dev, bf16=bf16)
+    if meta is not None:
+        load_optimizer_state(meta, trainer.optimizer)
+    command = command or cli_command()
+    prior_seconds = float((meta or {}).get("budget", {}).get("train_seconds", 0.0))
+
+    def save(step: int, metrics: dict[str, float], seconds: float = 0.0) -> None:
+        budget = {
+            "env_steps": store.num_frames,
+            "grad_steps": step,
+            "train_seconds": round(prior_seconds + seconds, 1),
+            "device": str(dev),
+            "threads": torch.get_num_threads(),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+        }
+        extra = {"data": {"dir": str(Path(data).resolve()), **store.summary()}, "budget": budget}
+        save_checkpoint(run, model, env_id=env_id, pipeline=pipeline, step=step, metrics=metrics,
+                        command=command, optimizer=trainer.optimizer, extra=extra)
+
+    say(f"training {family} on {env_id}: {cfg.steps} steps on {dev} ({torch.get_num_threads()} threads)")
+    t0 = time.perf_counter()
+    report = trainer.run(
+        cfg.steps,
+        start_step=start,
+        on_metrics=on_metrics,
+        should_stop=should_stop,
+        on_checkpoint=lambda s, m: save(s, m, time.perf_counter() - t0),
+        checkpoint_every=checkpoint_every,
+        progress=progress,
+    )
+    save(report.step, report.metrics, report.seconds)
+    say(f"saved {run} at step {report.step}" + (" (stopped early)" if report.stopped else ""))
+    return run, report
+
+
+def describe_run(path: Path | str) -> dict[str, Any]:
+    """The JSON description of a saved run (no weights loaded)."""
+    return read_meta(path)
