@@ -6,7 +6,7 @@ from .checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkp
 from .data import HELDOUT_SEED_BASE, DataError, Episode, EpisodeStore, SequenceSampler, collect
 from .dream import Dream
 from .envs import CATALOG, EnvError, KeyController, Keymap, env_entry, make_env
-from .evaluate import format_card, heldout_store, model_card, open_loop
+from .evaluate import format_card, heldout_store, model_card, open_loop, open_loop_grid
 from .play import PlaySession, cached_model, record_dream, write_video
 from .protocol import TrainConfig, WorldModel, field_doc
 from .registry import FAMILIES, get_family
@@ -18,6 +18,6 @@ __all__ = [
     "FAMILIES", "FramePipeline", "HELDOUT_SEED_BASE", "KeyController", "Keymap", "PlaySession",
     "SequenceSampler", "TrainConfig", "TrainReport", "Trainer", "WorldModel", "cached_model", "collect",
     "env_entry", "field_doc", "format_card", "get_family", "heldout_store", "load_checkpoint", "make_env",
-    "model_card", "open_loop", "read_meta", "record_dream", "resolve_device", "save_checkpoint",
+    "model_card", "open_loop", "open_loop_grid", "read_meta", "record_dream", "resolve_device", "save_checkpoint",
     "train_run", "write_video",
 ]

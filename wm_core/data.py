@@ -350,7 +350,7 @@ def collect(
     should_stop: Callable[[], bool] | None = None,
     store: EpisodeStore | None = None,
 ) -> EpisodeStore:
-    """Roll out `episodes` episodes of `env_id` into the store at `out` (or append to `store`; its split wins).
+    """Roll out `episodes` episodes of `env_id` into a store at `out` (or append to `store`; its split wins).
 
     Env i is reset once with seed+i, then auto-resets; `seed` defaults to the split's base, or to just past
     the seeds the store already holds. `max_steps` truncates long episodes; `progress(frames seen, episodes
@@ -392,8 +392,8 @@ def _rollout(
 ) -> None:
     """Step the vector env until `episodes` episodes are stored (or `should_stop()`)."""
     spec, n = store.action_spec, envs.num_envs
-    rand = _RandomPolicy(spec, n, np.random.default_rng(seed)) if isinstance(policy, str) else None
-    act_fn: Policy = rand or policy  # type: ignore[assignment]
+    act_fn: Policy = policy if callable(policy) else _RandomPolicy(spec, n, np.random.default_rng(seed))
+    rand = act_fn if isinstance(act_fn, _RandomPolicy) else None
     seeds = [seed + i for i in range(n)]
     obs, info = envs.reset(seed=seeds)
     steps: list[list[Step]] = [[(obs[i], spec.zeros(), 0.0, _info_state(info, i))] for i in range(n)]
@@ -471,7 +471,7 @@ class SequenceSampler:
         return len(self.obs)
 
     def sample(self) -> dict[str, torch.Tensor]:
-        """obs (B,T,H,W,3) uint8, act (B,T,dim), rew (B,T), is_first/is_terminal (B,T) bool[, state (B,T,k)]."""
+        """obs (B,T,H,W,3) uint8, act (B,T,dim), rew (B,T), is_first, is_terminal (B,T) [, state (B,T,k)]."""
         import torch
 
         starts = self._rng.integers(0, self.num_frames - self.seq_len + 1, size=self.batch_size)
@@ -488,6 +488,6 @@ class SequenceSampler:
 
 
 def windows(episodes: Sequence[Episode], length: int, stride: int | None = None) -> list[tuple[int, int]]:
-    """(episode index, start) of each `length`-frame window inside one episode, `stride` (default length) apart."""
+    """(episode, start) of each `length`-frame window inside one episode, `stride` (default length) apart."""
     step = stride or length
     return [(i, s) for i, ep in enumerate(episodes) for s in range(0, len(ep) - length + 1, step)]

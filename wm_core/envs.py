@@ -1,10 +1,8 @@
-"""Environments as 64x64 RGB frames: the env catalog, frame pipelines, keymaps and a pixel wrapper.
+"""Environments as small RGB frames: the env catalog, frame pipelines, keymaps and a pixel wrapper.
 
-Every env the playground trains on goes through `make_env`, which returns a `PixelEnv`: a gymnasium
-wrapper whose observations are small square RGB frames made by the env's `FramePipeline`. Catalog
-entries carry hand-tuned pipelines (crops and thickening chosen by looking at the frames, so the
-pole, the ball and the paddles survive the downscale) and keymaps for playing in the browser; any
-other registered gymnasium id gets a generic entry derived from its spaces.
+`make_env` returns a `PixelEnv` whose observations are square RGB frames made by a `FramePipeline`.
+Catalog pipelines were tuned by looking at the frames, so the pole, the ball and the paddles survive
+the downscale to 64x64; any other registered gymnasium id gets a generic entry derived from its spaces.
 """
 
 from __future__ import annotations
@@ -12,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -20,6 +19,7 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 import gymnasium
 import numpy as np
+from gymnasium.spaces import Box, Discrete
 from PIL import Image
 
 from wm_core.spec import ActionSpec, FramePipeline
@@ -29,18 +29,14 @@ class EnvError(ValueError):
     """An environment cannot be used: unknown id, missing extra, or unsupported spaces."""
 
 
-# ---------------------------------------------------------------------------------------------------
-# Keymaps
-
-
 ARROWS = {"ArrowLeft": "←", "ArrowRight": "→", "ArrowUp": "↑", "ArrowDown": "↓", " ": "Space"}
+# ALE action-name words -> browser keys
+ARROW_OF = {"UP": "ArrowUp", "DOWN": "ArrowDown", "LEFT": "ArrowLeft", "RIGHT": "ArrowRight", "FIRE": " "}
 
 
 def _norm_key(key: str) -> str:
     # Browsers report "a" or "A" depending on Shift; old browsers report "Spacebar".
-    if key == "Spacebar":
-        return " "
-    return key.lower() if len(key) == 1 else key
+    return " " if key == "Spacebar" else key.lower() if len(key) == 1 else key
 
 
 def _combo(key: str) -> tuple[str, ...]:
@@ -68,7 +64,7 @@ class Keymap:
 
     def describe(self) -> list[str]:
         """Human lines such as "← push left", one per binding."""
-        return ["+".join(ARROWS.get(k, k) for k in b.key.split("+")) + f" {b.label}" for b in self.bindings]
+        return ["+".join(ARROWS.get(k, k) for k in _combo(b.key)) + f" {b.label}" for b in self.bindings]
 
     def to_json(self) -> dict:
         """JSON-ready dict."""
@@ -92,8 +88,7 @@ class KeyController:
         self.keymap, self.spec = keymap, action_spec
         self._combos = [_combo(b.key) for b in keymap.bindings]
         if not action_spec.discrete:
-            self._low = np.asarray(action_spec.low, np.float64)
-            self._high = np.asarray(action_spec.high, np.float64)
+            self._low, self._high = np.asarray(action_spec.low), np.asarray(action_spec.high)
             half = (self._high - self._low) / 2
             # Unbounded dimensions have no natural scale; ramp them by 0.1 per frame.
             self._step = 0.1 * np.where(np.isfinite(half), half, 1.0)
@@ -105,12 +100,12 @@ class KeyController:
         if not self.spec.discrete:
             self._a = np.clip(np.zeros(self.spec.n), self._low, self._high)
 
-    def _held_bindings(self, held: Iterable[str]) -> list[tuple[int, int, KeyBinding]]:
+    def _active(self, held: Iterable[str]) -> list[tuple[int, int, KeyBinding]]:
+        """(combo size, press rank of its newest key, binding) for each binding whose keys are all held."""
         keys = {_norm_key(k) for k in held}
         self._order = [k for k in self._order if k in keys]
-        self._order += sorted(keys - set(self._order))
+        self._order += sorted(keys - set(self._order))  # keys new this frame are the newest
         rank = {k: i for i, k in enumerate(self._order)}
-        # (combo size, recency of its newest key, binding) for every binding whose keys are all held.
         return [
             (len(c), max(rank[k] for k in c), b)
             for c, b in zip(self._combos, self.keymap.bindings, strict=True)
@@ -119,23 +114,17 @@ class KeyController:
 
     def action(self, held: Iterable[str]) -> int | np.ndarray | None:
         """The action for this frame; None means "no key held and no idle action: don't advance"."""
-        active = self._held_bindings(held)
+        active = self._active(held)
         if self.spec.discrete:
-            if not active:
-                return self.keymap.idle_action
             # Combos beat single keys; among equals the most recently pressed wins.
-            return int(max(active, key=lambda t: (t[0], t[1]))[2].action)
+            return int(max(active, key=lambda t: t[:2])[2].action) if active else self.keymap.idle_action
         pushed = np.zeros(self.spec.n, bool)
         for _, _, b in active:
             self._a[b.dim] += b.sign * self._step[b.dim]
             pushed[b.dim] = True
-        self._a[~pushed] *= 0.9
+        self._a[~pushed] *= 0.9  # released dimensions decay toward 0 (CarRacing's gas/brake rest at 0)
         self._a = np.clip(self._a, self._low, self._high)
         return self._a.astype(np.float32)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Catalog
 
 
 @dataclass(frozen=True)
@@ -148,12 +137,11 @@ class EnvEntry:
     keymap: Keymap
     requires: str | None = None  # module to import first, e.g. "ale_py" (registers the ALE ids)
     extra: str | None = None  # pip extra that provides it, named in error messages
-    action_names: tuple[str, ...] = ()  # discrete action names when the env has no get_action_meanings()
 
 
-K = KeyBinding
-LEFT_RIGHT = (K("ArrowLeft", "push left", 0), K("ArrowRight", "push right", 2))
-
+B = KeyBinding
+# Crops are (top, bottom, left, right) in source pixels. Thickening widths were chosen from PNG strips:
+# CartPole's 10-px pole needs 15 to stay >= 2 columns wide after the 9x horizontal squeeze.
 CATALOG: dict[str, EnvEntry] = {
     e.env_id: e
     for e in [
@@ -161,40 +149,33 @@ CATALOG: dict[str, EnvEntry] = {
             "CartPole-v1",
             "Push the cart left/right to balance the pole; render cropped to the cart band, pole thickened.",
             FramePipeline(crop=(150, 330, 0, 600), thicken=15),
-            Keymap((K("ArrowLeft", "push left", 0), K("ArrowRight", "push right", 1))),
-            action_names=("push left", "push right"),
+            Keymap((B("ArrowLeft", "push left", 0), B("ArrowRight", "push right", 1))),
         ),
         EnvEntry(
             "MountainCar-v0",
-            "Push the car left/right to swing up the hill; full render, hill line and car thickened.",
+            "Push the car left/right to reach the flag; full render, hill line and car thickened.",
             FramePipeline(crop=(10, 390, 0, 600), thicken=7),
-            Keymap(LEFT_RIGHT, idle_action=1),
-            action_names=("push left", "no push", "push right"),
+            Keymap((B("ArrowLeft", "push left", 0), B("ArrowRight", "push right", 2)), idle_action=1),
         ),
         EnvEntry(
             "Pendulum-v1",
-            "Apply torque left/right to swing the pendulum up; render cropped to the rod's circle.",
+            "Apply torque left/right to swing the pendulum up; render cropped to the rod's reach.",
             FramePipeline(crop=(115, 385, 115, 385)),
-            Keymap((K("ArrowLeft", "torque left", dim=0, sign=-1.0), K("ArrowRight", "torque right", dim=0))),
+            Keymap((B("ArrowLeft", "torque left", dim=0, sign=-1.0), B("ArrowRight", "torque right", dim=0))),
         ),
         EnvEntry(
             "Acrobot-v1",
             "Torque the middle joint left/right to swing the tip up; render cropped to the arm's reach.",
             FramePipeline(crop=(20, 480, 20, 480), thicken=3),
-            Keymap((K("ArrowLeft", "torque -1", 0), K("ArrowRight", "torque +1", 2)), idle_action=1),
-            action_names=("torque -1", "no torque", "torque +1"),
+            Keymap((B("ArrowLeft", "torque -1", 0), B("ArrowRight", "torque +1", 2)), idle_action=1),
         ),
         EnvEntry(
             "CarRacing-v3",
-            "Steer, gas and brake around the track; the 96x96 observation (with dashboard) resized, repeat 2.",
+            "Steer, gas and brake around the track; the 96x96 observation with its dashboard, repeat 2.",
             FramePipeline(source="obs", action_repeat=2),
             Keymap(
-                (
-                    K("ArrowLeft", "steer left", dim=0, sign=-1.0),
-                    K("ArrowRight", "steer right", dim=0),
-                    K("ArrowUp", "gas", dim=1),
-                    K("ArrowDown", "brake", dim=2),
-                )
+                (B("ArrowLeft", "steer left", dim=0, sign=-1.0), B("ArrowRight", "steer right", dim=0))
+                + (B("ArrowUp", "gas", dim=1), B("ArrowDown", "brake", dim=2))
             ),
             requires="Box2D",
             extra="box2d",
@@ -202,15 +183,10 @@ CATALOG: dict[str, EnvEntry] = {
         EnvEntry(
             "ALE/Pong-v5",
             "Move the right (green) paddle up/down; observation cropped to the field, ball thickened.",
-            FramePipeline(source="obs", crop=(34, 194, 0, 160), thicken=3, thicken_mode="light"),
+            FramePipeline(source="obs", crop=(34, 194, 0, 160), thicken=4, thicken_mode="light"),
             Keymap(
-                (
-                    K("ArrowUp", "up", 2),
-                    K("ArrowDown", "down", 3),
-                    K(" ", "fire", 1),
-                    K("ArrowUp+ ", "up + fire", 4),
-                    K("ArrowDown+ ", "down + fire", 5),
-                ),
+                (B("ArrowUp", "up", 2), B("ArrowDown", "down", 3), B(" ", "fire", 1))
+                + (B("ArrowUp+ ", "up + fire", 4), B("ArrowDown+ ", "down + fire", 5)),
                 idle_action=0,
             ),
             requires="ale_py",
@@ -221,14 +197,14 @@ CATALOG: dict[str, EnvEntry] = {
             "Move the paddle left/right, Space launches the ball; observation cropped inside the walls.",
             FramePipeline(source="obs", crop=(32, 196, 8, 152), thicken=3, thicken_mode="light"),
             Keymap(
-                (K("ArrowLeft", "left", 3), K("ArrowRight", "right", 2), K(" ", "fire", 1)), idle_action=0
+                (B("ArrowLeft", "left", 3), B("ArrowRight", "right", 2), B(" ", "fire", 1)), idle_action=0
             ),
             requires="ale_py",
             extra="atari",
         ),
     ]
 }
-del K
+del B
 
 
 def _require(env_id: str, module: str | None, extra: str | None) -> None:
@@ -242,84 +218,79 @@ def _require(env_id: str, module: str | None, extra: str | None) -> None:
 
 
 def _check_registered(env_id: str) -> None:
-    """Import what registers `env_id` and raise EnvError when gymnasium does not know it."""
     if env_id.startswith("ALE/"):
-        _require(env_id, "ale_py", "atari")
+        _require(env_id, "ale_py", "atari")  # importing ale_py registers the ALE ids
     try:
         gymnasium.spec(env_id)
     except gymnasium.error.Error as e:
-        raise EnvError(
-            f"unknown environment '{env_id}': see `wm envs` for the catalog, or give any registered gymnasium id"
-        ) from e
+        hint = "see `wm envs` for the catalog, or give any registered gymnasium id"
+        raise EnvError(f"unknown environment '{env_id}': {hint}") from e
 
 
 def _create(env_id: str, env_kwargs: dict) -> gymnasium.Env:
     kwargs = {"render_mode": "rgb_array", **({"obs_type": "rgb"} if env_id.startswith("ALE/") else {})}
     try:
-        return gymnasium.make(env_id, **{**kwargs, **env_kwargs})
+        return gymnasium.make(env_id, **kwargs, **env_kwargs)
     except gymnasium.error.DependencyNotInstalled as e:
         raise EnvError(f"{env_id} needs a missing dependency: {e}") from e
-    except gymnasium.error.Error as e:
-        raise EnvError(f"{env_id} cannot be created with render_mode='rgb_array': {e}") from e
+    except (gymnasium.error.Error, TypeError) as e:
+        raise EnvError(f"{env_id} cannot be made with render_mode='rgb_array' and {env_kwargs}: {e}") from e
 
 
 def _is_rgb_image(space: gymnasium.Space) -> bool:
-    shape = getattr(space, "shape", None)
-    return isinstance(space, gymnasium.spaces.Box) and space.dtype == np.uint8 and len(shape) == 3 and shape[2] == 3
+    return isinstance(space, Box) and space.dtype == np.uint8 and space.shape[2:] == (3,)  # (H, W, 3)
 
 
-def _discrete_binding(i: int, name: str) -> tuple[KeyBinding | None, bool]:
-    """Key binding for an action named e.g. "UPRIGHTFIRE"; (None, True) for a NOOP."""
-    arrows = {"UP": "ArrowUp", "DOWN": "ArrowDown", "LEFT": "ArrowLeft", "RIGHT": "ArrowRight"}
-    rest, keys = name.upper(), []
-    if rest == "NOOP":
-        return None, True
-    while rest:
-        word = next((w for w in [*arrows, "FIRE"] if rest.startswith(w)), None)
-        if word is None:
-            keys = []
-            break
-        keys.append(arrows.get(word, " "))
-        rest = rest[len(word) :]
-    # Unnamed or unparsable actions get number keys 1..9, then letters.
-    fallback = "123456789abcdefghijklmnopqrstuvwxyz"[i] if i < 35 else None
-    key = "+".join(keys) if keys else fallback
-    return (KeyBinding(key, name.lower(), i) if key else None), False
+def _check_source(env_id: str, env: gymnasium.Env, source: str) -> None:
+    if source == "obs" and not _is_rgb_image(env.observation_space):
+        raise EnvError(f"{env_id} observations are not RGB images; use a pipeline with source='render'")
+    if source == "render" and "rgb_array" not in env.metadata.get("render_modes", []):
+        raise EnvError(f"{env_id} cannot render rgb_array frames, so it cannot be shown as pixels")
 
 
 def _derived_keymap(spec: ActionSpec) -> Keymap:
+    """Keys for an env outside the catalog: arrows (Space = FIRE) where names allow, else 1..9, a..z."""
     if not spec.discrete:
         pairs = [("ArrowLeft", "ArrowRight"), ("ArrowDown", "ArrowUp")][: spec.n]
         return Keymap(
             tuple(
-                KeyBinding(key, f"dim {d} {'-+'[s > 0]}", dim=d, sign=s)
-                for d, (neg, pos) in enumerate(pairs)
-                for key, s in ((neg, -1.0), (pos, 1.0))
+                KeyBinding(key, f"dim {d} {'-' if s < 0 else '+'}", dim=d, sign=s)
+                for d, pair in enumerate(pairs)
+                for key, s in zip(pair, (-1.0, 1.0), strict=True)
             )
         )
-    bindings, idle = [], None
+    bindings, idle, spare = [], None, iter("123456789abcdefghijklmnopqrstuvwxyz")
     for i, name in enumerate(spec.names):
-        b, is_noop = _discrete_binding(i, name)
-        idle = i if is_noop and idle is None else idle
-        bindings += [b] if b else []
+        # ALE names: NOOP, FIRE, UP, RIGHT, UPLEFT, DOWNFIRE, UPRIGHTFIRE, ...
+        m = re.fullmatch(r"(UP|DOWN)?(RIGHT|LEFT)?(FIRE)?", name.upper())
+        if name.upper() == "NOOP" and idle is None:
+            idle = i
+        elif m and name:
+            keys = [ARROW_OF[g] for g in m.groups() if g]
+            bindings.append(KeyBinding("+".join(keys), name.lower(), i))
+        elif (key := next(spare, None)) is not None:
+            bindings.append(KeyBinding(key, f"action {name}" if name.isdigit() else name.lower(), i))
     return Keymap(tuple(bindings), idle_action=idle)
 
 
-def _action_names(env: gymnasium.Env, entry: EnvEntry | None) -> tuple[str, ...] | None:
-    meanings = getattr(env.unwrapped, "get_action_meanings", None)
-    if meanings is not None:
-        return tuple(meanings())
-    return entry.action_names if entry and entry.action_names else None
+def _action_names(env: gymnasium.Env, keymap: Keymap | None) -> tuple[str, ...] | None:
+    """ALE's action meanings, else the labels of the single keys that select each discrete action."""
+    if hasattr(env.unwrapped, "get_action_meanings"):
+        return tuple(env.unwrapped.get_action_meanings())
+    if keymap is None or not isinstance(env.action_space, Discrete):
+        return None
+    names = {b.action: b.label for b in keymap.bindings if len(_combo(b.key)) == 1}
+    names |= {keymap.idle_action: "idle"} if keymap.idle_action is not None else {}
+    return tuple(names.get(i, str(i)) for i in range(int(env.action_space.n)))
 
 
 def _generic_entry(env_id: str, env: gymnasium.Env) -> EnvEntry:
-    spec = action_spec_of(env.action_space, _action_names(env, None))
     source = "obs" if _is_rgb_image(env.observation_space) else "render"
     return EnvEntry(
         env_id,
         f"{env_id} (not in the catalog): {source} frames area-resized, keys derived from its actions.",
         FramePipeline(source=source),
-        _derived_keymap(spec),
+        _derived_keymap(action_spec_of(env.action_space, _action_names(env, None))),
     )
 
 
@@ -329,37 +300,27 @@ def env_entry(env_id: str) -> EnvEntry:
         entry = CATALOG[env_id]
         _require(env_id, entry.requires, entry.extra)
         return entry
-    _check_registered(env_id)
-    env = _create(env_id, {})
-    try:
-        return _generic_entry(env_id, env)
-    finally:
-        env.close()
+    env = make_env(env_id)  # the generic entry needs the env's spaces
+    env.close()
+    return env.entry
 
 
 def action_spec_of(space: gymnasium.Space, names: Iterable[str] | None = None) -> ActionSpec:
-    """ActionSpec for a Discrete or 1-D Box action space; `names` default to "0", "1", ... for Discrete."""
-    if isinstance(space, gymnasium.spaces.Discrete):
+    """ActionSpec of a Discrete or 1-D Box action space; Discrete names default to "0", "1", ..."""
+    if isinstance(space, Discrete):
         n = int(space.n)
-        names = tuple(names) if names is not None else tuple(str(i) for i in range(n))
-        return ActionSpec("discrete", n, names=names)
-    if isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 1:
+        return ActionSpec("discrete", n, names=tuple(names) if names else tuple(str(i) for i in range(n)))
+    if isinstance(space, Box) and len(space.shape) == 1:
         low, high = (tuple(float(x) for x in v) for v in (space.low, space.high))
         return ActionSpec("box", int(space.shape[0]), low, high, names=tuple(names or ()))
     raise EnvError(f"action space {space} is not supported (Discrete or 1-D Box only)")
 
 
-# ---------------------------------------------------------------------------------------------------
-# Frames
-
-
 def _window(a: np.ndarray, k: int, axis: int, op: np.ufunc) -> np.ndarray:
-    """Centered k-wide running min/max along `axis`, by doubling windows (log2(k) numpy ops)."""
-    lo = (k - 1) // 2
+    """Centered k-wide running min/max along `axis`, by doubling windows: log2(k) numpy ops, not k."""
     pad = [(0, 0)] * a.ndim
-    pad[axis] = (lo, k - 1 - lo)
-    neutral = 255 if op is np.minimum else 0  # padding must never win, so edges don't spread
-    b = np.pad(a, pad, constant_values=neutral)
+    pad[axis] = ((k - 1) // 2, k - 1 - (k - 1) // 2)
+    b = np.pad(a, pad, constant_values=255 if op is np.minimum else 0)  # padding never wins
 
     def shifted(x: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
         head, tail = [slice(None)] * x.ndim, [slice(None)] * x.ndim
@@ -374,10 +335,7 @@ def _window(a: np.ndarray, k: int, axis: int, op: np.ufunc) -> np.ndarray:
 
 def process_frame(image: np.ndarray, pipeline: FramePipeline) -> np.ndarray:
     """Raw env image (H, W, 3) uint8 -> model frame (size, size, 3) uint8: crop, thicken, area-resize."""
-    img = np.asarray(image)
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    img = img[:, :, :3].astype(np.uint8, copy=False)
+    img = np.asarray(image)[:, :, :3].astype(np.uint8, copy=False)
     if pipeline.crop is not None:
         top, bottom, left, right = pipeline.crop
         img = img[top:bottom, left:right]
@@ -398,14 +356,14 @@ class PixelEnv(gymnasium.Wrapper):
     def __init__(self, env: gymnasium.Env, entry: EnvEntry) -> None:
         super().__init__(env)
         self.entry, self.pipeline = entry, entry.pipeline
-        self.action_spec = action_spec_of(env.action_space, _action_names(env, entry))
+        self.action_spec = action_spec_of(env.action_space, _action_names(env, entry.keymap))
         s = self.pipeline.size
-        self.observation_space = gymnasium.spaces.Box(0, 255, (s, s, 3), np.uint8)
-        # The raw vector observation is the true state for classic-control envs (used by state probes).
-        entry_point = str(getattr(env.spec, "entry_point", ""))
-        raw_space = env.observation_space
-        self._has_state = "classic_control" in entry_point and isinstance(raw_space, gymnasium.spaces.Box)
-        self._has_state = self._has_state and len(raw_space.shape) == 1
+        self.observation_space = Box(0, 255, (s, s, 3), np.uint8)
+        # A classic-control env's vector observation is its true state, which state probes regress on.
+        space, entry_point = env.observation_space, str(getattr(env.spec, "entry_point", ""))
+        self._has_state = (
+            "classic_control" in entry_point and isinstance(space, Box) and len(space.shape) == 1
+        )
         self._obs: object = None
 
     def _info(self, obs: object, info: dict) -> dict:
@@ -415,7 +373,7 @@ class PixelEnv(gymnasium.Wrapper):
     def frame(self) -> np.ndarray:
         """The current processed frame (no env step)."""
         image = self._obs if self.pipeline.source == "obs" else self.env.render()
-        if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
+        if not isinstance(image, np.ndarray) or image.ndim != 3:
             raise EnvError(f"{self.entry.env_id} gave no RGB image from its {self.pipeline.source}")
         return process_frame(image, self.pipeline)
 
@@ -428,8 +386,8 @@ class PixelEnv(gymnasium.Wrapper):
     def step(self, action: object) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Repeat `action` `pipeline.action_repeat` times (stopping at episode end), summing rewards."""
         a = self.action_spec.to_env(action)
-        total, terminated, truncated, info = 0.0, False, False, {}
-        for _ in range(self.pipeline.action_repeat):
+        total, terminated, truncated = 0.0, False, False
+        for _ in range(max(1, self.pipeline.action_repeat)):
             obs, reward, terminated, truncated, info = self.env.step(a)
             total += float(reward)
             if terminated or truncated:
@@ -439,7 +397,7 @@ class PixelEnv(gymnasium.Wrapper):
 
 
 def make_env(env_id: str, pipeline: FramePipeline | None = None) -> PixelEnv:
-    """Create `env_id` rendering to rgb_array and wrap it as a PixelEnv (optionally with another pipeline)."""
+    """`env_id` (rendering rgb_array) wrapped as a PixelEnv (optionally with another pipeline)."""
     entry = CATALOG.get(env_id)
     if entry is not None:
         _require(env_id, entry.requires, entry.extra)
@@ -448,10 +406,8 @@ def make_env(env_id: str, pipeline: FramePipeline | None = None) -> PixelEnv:
     env = _create(env_id, (pipeline or (entry.pipeline if entry else FramePipeline())).env_kwargs)
     try:
         entry = entry or _generic_entry(env_id, env)
-        if pipeline is not None:
-            entry = dataclasses.replace(entry, pipeline=pipeline)
-        if entry.pipeline.source == "obs" and not _is_rgb_image(env.observation_space):
-            raise EnvError(f"{env_id} observations are not RGB images; use a pipeline with source='render'")
+        entry = dataclasses.replace(entry, pipeline=pipeline) if pipeline is not None else entry
+        _check_source(env_id, env, entry.pipeline.source)
         return PixelEnv(env, entry)
     except Exception:
         env.close()

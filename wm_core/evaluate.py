@@ -167,3 +167,19 @@ def format_card(card: dict[str, Any]) -> str:
     fmt = lambda x: "n/a" if x is None else (f"{x:.3f}" if not math.isnan(x) else "nan")  # noqa: E731
     lines += ["", f"reward MAE {fmt(card['reward_mae'])}   episode-end F1 {fmt(card['end_f1'])}"]
     return "\n".join(lines)
+
+
+def open_loop_grid(model: WorldModel, episode: Episode, context: int = 5, horizon: int = 10,
+                   temperature: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Rows real / predicted / |difference| for k = 1..horizon after `context` real frames, as one
+    uint8 image with 1-pixel gaps (the open-loop grid of the Dreamer papers)."""
+    roll = open_loop(model, [episode], context, horizon, temperature, seed)
+    n = int(roll["valid"][0].sum())
+    real, pred = roll["real"][0, :n], roll["pred"][0, :n]
+    diff = np.abs(real.astype(np.int16) - pred.astype(np.int16)).astype(np.uint8)
+    S = real.shape[1]
+    grid = np.full((3 * S + 2, n * (S + 1) - 1, 3), 255, np.uint8)
+    for r, row in enumerate((real, pred, diff)):
+        for k in range(n):
+            grid[r * (S + 1) : r * (S + 1) + S, k * (S + 1) : k * (S + 1) + S] = row[k]
+    return grid

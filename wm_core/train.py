@@ -78,8 +78,7 @@ class Trainer:
         log_every: int = 25,
         on_metrics: MetricsCallback | None = None,
         should_stop: Callable[[], bool] | None = None,
-        on_checkpoint: Callable[[int, dict[str, float]], None] | None = None,
-        checkpoint_every: int = 0,
+        on_step: Callable[[int, dict[str, float]], None] | None = None,
         progress: bool = False,
     ) -> TrainReport:
         """Train from `start_step` up to `steps` total gradient steps; returns the report."""
@@ -120,8 +119,8 @@ class Trainer:
                 if on_metrics is not None:
                     on_metrics(step, last)
             bar.update(1)
-            if checkpoint_every and on_checkpoint is not None and step % checkpoint_every == 0 and step < steps:
-                on_checkpoint(step, last)
+            if on_step is not None:
+                on_step(step, last)
         bar.close()
         model.eval()
         threads = torch.get_num_threads()
@@ -152,6 +151,8 @@ def train_run(
     on_status: Callable[[str], None] | None = None,
     on_collect: Callable[[int, int], None] | None = None,
     on_metrics: MetricsCallback | None = None,
+    on_preview: Callable[[int, WorldModel, list], None] | None = None,
+    preview_every: int = 100,
     should_stop: Callable[[], bool] | None = None,
     checkpoint_every: int = 500,
     progress: bool = False,
@@ -203,7 +204,8 @@ def train_run(
         model = get_family(family)(config, store.action_spec, pipeline.size)
         model.set_frame_mean(store.mean_frame())
     cfg = model.config
-    sampler = SequenceSampler(store.episodes(), store.action_spec, cfg.seq_len, cfg.batch_size, seed=seed + start)
+    episodes = store.episodes()
+    sampler = SequenceSampler(episodes, store.action_spec, cfg.seq_len, cfg.batch_size, seed=seed + start)
     trainer = Trainer(model, sampler, device=dev, bf16=bf16)
     if meta is not None:
         load_optimizer_state(meta, trainer.optimizer)
@@ -225,13 +227,20 @@ def train_run(
 
     say(f"training {family} on {env_id}: {cfg.steps} steps on {dev} ({torch.get_num_threads()} threads)")
     t0 = time.perf_counter()
+
+    def on_step(step: int, metrics: dict[str, float]) -> None:
+        if checkpoint_every and step % checkpoint_every == 0 and step < cfg.steps:
+            save(step, metrics, time.perf_counter() - t0)
+        if on_preview is not None and preview_every and step % preview_every == 0:
+            on_preview(step, model, episodes)
+            model.train()  # the preview's dream switched it to eval mode
+
     report = trainer.run(
         cfg.steps,
         start_step=start,
         on_metrics=on_metrics,
         should_stop=should_stop,
-        on_checkpoint=lambda s, m: save(s, m, time.perf_counter() - t0),
-        checkpoint_every=checkpoint_every,
+        on_step=on_step,
         progress=progress,
     )
     save(report.step, report.metrics, report.seconds)

@@ -1,0 +1,45 @@
+"""The playground's Blocks: Train and Play tabs over `wm_core`'s public API."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gradio as gr
+import torch
+
+from .hub import ROOT, PlayHub
+from .play_tab import build_play_tab
+from .train_tab import build_train_tab
+
+CSS = """
+.gradio-container { max-width: 1240px !important; }
+#wm-title h1 { margin-bottom: 0; }
+"""
+
+
+def set_threads() -> int:
+    """Give torch an explicit thread count: in Gradio's worker threads an unset count made a 0.4 ms
+    decoder step take 140 ms. WM_THREADS overrides."""
+    n = int(os.environ.get("WM_THREADS") or max(1, min(4, os.cpu_count() or 1)))
+    torch.set_num_threads(n)
+    return n
+
+
+def build_demo(checkpoint_dir: Path | str | None = None, runs_dir: Path | str | None = None) -> gr.Blocks:
+    """The whole app; `launch()` it, or mount it in a FastAPI app."""
+    set_threads()
+    shipped = Path(checkpoint_dir) if checkpoint_dir else ROOT / "checkpoints"
+    runs = Path(runs_dir) if runs_dir else Path("runs")
+    hub = PlayHub()
+    with gr.Blocks(title="World Model Playground") as demo:
+        gr.Markdown("# World Model Playground\nTrain world models on gymnasium environments, then play inside "
+                    "their dreams with your keyboard.", elem_id="wm-title")
+        with gr.Tabs():
+            with gr.Tab("Play", id="play"):
+                play = build_play_tab(hub, shipped, runs, runs / "recordings")
+            with gr.Tab("Train", id="train"):
+                finished = build_train_tab(runs)
+        finished.then(play["refresh"], None, play["checkpoint"])
+    demo.css = CSS
+    return demo

@@ -1,0 +1,267 @@
+"""The app's controller layer, free of gradio: play sessions keyed by browser client, training jobs in
+threads, and the checkpoint list. Handlers in the tabs are thin wrappers around these, so this logic
+is testable without a browser.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import wm_core
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def b64_frame(frame: np.ndarray | None) -> str | None:
+    """(H, W, 3) uint8 -> base64 of the raw RGB bytes (what the browser canvas paints)."""
+    return None if frame is None else base64.b64encode(np.ascontiguousarray(frame, np.uint8).tobytes()).decode()
+
+
+def friendly(e: BaseException) -> str:
+    """One readable line for an exception a user caused (never a traceback)."""
+    if isinstance(e, (wm_core.EnvError, wm_core.DataError, wm_core.CheckpointError, ValueError)):
+        return str(e)
+    if "out of memory" in str(e).lower():
+        return "out of memory: choose a smaller preset, fewer steps, or the cpu device"
+    if isinstance(e, ImportError):
+        return f"a dependency is missing ({e}); install it with the README's first command"
+    return f"{type(e).__name__}: {e}"
+
+
+@dataclass
+class CheckpointInfo:
+    """One playable checkpoint as the app lists it."""
+
+    path: str
+    family: str
+    env_id: str
+    step: int
+    shipped: bool
+    command: str = ""
+
+    @property
+    def label(self) -> str:
+        """Dropdown text."""
+        where = "shipped" if self.shipped else "trained here"
+        return f"{self.family} · {self.env_id} · step {self.step} · {Path(self.path).name} ({where})"
+
+
+def list_checkpoints(shipped_dir: Path | str, runs_dir: Path | str) -> list[CheckpointInfo]:
+    """Shipped checkpoints first, then runs trained here (newest first); unreadable ones are skipped."""
+    found: list[CheckpointInfo] = []
+    for base, shipped in ((Path(shipped_dir), True), (Path(runs_dir), False)):
+        metas = []
+        for p in sorted(base.glob("*/checkpoint.json")) if base.is_dir() else []:
+            try:
+                metas.append((p.stat().st_mtime, wm_core.read_meta(p)))
+            except wm_core.CheckpointError:
+                continue
+        if not shipped:
+            metas.sort(key=lambda m: -m[0])
+        for _, m in metas:
+            found.append(CheckpointInfo(m["_dir"], m["family"], m["env_id"], int(m["step"]), shipped,
+                                        m.get("command", "")))
+    return found
+
+
+@dataclass
+class _Player:
+    session: wm_core.PlaySession
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    paused: bool = False
+    pending_steps: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class PlayHub:
+    """Every browser client's play session, created on demand and dropped when idle."""
+
+    def __init__(self, max_sessions: int = 32, idle_seconds: float = 1800.0) -> None:
+        self.players: dict[str, _Player] = {}
+        self.lock = threading.Lock()
+        self.max_sessions = max_sessions
+        self.idle_seconds = idle_seconds
+
+    @staticmethod
+    def new_client() -> str:
+        """A fresh client id for a browser page."""
+        return uuid.uuid4().hex
+
+    def _evict(self) -> None:
+        now = time.monotonic()
+        for cid in [c for c, p in self.players.items() if now - p.last_used > self.idle_seconds]:
+            del self.players[cid]
+        while len(self.players) >= self.max_sessions:
+            del self.players[min(self.players, key=lambda c: self.players[c].last_used)]
+
+    def start(self, client: str, run: str, *, temperature: float = 1.0, lockstep: bool = False) -> wm_core.PlaySession:
+        """Open `run` for `client` and reset it from a real context."""
+        session = wm_core.PlaySession(run, temperature=temperature, lockstep=lockstep)
+        session.reset()
+        with self.lock:
+            self._evict()
+            self.players[client] = _Player(session)
+        return session
+
+    def get(self, client: str) -> _Player | None:
+        """The client's player, if it has started one."""
+        with self.lock:
+            p = self.players.get(client)
+        if p is not None:
+            p.last_used = time.monotonic()
+        return p
+
+    def tick(self, client: str, keys: list[str]) -> dict[str, Any]:
+        """One frame for the browser loop: step with held keys unless paused, and report."""
+        p = self.get(client)
+        if p is None:
+            return {"ok": False, "message": "Pick a checkpoint above and press Start to play."}
+        with p.lock:
+            s = p.session
+            if p.pending_steps:
+                p.pending_steps -= 1
+                held = list(keys) or [s.keymap.bindings[0].key]
+                f = s.tick(held) if s.keys.action(held) is not None else s.frame
+            elif p.paused:
+                f = s.frame
+            else:
+                f = s.tick(keys)
+            waiting = not p.paused and s.keymap.idle_action is None and not keys and not f.ended
+            return {
+                "ok": True, "frame": b64_frame(f.dream), "size": int(f.dream.shape[0]),
+                "real": b64_frame(f.real) if s.lockstep else None,
+                "reward": f.reward, "ret": f.ret, "done_prob": f.done_prob, "ended": f.ended, "step": f.step,
+                "real_reward": f.real_reward, "real_ret": f.real_ret, "real_ended": f.real_ended,
+                "paused": p.paused, "waiting": waiting, "resets": s.resets,
+                "recording": s.recording is not None, "temperature": s.temperature,
+            }
+
+    def control(self, client: str, action: str, value: Any = None) -> str:
+        """Pause / resume / step / reset / temperature / lockstep; returns a status line."""
+        p = self.get(client)
+        if p is None:
+            return "Start a checkpoint first."
+        with p.lock:
+            s = p.session
+            if action == "pause":
+                p.paused = not p.paused
+                return "paused" if p.paused else "playing"
+            if action == "step":
+                p.paused, p.pending_steps = True, p.pending_steps + 1
+                return "paused: stepped one frame"
+            if action == "reset":
+                s.reset()
+                return "new real context"
+            if action == "temperature":
+                s.temperature = float(value)
+                return f"temperature {s.temperature:.2f}"
+            if action == "lockstep":
+                s.lockstep = bool(value)
+                s.reset()
+                return "real env beside the dream" if s.lockstep else "dream only"
+        raise ValueError(f"unknown control '{action}'")
+
+    def record(self, client: str, out_dir: Path | str) -> tuple[str, list[str]]:
+        """Toggle recording; on stop returns the written GIF and JSON paths."""
+        p = self.get(client)
+        if p is None:
+            return "Start a checkpoint first.", []
+        with p.lock:
+            s = p.session
+            if s.recording is None:
+                s.start_recording()
+                return "recording… press Record again to save", []
+            video, log = s.stop_recording(out_dir)
+            return f"saved {video.name} and {log.name}", [str(video), str(log)]
+
+
+@dataclass
+class TrainJob:
+    """One training run in a background thread, with everything the Train tab shows."""
+
+    family: str
+    env_id: str
+    preset: str
+    overrides: dict[str, Any]
+    device: str
+    runs_dir: Path
+    phase: str = "starting"
+    message: str = ""
+    collected: int = 0
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    preview: np.ndarray | None = None
+    run: str | None = None
+    error: str | None = None
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    @property
+    def total_steps(self) -> int:
+        """Gradient steps this job will take."""
+        cls = wm_core.get_family(self.family)
+        return int(self.overrides.get("steps") or cls.preset(self.preset).steps)
+
+    @property
+    def episodes(self) -> int:
+        """Episodes it collects."""
+        cls = wm_core.get_family(self.family)
+        return int(self.overrides.get("episodes") or cls.preset(self.preset).episodes)
+
+    @property
+    def alive(self) -> bool:
+        """True while the thread runs."""
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(self) -> TrainJob:
+        """Validate the inputs, then train in a daemon thread."""
+        wm_core.get_family(self.family)
+        wm_core.env_entry(self.env_id)  # unknown id or missing extra fails here, before any thread
+        wm_core.resolve_device(self.device)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.run = str(self.runs_dir / f"{self.family}-{self.env_id.replace('/', '-')}-{stamp}")
+        self.thread = threading.Thread(target=self._work, daemon=True, name=f"train-{self.family}")
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask the loop to stop; it saves a resumable checkpoint."""
+        self.stop_event.set()
+
+    def _work(self) -> None:
+        def on_collect(frames: int, episodes: int) -> None:
+            self.phase, self.collected = "collecting", episodes
+
+        def on_metrics(step: int, m: dict[str, float]) -> None:
+            self.phase, self.step = "training", step
+            self.history.append(dict(m))
+
+        def on_preview(step: int, model: wm_core.WorldModel, episodes: list) -> None:
+            long_eps = [e for e in episodes if len(e) > 15] or episodes
+            self.preview = wm_core.open_loop_grid(model, long_eps[0], context=5, horizon=10)
+
+        args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in self.overrides.items())
+        command = f"wm train --family {self.family} --env {self.env_id} --preset {self.preset} {args} " \
+                  f"--device {self.device} --out {self.run}"
+        try:
+            self.phase = "collecting"
+            _, report = wm_core.train_run(
+                self.family, self.env_id, preset=self.preset, overrides=self.overrides, out=self.run,
+                device=self.device, command=" ".join(command.split()), on_collect=on_collect,
+                on_metrics=on_metrics, on_preview=on_preview, preview_every=50,
+                should_stop=self.stop_event.is_set, on_status=lambda msg: setattr(self, "message", msg),
+            )
+            self.step = report.step
+            self.phase = "stopped" if report.stopped else "done"
+        except Exception as e:  # shown to the user as one line; the traceback goes to the server log
+            traceback.print_exc()
+            self.error, self.phase = friendly(e), "error"

@@ -1,0 +1,123 @@
+"""Play tab: drive a learned dream with the keyboard, optionally beside the real env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+import wm_core
+
+from .hub import PlayHub, friendly, list_checkpoints
+
+STATIC = Path(__file__).parent / "static"
+
+PLAYER_HTML = """
+<div class="wm-player">
+  <div class="wm-screens">
+    <div class="wm-screen"><canvas class="wm-dream" width="64" height="64" tabindex="0"></canvas>
+      <span class="wm-caption">dream (model prediction)</span></div>
+    <div class="wm-screen wm-real-panel"><canvas class="wm-real" width="64" height="64"></canvas>
+      <span class="wm-caption">real env, same keys · return <b class="wm-real-return"></b></span></div>
+  </div>
+  <div class="wm-side">
+    <div class="wm-status">Pick a checkpoint above and press Start to play.</div>
+    <span>step</span><b class="wm-step">0</b>
+    <span>predicted reward</span><b class="wm-reward">0.00</b>
+    <span>dream return</span><b class="wm-return">0.0</b>
+    <span>predicted end</span><span><span class="wm-done-track"><span class="wm-done-bar"></span></span>
+      <b class="wm-done">0%</b></span>
+    <span>frames/s</span><b class="wm-fps">0</b>
+    <span>key→frame</span><b class="wm-latency">–</b>
+    <span>reward sparkline</span><span></span>
+    <canvas class="wm-spark" width="220" height="48"></canvas>
+  </div>
+</div>
+"""
+
+
+def keymap_markdown(env_id: str) -> str:
+    """The env's keys as a line of markdown."""
+    km = wm_core.env_entry(env_id).keymap
+    keys = " · ".join(f"**{line.split(' ', 1)[0]}** {line.split(' ', 1)[1]}" for line in km.describe())
+    idle = "" if km.idle_action is not None else " — the dream waits while no key is held"
+    return f"Keys: {keys}{idle}"
+
+
+def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir: Path) -> dict:
+    """Build the Play tab inside the current Blocks; returns the components other tabs refresh."""
+
+    def choices() -> list[tuple[str, str]]:
+        return [(c.label, c.path) for c in list_checkpoints(shipped_dir, runs_dir)]
+
+    def tick(request: dict) -> dict:
+        """Server function the browser loop calls ~30 times a second: {"client": id, "keys": [...]}."""
+        try:
+            return hub.tick(str(request.get("client", "")), [str(k) for k in request.get("keys") or []])
+        except Exception as e:  # a broken checkpoint or env must not kill the loop
+            return {"ok": False, "message": friendly(e)}
+
+    gr.Markdown("Drive a learned dream with your keyboard. The dream starts from a few real frames of the "
+                "environment, then the model predicts every frame, reward and episode end.")
+    with gr.Row():
+        ckpt = gr.Dropdown(choices=choices(), value=(choices() or [(None, None)])[0][1], label="Checkpoint",
+                           scale=4, elem_id="wm-checkpoint")
+        refresh = gr.Button("↻ Refresh list", scale=0, min_width=120)
+        start = gr.Button("Start", variant="primary", scale=0, min_width=120, elem_id="wm-start")
+    info = gr.Markdown("", elem_id="wm-play-info")
+    player = gr.HTML(value="", html_template=PLAYER_HTML.replace("<div class=\"wm-player\">",
+                     "<div class=\"wm-player\" data-client=\"${value}\">"),
+                     css_template=(STATIC / "player.css").read_text(), js_on_load=(STATIC / "player.js").read_text(),
+                     server_functions=[tick], elem_id="wm-player")
+    with gr.Row():
+        temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature (live)", scale=3,
+                                info="How adventurous the dream's sampling is; 0 = most likely future")
+        lockstep = gr.Checkbox(False, label="Real env beside the dream (same keys)", scale=2, elem_id="wm-lockstep")
+    with gr.Row():
+        pause = gr.Button("⏯ Pause", elem_id="wm-pause")
+        step = gr.Button("⏭ Step", elem_id="wm-step")
+        reset = gr.Button("⟲ Reset", elem_id="wm-reset")
+        record = gr.Button("● Record", elem_id="wm-record")
+    status = gr.Markdown("", elem_id="wm-play-status")
+    files = gr.File(label="Recording (GIF + JSON of actions, rewards and ends)", file_count="multiple",
+                    visible=False)
+    client = gr.State("")
+
+    def on_start(cid: str, run: str | None, temp: float, real: bool):
+        cid = cid or hub.new_client()
+        if not run:
+            return cid, cid, "**No checkpoint selected.** Train one in the Train tab or pick a shipped one.", ""
+        try:
+            s = hub.start(cid, run, temperature=temp, lockstep=real)
+        except Exception as e:
+            return cid, cid, f"**Could not start:** {friendly(e)}", ""
+        m = s.meta
+        text = (f"**{m['family']}** on **{m['env_id']}**, step {m['step']} · frames from the "
+                f"{s.dream.decoded_by}{' (probe view: what the latent knows)' if s.dream.decoded_by == 'probe' else ''}"
+                f"  \n{keymap_markdown(m['env_id'])}  \nMade by `{m.get('command') or 'unknown command'}`")
+        return cid, cid, text, "Click the dream and hold the keys."
+
+    def control(action: str):
+        def handler(cid: str, value=None) -> str:
+            try:
+                return hub.control(cid, action, value)
+            except Exception as e:
+                return f"**{friendly(e)}**"
+        return handler
+
+    def on_record(cid: str):
+        try:
+            text, paths = hub.record(cid, records_dir)
+        except Exception as e:
+            return f"**Could not save the recording:** {friendly(e)}", gr.update()
+        return text, gr.update(value=paths, visible=True) if paths else gr.update()
+
+    start.click(on_start, [client, ckpt, temperature, lockstep], [client, player, info, status])
+    refresh.click(lambda: gr.update(choices=choices()), None, ckpt)
+    temperature.change(control("temperature"), [client, temperature], status)
+    lockstep.change(control("lockstep"), [client, lockstep], status)
+    pause.click(control("pause"), client, status)
+    step.click(control("step"), client, status)
+    reset.click(control("reset"), client, status)
+    record.click(on_record, client, [status, files])
+    return {"checkpoint": ckpt, "refresh": lambda: gr.update(choices=choices())}
