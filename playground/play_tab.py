@@ -65,19 +65,22 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
         refresh = gr.Button("↻ Refresh list", scale=0, min_width=120)
         start = gr.Button("Start", variant="primary", scale=0, min_width=120, elem_id="wm-start")
     info = gr.Markdown("", elem_id="wm-play-info")
-    player = gr.HTML(value="", html_template=PLAYER_HTML.replace("<div class=\"wm-player\">",
-                     "<div class=\"wm-player\" data-client=\"${value}\">"),
-                     css_template=(STATIC / "player.css").read_text(), js_on_load=(STATIC / "player.js").read_text(),
-                     server_functions=[tick], elem_id="wm-player")
-    with gr.Row():
-        temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature (live)", scale=3,
-                                info="How adventurous the dream's sampling is; 0 = most likely future")
-        lockstep = gr.Checkbox(False, label="Real env beside the dream (same keys)", scale=2, elem_id="wm-lockstep")
-    with gr.Row():
-        pause = gr.Button("⏯ Pause", elem_id="wm-pause")
-        step = gr.Button("⏭ Step", elem_id="wm-step")
-        reset = gr.Button("⟲ Reset", elem_id="wm-reset")
-        record = gr.Button("● Record", elem_id="wm-record")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3, min_width=640):
+            player = gr.HTML(value="", html_template=PLAYER_HTML.replace(
+                "<div class=\"wm-player\">", "<div class=\"wm-player\" data-client=\"${value}\">"),
+                css_template=(STATIC / "player.css").read_text(), js_on_load=(STATIC / "player.js").read_text(),
+                server_functions=[tick], elem_id="wm-player")
+        with gr.Column(scale=1, min_width=260):
+            temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature (live)",
+                                    info="How adventurous the dream's sampling is; 0 = most likely future")
+            lockstep = gr.Checkbox(False, label="Real env beside the dream (same keys)", elem_id="wm-lockstep")
+            with gr.Row():
+                pause = gr.Button("Pause", elem_id="wm-pause", min_width=80)
+                step = gr.Button("Step", elem_id="wm-step", min_width=80)
+            with gr.Row():
+                reset = gr.Button("Reset", elem_id="wm-reset", min_width=80)
+                record = gr.Button("● Record", elem_id="wm-record", min_width=80)
     status = gr.Markdown("", elem_id="wm-play-status")
     files = gr.File(label="Recording (GIF + JSON of actions, rewards and ends)", file_count="multiple",
                     visible=False)

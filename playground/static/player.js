@@ -94,7 +94,7 @@ function render(r, sentAt) {
   const status = r.ended ? "Episode end predicted: the dream restarts from a new real context"
     : r.paused ? "Paused: press Step for one frame, Pause to resume"
     : r.waiting ? "Hold a key to drive the dream (this env has no 'do nothing' action)"
-    : r.recording ? "● Recording" : "Playing: hold the keys shown below";
+    : r.recording ? "● Recording" : "Playing: hold the keys listed above";
   setText(".wm-status", status);
   $(".wm-player").classList.toggle("wm-ended", !!r.ended);
   sparkline($(".wm-spark"), rewards);
