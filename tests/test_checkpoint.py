@@ -85,7 +85,8 @@ def test_json_that_is_not_an_object(run: Path) -> None:
 def test_json_missing_keys(run: Path) -> None:
     _edit(run, lambda m: [m.pop("weights"), m.pop("action_spec")])
     msg = _error(run)
-    assert "lacks" in msg and "weights" in msg and "action_spec" in msg and "family" not in msg.split("lacks")[1]
+    named = msg.split("lacks")[1]
+    assert "weights" in named and "action_spec" in named and "family" not in named
 
 
 def test_unknown_family(run: Path) -> None:
@@ -162,7 +163,9 @@ def _files(run: Path) -> set[str]:
     return {p.name for p in run.iterdir() if p.is_file()}
 
 
-def test_saves_are_atomic_and_leave_only_the_latest_files(cartpole_store: EpisodeStore, tmp_path: Path) -> None:
+def test_saves_are_atomic_and_leave_only_the_latest_files(
+    cartpole_store: EpisodeStore, tmp_path: Path
+) -> None:
     model = make_model("ha", cartpole_store)
     opt = adam_steps(model, sampler_for(cartpole_store, model), 1)
     kw = dict(env_id="CartPole-v1", pipeline=cartpole_store.pipeline, optimizer=opt)
@@ -185,12 +188,15 @@ def test_optimizer_state_round_trips(cartpole_store: EpisodeStore, tmp_path: Pat
     model = make_model("ha", cartpole_store)
     sampler = sampler_for(cartpole_store, model, seed=3)
     opt = adam_steps(model, sampler, 2)
-    save_checkpoint(tmp_path, model, env_id="CartPole-v1", pipeline=cartpole_store.pipeline, step=2, optimizer=opt)
+    save_checkpoint(
+        tmp_path, model, env_id="CartPole-v1", pipeline=cartpole_store.pipeline, step=2, optimizer=opt
+    )
     loaded, meta = load_checkpoint(tmp_path)
     restored = torch.optim.Adam(loaded.parameters(), lr=0.123)
     assert load_optimizer_state(meta, restored)
     ours, theirs = opt.state_dict(), restored.state_dict()
-    assert ours["state"].keys() == theirs["state"].keys() and len(ours["state"]) == len(list(model.parameters()))
+    assert ours["state"].keys() == theirs["state"].keys()
+    assert len(ours["state"]) == len(list(model.parameters()))
     for idx, st in ours["state"].items():
         assert st.keys() == theirs["state"][idx].keys()
         for key, val in st.items():
@@ -220,8 +226,9 @@ def test_no_optimizer_saved(cartpole_store: EpisodeStore, tmp_path: Path) -> Non
 def test_resume_continues_from_the_saved_step(run: Path, trained_run: Path) -> None:
     before = _meta(run)
     command = f"wm train --resume {run} --steps {TRAINED_STEPS + 4}"
-    out, report = train_run(resume=run, overrides={"steps": TRAINED_STEPS + 4}, device="cpu", command=command,
-                            checkpoint_every=0)
+    out, report = train_run(
+        resume=run, overrides={"steps": TRAINED_STEPS + 4}, device="cpu", command=command, checkpoint_every=0
+    )
     after = read_meta(out)
     assert out == run and report.step == after["step"] == TRAINED_STEPS + 4
     assert after["command"] == command and after["config"]["steps"] == TRAINED_STEPS + 4
@@ -239,8 +246,8 @@ def test_resume_continues_from_the_saved_step(run: Path, trained_run: Path) -> N
 
 def test_run_dir_holds_no_pickle(trained_run: Path, tmp_path: Path, cartpole_store: EpisodeStore) -> None:
     # A run trained without --data keeps its collected episodes in RUN/data.
-    run, _ = train_run("ha", "CartPole-v1", preset="tiny", overrides={"steps": 1, "episodes": 2}, out=tmp_path / "r",
-                       device="cpu", command="wm train (test)", checkpoint_every=0)
+    tiny = {"steps": 1, "episodes": 2}
+    run, _ = train_run("ha", "CartPole-v1", preset="tiny", overrides=tiny, out=tmp_path / "r", device="cpu")
     for r in (trained_run, run):
         files = [p for p in r.iterdir()]
         assert {p.suffix for p in files if p.is_file()} == {".json", ".safetensors"}, files

@@ -26,6 +26,7 @@ KINDS = {"discrete": "CartPole-v1", "box": "Pendulum-v1"}
 CASES = [(family, kind) for family in FAMILIES for kind in KINDS]
 WARMUP_STEPS = 3
 CONTEXT = 5
+Case = tuple[WorldModel, EpisodeStore, str]
 
 
 def _flat(state: State) -> torch.Tensor:
@@ -53,7 +54,7 @@ def _context_state(model: WorldModel, store: EpisodeStore, batch: int, length: i
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[f"{f}-{k}" for f, k in CASES])
-def case(request: pytest.FixtureRequest, stores: dict[str, EpisodeStore]) -> tuple[WorldModel, EpisodeStore, str]:
+def case(request: pytest.FixtureRequest, stores: dict[str, EpisodeStore]) -> Case:
     """(warmed-up tiny model in eval mode, its store, env id) for one family and action kind."""
     family, kind = request.param
     store = stores[kind]
@@ -89,7 +90,8 @@ def test_verbs_shapes_and_dtypes(case, batch: int) -> None:
         init = model.initial(batch)
         assert init and all(v.shape[0] == batch and v.is_floating_point() for v in init.values())
         states = {"initial": init}
-        states["observe"] = model.observe(init, torch.as_tensor(frames[:, 0]), torch.zeros(batch, model.action_spec.dim))
+        no_action = torch.zeros(batch, model.action_spec.dim)
+        states["observe"] = model.observe(init, torch.as_tensor(frames[:, 0]), no_action)
         states["imagine"] = model.imagine(states["observe"], acts, 1.0)
         states["imagine0"] = model.imagine(states["observe"], acts, 0.0)
         for name, state in states.items():
@@ -218,7 +220,8 @@ def test_save_load_gives_identical_outputs(case, tmp_path: Path) -> None:
         for k in a:
             assert torch.equal(a[k], b[k]), f"observe differs after load in state[{k!r}]"
         for verb in ("decode", "reward", "done"):
-            assert torch.equal(getattr(model, verb)(a), getattr(loaded, verb)(b)), f"{verb} differs after load"
+            same = torch.equal(getattr(model, verb)(a), getattr(loaded, verb)(b))
+            assert same, f"{verb} differs after load"
         a, b = model.imagine(a, acts, 0.0), loaded.imagine(b, acts, 0.0)
         assert torch.equal(_flat(a), _flat(b)), "imagine(temperature=0) differs after load"
         assert torch.equal(model.decode(a), loaded.decode(b))

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import NoReturn
 
@@ -46,17 +47,19 @@ positive = _number(int, 1, "a positive whole number")
 nonneg_float = _number(float, 0.0, "a number")
 
 
-def _add_config_flags(p: argparse.ArgumentParser, config_cls: type) -> None:
+def _add_config_flags(p: argparse.ArgumentParser, family_cls: type) -> None:
     """One --flag per config field, with the field's docstring as help (a knob is defined once)."""
     from .protocol import field_doc
 
+    config_cls = family_cls.Config
+    small = family_cls.preset("small")
     for f in dataclasses.fields(config_cls):
         kind = {int: positive, float: nonneg_float}.get(type(f.default), str)
         if isinstance(f.default, bool):
             kind = lambda s: s.lower() in ("1", "true", "yes")  # noqa: E731
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", type=kind, default=None,
                        metavar=type(f.default).__name__.upper(), help=f"{field_doc(config_cls, f.name)} "
-                       f"(preset default; small: {f.default})")
+                       f"(default: the preset's; small: {getattr(small, f.name)})")
 
 
 def cmd_envs(args: argparse.Namespace) -> None:
@@ -101,16 +104,18 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .evaluate import format_card, heldout_store, model_card
 
     model, meta = load_checkpoint(args.run)
-    if args.data:
-        store = EpisodeStore.open(args.data)
-        if store.env_id != meta["env_id"]:
-            raise UserError(f"--data holds {store.env_id} episodes but the run models {meta['env_id']}")
-    else:
-        store = heldout_store(meta["env_id"], args.episodes, seed=args.seed_base)
-    s = store.summary()
-    heldout = {"episodes": s["episodes"], "frames": s["frames"], "content_hash": s["content_hash"],
-               "seed": args.seed_base, "split": store.split}
-    card = model_card(model, meta, store.episodes(), context=args.context, temperature=args.temperature,
+    with tempfile.TemporaryDirectory(prefix="wm-heldout-") as tmp:
+        if args.data:
+            store = EpisodeStore.open(args.data)
+            if store.env_id != meta["env_id"]:
+                raise UserError(f"--data holds {store.env_id} episodes but the run models {meta['env_id']}")
+        else:
+            store = heldout_store(meta["env_id"], args.episodes, out=tmp, seed=args.seed_base)
+        s = store.summary()
+        heldout = {"episodes": s["episodes"], "frames": s["frames"], "content_hash": s["content_hash"],
+                   "seed": min(store.seeds) if store.seeds else None, "split": store.split}
+        episodes = store.episodes()
+    card = model_card(model, meta, episodes, context=args.context, temperature=args.temperature,
                       seed=args.seed, heldout=heldout)
     print(json.dumps(card, indent=2) if args.json else format_card(card))
 
@@ -149,7 +154,7 @@ def build_parser(family: str | None = None) -> Parser:
     p.set_defaults(fn=cmd_collect)
 
     p = sub.add_parser("train", help="train a world model (collects data when --data is absent)")
-    p.add_argument("--family", choices=sorted(FAMILIES), default=family, required=family is None)
+    p.add_argument("--family", choices=sorted(FAMILIES), default=family, help="model family (not with --resume)")
     p.add_argument("--env", help="gymnasium id (see wm envs)")
     p.add_argument("--data", help="episode store to train on (default: collect into RUN/data)")
     p.add_argument("--preset", default="small", choices=["tiny", "small", "large"])
@@ -160,7 +165,7 @@ def build_parser(family: str | None = None) -> Parser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     if family is not None:
-        _add_config_flags(p.add_argument_group(f"{family} config"), get_family(family).Config)
+        _add_config_flags(p.add_argument_group(f"{family} config"), get_family(family))
     p.set_defaults(fn=cmd_train)
 
     p = sub.add_parser("eval", help="model card on held-out episodes")
@@ -194,13 +199,24 @@ def main(argv: list[str] | None = None) -> int:
     from .envs import EnvError
     from .registry import FAMILIES
 
+    from .checkpoint import read_meta
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    family = None
-    if "--family" in argv and argv.index("--family") + 1 < len(argv):
-        family = argv[argv.index("--family") + 1]
+    # Which family's config fields `wm train` offers depends on --family (or the run being resumed).
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--family")
+    pre.add_argument("--resume")
+    known, _ = pre.parse_known_args(argv)
+    family = known.family
+    if family is None and known.resume:
+        try:
+            family = read_meta(known.resume)["family"]
+        except CheckpointError as e:
+            print(f"wm train: error: {e}", file=sys.stderr)
+            return 2
     args = build_parser(family if family in FAMILIES else None).parse_args(argv)
-    if args.command == "train" and args.resume is None and args.env is None:
-        print("wm train: error: --env is required (or --resume RUN)", file=sys.stderr)
+    if args.command == "train" and args.resume is None and (args.env is None or args.family is None):
+        print("wm train: error: --family and --env are required (or --resume RUN)", file=sys.stderr)
         return 2
     try:
         args.fn(args)

@@ -145,7 +145,8 @@ def format_card(card: dict[str, Any]) -> str:
         f"{card['family']} on {card['env_id']} at step {card['step']} "
         f"(open loop after {card['context']} real frames, temperature {card['temperature']}, "
         f"frames from the {card['decoded_by']})",
-        f"held-out: {ho.get('episodes', '?')} episodes, {ho.get('frames', '?')} frames, seeds from "
+        f"{'held-out' if ho.get('split', 'heldout') == 'heldout' else 'NOT held out (' + ho['split'] + ' split)'}: "
+        f"{ho.get('episodes', '?')} episodes, {ho.get('frames', '?')} frames, seeds from "
         f"{ho.get('seed', '?')}, content {str(ho.get('content_hash', '?'))[:12]}",
         f"budget: {b.get('env_steps', '?')} env steps, {b.get('grad_steps', '?')} gradient steps, "
         f"{b.get('train_seconds', '?')} s on {b.get('device', '?')} ({b.get('threads', '?')} threads), "
