@@ -33,8 +33,11 @@ def build_demo(checkpoint_dir: Path | str | None = None, runs_dir: Path | str | 
     runs = Path(runs_dir) if runs_dir else Path("runs")
     hub = PlayHub()
     with gr.Blocks(title="World Model Playground") as demo:
-        gr.Markdown("# World Model Playground\nTrain world models on gymnasium environments, then play inside "
-                    "their dreams with your keyboard.", elem_id="wm-title")
+        gr.Markdown(
+            "# World Model Playground\nTrain world models on gymnasium environments, then play inside "
+            "their dreams with your keyboard.",
+            elem_id="wm-title",
+        )
         with gr.Tabs():
             with gr.Tab("Play", id="play"):
                 play = build_play_tab(hub, shipped, runs, runs / "recordings")

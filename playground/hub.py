@@ -68,8 +68,9 @@ def list_checkpoints(shipped_dir: Path | str, runs_dir: Path | str) -> list[Chec
         if not shipped:
             metas.sort(key=lambda m: -m[0])
         for _, m in metas:
-            found.append(CheckpointInfo(m["_dir"], m["family"], m["env_id"], int(m["step"]), shipped,
-                                        m.get("command", "")))
+            found.append(
+                CheckpointInfo(m["_dir"], m["family"], m["env_id"], int(m["step"]), shipped, m.get("command", ""))
+            )
     return found
 
 
@@ -137,12 +138,23 @@ class PlayHub:
                 f = s.tick(keys)
             waiting = not p.paused and s.keymap.idle_action is None and not keys and not f.ended
             return {
-                "ok": True, "frame": b64_frame(f.dream), "size": int(f.dream.shape[0]),
+                "ok": True,
+                "frame": b64_frame(f.dream),
+                "size": int(f.dream.shape[0]),
                 "real": b64_frame(f.real) if s.lockstep else None,
-                "reward": f.reward, "ret": f.ret, "done_prob": f.done_prob, "ended": f.ended, "step": f.step,
-                "real_reward": f.real_reward, "real_ret": f.real_ret, "real_ended": f.real_ended,
-                "paused": p.paused, "waiting": waiting, "resets": s.resets,
-                "recording": s.recording is not None, "temperature": s.temperature,
+                "reward": f.reward,
+                "ret": f.ret,
+                "done_prob": f.done_prob,
+                "ended": f.ended,
+                "step": f.step,
+                "real_reward": f.real_reward,
+                "real_ret": f.real_ret,
+                "real_ended": f.real_ended,
+                "paused": p.paused,
+                "waiting": waiting,
+                "resets": s.resets,
+                "recording": s.recording is not None,
+                "temperature": s.temperature,
             }
 
     def control(self, client: str, action: str, value: Any = None) -> str:
@@ -250,15 +262,26 @@ class TrainJob:
             self.preview = wm_core.open_loop_grid(model, long_eps[0], context=5, horizon=10)
 
         args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in self.overrides.items())
-        command = f"wm train --family {self.family} --env {self.env_id} --preset {self.preset} {args} " \
-                  f"--device {self.device} --out {self.run}"
+        command = (
+            f"wm train --family {self.family} --env {self.env_id} --preset {self.preset} {args} "
+            f"--device {self.device} --out {self.run}"
+        )
         try:
             self.phase = "collecting"
             _, report = wm_core.train_run(
-                self.family, self.env_id, preset=self.preset, overrides=self.overrides, out=self.run,
-                device=self.device, command=" ".join(command.split()), on_collect=on_collect,
-                on_metrics=on_metrics, on_preview=on_preview, preview_every=50,
-                should_stop=self.stop_event.is_set, on_status=lambda msg: setattr(self, "message", msg),
+                self.family,
+                self.env_id,
+                preset=self.preset,
+                overrides=self.overrides,
+                out=self.run,
+                device=self.device,
+                command=" ".join(command.split()),
+                on_collect=on_collect,
+                on_metrics=on_metrics,
+                on_preview=on_preview,
+                preview_every=50,
+                should_stop=self.stop_event.is_set,
+                on_status=lambda msg: setattr(self, "message", msg),
             )
             self.step = report.step
             self.phase = "stopped" if report.stopped else "done"

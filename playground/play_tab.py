@@ -57,23 +57,42 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
         except Exception as e:  # a broken checkpoint or env must not kill the loop
             return {"ok": False, "message": friendly(e)}
 
-    gr.Markdown("Drive a learned dream with your keyboard. The dream starts from a few real frames of the "
-                "environment, then the model predicts every frame, reward and episode end.")
+    gr.Markdown(
+        "Drive a learned dream with your keyboard. The dream starts from a few real frames of the "
+        "environment, then the model predicts every frame, reward and episode end."
+    )
     with gr.Row():
-        ckpt = gr.Dropdown(choices=choices(), value=(choices() or [(None, None)])[0][1], label="Checkpoint",
-                           scale=4, elem_id="wm-checkpoint")
+        ckpt = gr.Dropdown(
+            choices=choices(),
+            value=(choices() or [(None, None)])[0][1],
+            label="Checkpoint",
+            scale=4,
+            elem_id="wm-checkpoint",
+        )
         refresh = gr.Button("↻ Refresh list", scale=0, min_width=120)
         start = gr.Button("Start", variant="primary", scale=0, min_width=120, elem_id="wm-start")
     info = gr.Markdown("", elem_id="wm-play-info")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=640):
-            player = gr.HTML(value="", html_template=PLAYER_HTML.replace(
-                "<div class=\"wm-player\">", "<div class=\"wm-player\" data-client=\"${value}\">"),
-                css_template=(STATIC / "player.css").read_text(), js_on_load=(STATIC / "player.js").read_text(),
-                server_functions=[tick], elem_id="wm-player")
+            player = gr.HTML(
+                value="",
+                html_template=PLAYER_HTML.replace(
+                    '<div class="wm-player">', '<div class="wm-player" data-client="${value}">'
+                ),
+                css_template=(STATIC / "player.css").read_text(),
+                js_on_load=(STATIC / "player.js").read_text(),
+                server_functions=[tick],
+                elem_id="wm-player",
+            )
         with gr.Column(scale=1, min_width=260):
-            temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature (live)",
-                                    info="How adventurous the dream's sampling is; 0 = most likely future")
+            temperature = gr.Slider(
+                0.0,
+                2.0,
+                value=1.0,
+                step=0.05,
+                label="Temperature (live)",
+                info="How adventurous the dream's sampling is; 0 = most likely future",
+            )
             lockstep = gr.Checkbox(False, label="Real env beside the dream (same keys)", elem_id="wm-lockstep")
             with gr.Row():
                 pause = gr.Button("Pause", elem_id="wm-pause", min_width=80)
@@ -82,22 +101,28 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
                 reset = gr.Button("Reset", elem_id="wm-reset", min_width=80)
                 record = gr.Button("● Record", elem_id="wm-record", min_width=80)
     status = gr.Markdown("", elem_id="wm-play-status")
-    files = gr.File(label="Recording (GIF + JSON of actions, rewards and ends)", file_count="multiple",
-                    visible=False)
+    files = gr.File(label="Recording (GIF + JSON of actions, rewards and ends)", file_count="multiple", visible=False)
     client = gr.State("")
 
     def on_start(cid: str, run: str | None, temp: float, real: bool):
         cid = cid or hub.new_client()
         if not run:
-            return cid, cid, "**No checkpoint selected.** Train one in the Train tab or pick a shipped one.", ""
+            return (
+                cid,
+                cid,
+                "**No checkpoint selected.** Train one in the Train tab or pick a shipped one.",
+                "",
+            )
         try:
             s = hub.start(cid, run, temperature=temp, lockstep=real)
         except Exception as e:
             return cid, cid, f"**Could not start:** {friendly(e)}", ""
         m = s.meta
-        text = (f"**{m['family']}** on **{m['env_id']}**, step {m['step']} · frames from the "
-                f"{s.dream.decoded_by}{' (probe view: what the latent knows)' if s.dream.decoded_by == 'probe' else ''}"
-                f"  \n{keymap_markdown(m['env_id'])}  \nMade by `{m.get('command') or 'unknown command'}`")
+        text = (
+            f"**{m['family']}** on **{m['env_id']}**, step {m['step']} · frames from the "
+            f"{s.dream.decoded_by}{' (probe view: what the latent knows)' if s.dream.decoded_by == 'probe' else ''}"
+            f"  \n{keymap_markdown(m['env_id'])}  \nMade by `{m.get('command') or 'unknown command'}`"
+        )
         return cid, cid, text, "Click the dream and hold the keys."
 
     def control(action: str):
@@ -106,6 +131,7 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
                 return hub.control(cid, action, value)
             except Exception as e:
                 return f"**{friendly(e)}**"
+
         return handler
 
     def on_record(cid: str):

@@ -44,15 +44,20 @@ def loss_figure(job: TrainJob):
 def progress_html(job: TrainJob) -> str:
     """A progress bar with the phase and numbers."""
     if job.phase == "collecting":
-        frac, text = job.collected / max(1, job.episodes), f"collecting data: {job.collected}/{job.episodes} episodes"
+        frac, text = (
+            job.collected / max(1, job.episodes),
+            f"collecting data: {job.collected}/{job.episodes} episodes",
+        )
     else:
         frac = job.step / max(1, job.total_steps)
         last = job.history[-1] if job.history else {}
         rate = f" · {last.get('steps_per_s', 0):.1f} steps/s" if last else ""
         text = f"{job.phase}: step {job.step}/{job.total_steps}{rate}"
-    return (f"<div style='border:1px solid var(--border-color-primary);border-radius:6px;height:22px;position:relative'>"
-            f"<div style='background:#fb923c;height:100%;width:{100 * frac:.1f}%;border-radius:6px'></div>"
-            f"<span style='position:absolute;left:8px;top:1px;font-size:13px'>{text}</span></div>")
+    return (
+        f"<div style='border:1px solid var(--border-color-primary);border-radius:6px;height:22px;position:relative'>"
+        f"<div style='background:#fb923c;height:100%;width:{100 * frac:.1f}%;border-radius:6px'></div>"
+        f"<span style='position:absolute;left:8px;top:1px;font-size:13px'>{text}</span></div>"
+    )
 
 
 def device_choices() -> list[str]:
@@ -65,20 +70,44 @@ def build_train_tab(runs_dir: Path):
     """Build the Train tab inside the current Blocks; returns the Start event (for chaining)."""
     families = sorted(wm_core.FAMILIES)
     cfg = wm_core.TrainConfig
-    gr.Markdown("Train a world model: random-policy data is collected first, then the model learns to "
-                "predict frames, rewards and episode ends. A finished run appears in the Play tab.")
+    gr.Markdown(
+        "Train a world model: random-policy data is collected first, then the model learns to "
+        "predict frames, rewards and episode ends. A finished run appears in the Play tab."
+    )
     with gr.Row():
         family = gr.Dropdown(families, value="ha", label="Family", elem_id="wm-family")
-        env = gr.Dropdown(list(wm_core.CATALOG), value="CartPole-v1", allow_custom_value=True,
-                          label="Environment (or type any gymnasium id)", elem_id="wm-env")
-        preset = gr.Radio(["tiny", "small", "large"], value="small", label="Preset", elem_id="wm-preset",
-                          info="tiny: seconds, for checks · small: minutes on a CPU · large: for a GPU")
+        env = gr.Dropdown(
+            list(wm_core.CATALOG),
+            value="CartPole-v1",
+            allow_custom_value=True,
+            label="Environment (or type any gymnasium id)",
+            elem_id="wm-env",
+        )
+        preset = gr.Radio(
+            ["tiny", "small", "large"],
+            value="small",
+            label="Preset",
+            elem_id="wm-preset",
+            info="tiny: seconds, for checks · small: minutes on a CPU · large: for a GPU",
+        )
         device = gr.Radio(device_choices(), value="auto", label="Device")
     with gr.Row():
-        steps = gr.Number(None, label="Gradient steps (blank = preset)", precision=0, minimum=1,
-                          info=wm_core.field_doc(cfg, "steps"), elem_id="wm-steps")
-        episodes = gr.Number(None, label="Episodes of data (blank = preset)", precision=0, minimum=1,
-                             info=wm_core.field_doc(cfg, "episodes"), elem_id="wm-episodes")
+        steps = gr.Number(
+            None,
+            label="Gradient steps (blank = preset)",
+            precision=0,
+            minimum=1,
+            info=wm_core.field_doc(cfg, "steps"),
+            elem_id="wm-steps",
+        )
+        episodes = gr.Number(
+            None,
+            label="Episodes of data (blank = preset)",
+            precision=0,
+            minimum=1,
+            info=wm_core.field_doc(cfg, "episodes"),
+            elem_id="wm-episodes",
+        )
     env_info = gr.Markdown(wm_core.CATALOG["CartPole-v1"].description)
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="wm-train-start")
@@ -86,8 +115,12 @@ def build_train_tab(runs_dir: Path):
     progress = gr.HTML("", elem_id="wm-train-progress")
     message = gr.Markdown("", elem_id="wm-train-message")
     curves = gr.Plot(label="Training curves", elem_id="wm-train-curves")
-    preview = gr.Image(label="Open-loop preview on a training episode: real / predicted / |difference|",
-                       interactive=False, elem_id="wm-train-preview", image_mode="RGB")
+    preview = gr.Image(
+        label="Open-loop preview on a training episode: real / predicted / |difference|",
+        interactive=False,
+        elem_id="wm-train-preview",
+        image_mode="RGB",
+    )
     job_id = gr.State("")
 
     def describe_env(env_id: str) -> str:
@@ -100,8 +133,14 @@ def build_train_tab(runs_dir: Path):
             if v < 1:
                 yield "", "", f"**{k} must be at least 1.**", None, None
                 return
-        job = TrainJob(family_name, (env_id or "").strip(), preset_name, overrides,
-                       (device_name or "auto").split(" ")[0], runs_dir)
+        job = TrainJob(
+            family_name,
+            (env_id or "").strip(),
+            preset_name,
+            overrides,
+            (device_name or "auto").split(" ")[0],
+            runs_dir,
+        )
         try:
             job.start()
         except Exception as e:
@@ -132,5 +171,9 @@ def build_train_tab(runs_dir: Path):
 
     env.change(describe_env, env, env_info)
     stop.click(stop_job, job_id, message, concurrency_limit=None)
-    return start.click(run, [family, env, preset, device, steps, episodes],
-                       [job_id, progress, message, curves, preview], concurrency_limit=4)
+    return start.click(
+        run,
+        [family, env, preset, device, steps, episodes],
+        [job_id, progress, message, curves, preview],
+        concurrency_limit=4,
+    )

@@ -71,9 +71,7 @@ def make_model(family: str, store: EpisodeStore, seed: int = 0) -> WorldModel:
 def sampler_for(store: EpisodeStore, model: WorldModel, seed: int = 0, batch_size: int | None = None):
     """A SequenceSampler over the store with the model's tiny sequence length and batch size."""
     cfg = model.config
-    return SequenceSampler(
-        store.episodes(), store.action_spec, cfg.seq_len, batch_size or cfg.batch_size, seed=seed
-    )
+    return SequenceSampler(store.episodes(), store.action_spec, cfg.seq_len, batch_size or cfg.batch_size, seed=seed)
 
 
 def adam_steps(model: WorldModel, sampler: SequenceSampler, steps: int, lr: float = 1e-3) -> torch.optim.Adam:

@@ -163,9 +163,7 @@ def _files(run: Path) -> set[str]:
     return {p.name for p in run.iterdir() if p.is_file()}
 
 
-def test_saves_are_atomic_and_leave_only_the_latest_files(
-    cartpole_store: EpisodeStore, tmp_path: Path
-) -> None:
+def test_saves_are_atomic_and_leave_only_the_latest_files(cartpole_store: EpisodeStore, tmp_path: Path) -> None:
     model = make_model("ha", cartpole_store)
     opt = adam_steps(model, sampler_for(cartpole_store, model), 1)
     kw = dict(env_id="CartPole-v1", pipeline=cartpole_store.pipeline, optimizer=opt)
@@ -188,9 +186,7 @@ def test_optimizer_state_round_trips(cartpole_store: EpisodeStore, tmp_path: Pat
     model = make_model("ha", cartpole_store)
     sampler = sampler_for(cartpole_store, model, seed=3)
     opt = adam_steps(model, sampler, 2)
-    save_checkpoint(
-        tmp_path, model, env_id="CartPole-v1", pipeline=cartpole_store.pipeline, step=2, optimizer=opt
-    )
+    save_checkpoint(tmp_path, model, env_id="CartPole-v1", pipeline=cartpole_store.pipeline, step=2, optimizer=opt)
     loaded, meta = load_checkpoint(tmp_path)
     restored = torch.optim.Adam(loaded.parameters(), lr=0.123)
     assert load_optimizer_state(meta, restored)

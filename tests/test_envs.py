@@ -108,9 +108,7 @@ def test_unknown_id_and_missing_extra_raise_clear_errors(monkeypatch: pytest.Mon
     for call in (env_entry, make_env):
         with pytest.raises(EnvError, match=r"unknown environment 'Foo-v0': see `wm envs`"):
             call("Foo-v0")
-    fake = dataclasses.replace(
-        CATALOG["CartPole-v1"], env_id="Fake-v0", requires="no_such_module", extra="atari"
-    )
+    fake = dataclasses.replace(CATALOG["CartPole-v1"], env_id="Fake-v0", requires="no_such_module", extra="atari")
     monkeypatch.setitem(CATALOG, "Fake-v0", fake)
     with pytest.raises(
         EnvError, match=r"Fake-v0 needs the 'atari' extra: pip install 'world-model-playground\[atari\]'"

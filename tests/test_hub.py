@@ -225,9 +225,7 @@ def test_train_job_tiny_runs_to_done_and_is_listed(finished_job: TrainJob, tmp_p
     listed = list_checkpoints(tmp_path / "no-shipped", job.runs_dir)
     assert [c.path for c in listed] == [job.run] and not listed[0].shipped
     assert "trained here" in listed[0].label
-    assert wm_core.read_meta(job.run)["command"].startswith(
-        "wm train --family ha --env CartPole-v1 --preset tiny"
-    )
+    assert wm_core.read_meta(job.run)["command"].startswith("wm train --family ha --env CartPole-v1 --preset tiny")
 
 
 @pytest.mark.xfail(

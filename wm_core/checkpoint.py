@@ -26,7 +26,17 @@ from .spec import ActionSpec, FramePipeline
 
 FORMAT = "wm-checkpoint/1"
 META_FILE = "checkpoint.json"
-REQUIRED = ("format", "family", "config", "env_id", "pipeline", "action_spec", "frame_size", "step", "weights")
+REQUIRED = (
+    "format",
+    "family",
+    "config",
+    "env_id",
+    "pipeline",
+    "action_spec",
+    "frame_size",
+    "step",
+    "weights",
+)
 
 
 class CheckpointError(ValueError):

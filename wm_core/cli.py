@@ -57,9 +57,14 @@ def _add_config_flags(p: argparse.ArgumentParser, family_cls: type) -> None:
         kind = {int: positive, float: nonneg_float}.get(type(f.default), str)
         if isinstance(f.default, bool):
             kind = lambda s: s.lower() in ("1", "true", "yes")  # noqa: E731
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", type=kind, default=None,
-                       metavar=type(f.default).__name__.upper(), help=f"{field_doc(config_cls, f.name)} "
-                       f"(default: the preset's; small: {getattr(small, f.name)})")
+        p.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f"cfg_{f.name}",
+            type=kind,
+            default=None,
+            metavar=type(f.default).__name__.upper(),
+            help=f"{field_doc(config_cls, f.name)} (default: the preset's; small: {getattr(small, f.name)})",
+        )
 
 
 def cmd_envs(args: argparse.Namespace) -> None:
@@ -76,10 +81,19 @@ def cmd_collect(args: argparse.Namespace) -> None:
     """Collect episodes with a random policy into an episode store."""
     from .data import collect
 
-    store = collect(args.env, args.episodes, args.out, split=args.split, seed=args.seed, max_steps=args.max_steps,
-                    num_envs=args.num_envs)
+    store = collect(
+        args.env,
+        args.episodes,
+        args.out,
+        split=args.split,
+        seed=args.seed,
+        max_steps=args.max_steps,
+        num_envs=args.num_envs,
+    )
     s = store.summary()
-    print(f"{s['episodes']} episodes, {s['frames']} frames of {args.env} in {args.out} (content {s['content_hash'][:12]})")
+    print(
+        f"{s['episodes']} episodes, {s['frames']} frames of {args.env} in {args.out} (content {s['content_hash'][:12]})"
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -88,9 +102,18 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
     run, report = train_run(
-        args.family, args.env, preset=args.preset, overrides=overrides, data=args.data, out=args.out,
-        resume=args.resume, device=args.device, bf16=args.bf16, seed=args.seed,
-        on_status=lambda m: print(m, flush=True), progress=not args.quiet,
+        args.family,
+        args.env,
+        preset=args.preset,
+        overrides=overrides,
+        data=args.data,
+        out=args.out,
+        resume=args.resume,
+        device=args.device,
+        bf16=args.bf16,
+        seed=args.seed,
+        on_status=lambda m: print(m, flush=True),
+        progress=not args.quiet,
     )
     m = report.metrics
     shown = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if k not in ("step", "seconds"))
@@ -112,11 +135,23 @@ def cmd_eval(args: argparse.Namespace) -> None:
         else:
             store = heldout_store(meta["env_id"], args.episodes, out=tmp, seed=args.seed_base)
         s = store.summary()
-        heldout = {"episodes": s["episodes"], "frames": s["frames"], "content_hash": s["content_hash"],
-                   "seed": min(store.seeds) if store.seeds else None, "split": store.split}
+        heldout = {
+            "episodes": s["episodes"],
+            "frames": s["frames"],
+            "content_hash": s["content_hash"],
+            "seed": min(store.seeds) if store.seeds else None,
+            "split": store.split,
+        }
         episodes = store.episodes()
-    card = model_card(model, meta, episodes, context=args.context, temperature=args.temperature,
-                      seed=args.seed, heldout=heldout)
+    card = model_card(
+        model,
+        meta,
+        episodes,
+        context=args.context,
+        temperature=args.temperature,
+        seed=args.seed,
+        heldout=heldout,
+    )
     print(json.dumps(card, indent=2) if args.json else format_card(card))
 
 
@@ -126,10 +161,19 @@ def cmd_dream(args: argparse.Namespace) -> None:
 
     if Path(args.out).suffix.lower() not in (".gif", ".mp4"):
         raise UserError(f"--out must end in .gif or .mp4, got '{args.out}'")
-    summary = record_dream(args.run, args.out, steps=args.steps, temperature=args.temperature,
-                           actions=args.actions, seed=args.seed, real=args.real)
-    print(f"wrote {args.out}: {summary['frames']} frames, return {summary['return']:.2f}, "
-          f"{summary['resets']} dream resets, {summary['ms_per_step']:.2f} ms per dream step")
+    summary = record_dream(
+        args.run,
+        args.out,
+        steps=args.steps,
+        temperature=args.temperature,
+        actions=args.actions,
+        seed=args.seed,
+        real=args.real,
+    )
+    print(
+        f"wrote {args.out}: {summary['frames']} frames, return {summary['return']:.2f}, "
+        f"{summary['resets']} dream resets, {summary['ms_per_step']:.2f} ms per dream step"
+    )
 
 
 def build_parser(family: str | None = None) -> Parser:
@@ -146,8 +190,12 @@ def build_parser(family: str | None = None) -> Parser:
     p.add_argument("--env", required=True, help="gymnasium id, e.g. CartPole-v1 (see wm envs)")
     p.add_argument("--episodes", type=positive, required=True)
     p.add_argument("--out", required=True, help="directory of the episode store")
-    p.add_argument("--split", default="train", choices=["train", "heldout"],
-                   help="heldout uses seeds disjoint from training")
+    p.add_argument(
+        "--split",
+        default="train",
+        choices=["train", "heldout"],
+        help="heldout uses seeds disjoint from training",
+    )
     p.add_argument("--seed", type=int, default=None, help="base seed (default: by split)")
     p.add_argument("--max-steps", type=positive, default=None, help="cap episode length")
     p.add_argument("--num-envs", type=positive, default=2, help="vector env workers")
@@ -184,8 +232,12 @@ def build_parser(family: str | None = None) -> Parser:
     p.add_argument("--steps", type=positive, default=100)
     p.add_argument("--out", required=True, help="FILE.gif or FILE.mp4")
     p.add_argument("--temperature", type=nonneg_float, default=1.0)
-    p.add_argument("--actions", default="random", choices=["random", "keys"],
-                   help="random actions, or a scripted key pattern through the env's keymap")
+    p.add_argument(
+        "--actions",
+        default="random",
+        choices=["random", "keys"],
+        help="random actions, or a scripted key pattern through the env's keymap",
+    )
     p.add_argument("--real", action="store_true", help="show the real env beside the dream, same actions")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_dream)
@@ -194,12 +246,10 @@ def build_parser(family: str | None = None) -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `wm` console script."""
-    from .checkpoint import CheckpointError
+    from .checkpoint import CheckpointError, read_meta
     from .data import DataError
     from .envs import EnvError
     from .registry import FAMILIES
-
-    from .checkpoint import read_meta
 
     argv = list(sys.argv[1:] if argv is None else argv)
     # Which family's config fields `wm train` offers depends on --family (or the run being resumed).

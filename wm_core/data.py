@@ -134,15 +134,12 @@ class EpisodeStore:
         path = Path(root) / INDEX_FILE
         if not path.is_file():
             raise DataError(
-                f"no episode store at {root} (no {INDEX_FILE}): "
-                f"collect one with `wm collect --env ENV --out {root}`"
+                f"no episode store at {root} (no {INDEX_FILE}): collect one with `wm collect --env ENV --out {root}`"
             )
         try:
             index = json.loads(path.read_text())
             if index.get("format") != FORMAT_VERSION:
-                raise ValueError(
-                    f"format {index.get('format')!r}, this version reads format {FORMAT_VERSION}"
-                )
+                raise ValueError(f"format {index.get('format')!r}, this version reads format {FORMAT_VERSION}")
             return cls(Path(root), index)
         except (OSError, KeyError, TypeError, ValueError) as e:  # JSONDecodeError is a ValueError
             raise DataError(f"unreadable episode index {path}: {e}") from e
@@ -163,9 +160,7 @@ class EpisodeStore:
 
     def _write_index(self) -> None:
         entries = self._index["episodes"]
-        self._index["content_hash"] = hashlib.sha256(
-            "".join(e["sha256"] for e in entries).encode()
-        ).hexdigest()
+        self._index["content_hash"] = hashlib.sha256("".join(e["sha256"] for e in entries).encode()).hexdigest()
         self._index["seeds"] = sorted({e["seed"] for e in entries if e["seed"] is not None})
         text = json.dumps(self._index, indent=1).encode()
         _atomic_write(self.root / INDEX_FILE, lambda f: f.write(text))
@@ -329,9 +324,7 @@ def _first_seed(store: EpisodeStore, seed: int | None, num_envs: int) -> int:
         base = TRAIN_SEED_BASE if store.split == "train" else HELDOUT_SEED_BASE
         return max(used | {base - 1}) + 1  # appending continues past the used seeds: new data, not repeats
     if clash := used & set(range(seed, seed + num_envs)):
-        raise DataError(
-            f"seeds {sorted(clash)} were already used in {store.root}; they would repeat episodes"
-        )
+        raise DataError(f"seeds {sorted(clash)} were already used in {store.root}; they would repeat episodes")
     return seed
 
 

@@ -85,8 +85,11 @@ class Dream:
         reward = self.model.reward(self.state).float().cpu().numpy()
         p_end = self.model.done(self.state).float().cpu().numpy()
         ended = p_end > self.done_threshold
-        info = {"done_prob": p_end if self.batched else float(p_end[0]), "step": self.steps,
-                "decoded_by": self.decoded_by}
+        info = {
+            "done_prob": p_end if self.batched else float(p_end[0]),
+            "step": self.steps,
+            "decoded_by": self.decoded_by,
+        }
         if self.batched:
             return frame, reward, ended, info
         return frame[0], float(reward[0]), bool(ended[0]), info

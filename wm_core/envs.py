@@ -196,9 +196,7 @@ CATALOG: dict[str, EnvEntry] = {
             "ALE/Breakout-v5",
             "Move the paddle left/right, Space launches the ball; observation cropped inside the walls.",
             FramePipeline(source="obs", crop=(32, 196, 8, 152), thicken=3, thicken_mode="light"),
-            Keymap(
-                (B("ArrowLeft", "left", 3), B("ArrowRight", "right", 2), B(" ", "fire", 1)), idle_action=0
-            ),
+            Keymap((B("ArrowLeft", "left", 3), B("ArrowRight", "right", 2), B(" ", "fire", 1)), idle_action=0),
             requires="ale_py",
             extra="atari",
         ),
@@ -361,9 +359,7 @@ class PixelEnv(gymnasium.Wrapper):
         self.observation_space = Box(0, 255, (s, s, 3), np.uint8)
         # A classic-control env's vector observation is its true state, which state probes regress on.
         space, entry_point = env.observation_space, str(getattr(env.spec, "entry_point", ""))
-        self._has_state = (
-            "classic_control" in entry_point and isinstance(space, Box) and len(space.shape) == 1
-        )
+        self._has_state = "classic_control" in entry_point and isinstance(space, Box) and len(space.shape) == 1
         self._obs: object = None
 
     def _info(self, obs: object, info: dict) -> dict:

@@ -29,8 +29,13 @@ HORIZONS = (1, 5, 15, 50)
 FG_THRESHOLD = 0.05
 
 
-def heldout_store(env_id: str, episodes: int = 30, out: Path | str | None = None, seed: int = HELDOUT_SEED_BASE,
-                  max_steps: int | None = None) -> EpisodeStore:
+def heldout_store(
+    env_id: str,
+    episodes: int = 30,
+    out: Path | str | None = None,
+    seed: int = HELDOUT_SEED_BASE,
+    max_steps: int | None = None,
+) -> EpisodeStore:
     """Collect held-out episodes (seeds disjoint from training) into `out` or a temp directory."""
     root = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="wm-heldout-"))
     return collect(env_id, episodes, root, split="heldout", seed=seed, max_steps=max_steps)
@@ -45,8 +50,12 @@ def _frame_errors(pred: np.ndarray, real: np.ndarray, mean: np.ndarray) -> tuple
 
 
 def open_loop(
-    model: WorldModel, episodes: Sequence[Episode], context: int = 5, horizon: int = 50,
-    temperature: float = 1.0, seed: int = 0,
+    model: WorldModel,
+    episodes: Sequence[Episode],
+    context: int = 5,
+    horizon: int = 50,
+    temperature: float = 1.0,
+    seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """Batched open-loop rollouts from each episode's start.
 
@@ -80,8 +89,16 @@ def open_loop(
         pred[:, k], reward[:, k], _, info = dream.step(acts[:, k])
         done[:, k] = info["done_prob"]
     last = np.stack([e.obs[context - 1] for e in eps])
-    return {"pred": pred, "real": real, "valid": valid, "reward": reward, "done_prob": done, "rew": rew,
-            "term": term, "last": last}
+    return {
+        "pred": pred,
+        "real": real,
+        "valid": valid,
+        "reward": reward,
+        "done_prob": done,
+        "rew": rew,
+        "term": term,
+        "last": last,
+    }
 
 
 def _psnr(mse: np.ndarray) -> float:
@@ -96,8 +113,15 @@ def _f1(pred: np.ndarray, real: np.ndarray) -> float | None:
 
 
 def model_card(
-    model: WorldModel, meta: dict[str, Any], episodes: Sequence[Episode], *, context: int = 5,
-    horizons: Sequence[int] = HORIZONS, temperature: float = 1.0, seed: int = 0, heldout: dict | None = None,
+    model: WorldModel,
+    meta: dict[str, Any],
+    episodes: Sequence[Episode],
+    *,
+    context: int = 5,
+    horizons: Sequence[int] = HORIZONS,
+    temperature: float = 1.0,
+    seed: int = 0,
+    heldout: dict | None = None,
 ) -> dict[str, Any]:
     """Open-loop errors at each horizon for the model and the two baselines, reward MAE, end F1."""
     roll = open_loop(model, episodes, context, max(horizons), temperature, seed)
@@ -113,8 +137,11 @@ def model_card(
         idx = np.flatnonzero(roll["valid"][:, k - 1])
         r = real[idx, k - 1]
         row: dict[str, Any] = {"k": k, "episodes": int(len(idx))}
-        for name, p in (("model", pred[idx, k - 1]), ("copy_last", last[idx]),
-                        ("mean_frame", np.broadcast_to(mean, r.shape))):
+        for name, p in (
+            ("model", pred[idx, k - 1]),
+            ("copy_last", last[idx]),
+            ("mean_frame", np.broadcast_to(mean, r.shape)),
+        ):
             mse, fg = _frame_errors(p, r, mean)
             row[name] = {"mse": float(mse.mean()), "psnr": _psnr(mse), "fg_mse": float(fg.mean())}
         rows.append(row)
@@ -170,8 +197,14 @@ def format_card(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def open_loop_grid(model: WorldModel, episode: Episode, context: int = 5, horizon: int = 10,
-                   temperature: float = 1.0, seed: int = 0) -> np.ndarray:
+def open_loop_grid(
+    model: WorldModel,
+    episode: Episode,
+    context: int = 5,
+    horizon: int = 10,
+    temperature: float = 1.0,
+    seed: int = 0,
+) -> np.ndarray:
     """Rows real / predicted / |difference| for k = 1..horizon after `context` real frames, as one
     uint8 image with 1-pixel gaps (the open-loop grid of the Dreamer papers)."""
     roll = open_loop(model, [episode], context, horizon, temperature, seed)

@@ -5,7 +5,6 @@ can drive it without a browser.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import OrderedDict
@@ -60,8 +59,16 @@ class Frame:
 class PlaySession:
     """A dream started from real frames of the env, stepped by held keys; optional real env beside it."""
 
-    def __init__(self, run: Path | str, *, temperature: float = 1.0, context: int = 5, seed: int | None = None,
-                 lockstep: bool = False, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        run: Path | str,
+        *,
+        temperature: float = 1.0,
+        context: int = 5,
+        seed: int | None = None,
+        lockstep: bool = False,
+        device: str = "cpu",
+    ) -> None:
         self.model, self.meta = cached_model(run, device)
         self.env_id: str = self.meta["env_id"]
         self.pipeline = FramePipeline.from_json(self.meta["pipeline"])
@@ -128,14 +135,26 @@ class PlaySession:
             self.reset()
         prev = self.frame
         frame, reward, ended, info = self.dream.step(action)
-        f = Frame(dream=frame, reward=reward, ret=prev.ret + reward, done_prob=info["done_prob"], ended=ended,
-                  step=prev.step + 1, rewards=(prev.rewards + [reward])[-200:])
+        f = Frame(
+            dream=frame,
+            reward=reward,
+            ret=prev.ret + reward,
+            done_prob=info["done_prob"],
+            ended=ended,
+            step=prev.step + 1,
+            rewards=(prev.rewards + [reward])[-200:],
+        )
         if self.lockstep and prev.real is not None:
             if prev.real_ended:
                 f.real, f.real_ret, f.real_ended = prev.real, prev.real_ret, True
             else:
                 real, r, term, trunc, _ = self.env.step(self.model.action_spec.to_env(action))
-                f.real, f.real_reward, f.real_ret, f.real_ended = real, float(r), prev.real_ret + float(r), term or trunc
+                f.real, f.real_reward, f.real_ret, f.real_ended = (
+                    real,
+                    float(r),
+                    prev.real_ret + float(r),
+                    term or trunc,
+                )
         self.frame = f
         self._record(action)
         return f
@@ -152,11 +171,17 @@ class PlaySession:
             return
         f = self.frame
         self.rec_frames.append(f.dream if f.real is None else np.concatenate([f.dream, f.real], axis=1))
-        self.recording.append({
-            "step": f.step, "action": None if action is None else np.asarray(action).tolist(),
-            "reward": f.reward, "return": f.ret, "done_prob": f.done_prob, "ended": f.ended,
-            **({"real_reward": f.real_reward, "real_ended": f.real_ended} if f.real is not None else {}),
-        })
+        self.recording.append(
+            {
+                "step": f.step,
+                "action": None if action is None else np.asarray(action).tolist(),
+                "reward": f.reward,
+                "return": f.ret,
+                "done_prob": f.done_prob,
+                "ended": f.ended,
+                **({"real_reward": f.real_reward, "real_ended": f.real_ended} if f.real is not None else {}),
+            }
+        )
 
     def stop_recording(self, out_dir: Path | str, fmt: str = "gif") -> tuple[Path, Path]:
         """Write the recording as GIF/MP4 plus a JSON of actions, rewards and ends; returns both paths."""
@@ -167,8 +192,16 @@ class PlaySession:
         stem = f"dream-{self.meta['family']}-{self.env_id.replace('/', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
         video = write_video(out / f"{stem}.{fmt}", self.rec_frames)
         log = out / f"{stem}.json"
-        atomic_write_json(log, {"run": self.meta["_dir"], "family": self.meta["family"], "env_id": self.env_id,
-                                "temperature": self.temperature, "steps": self.recording})
+        atomic_write_json(
+            log,
+            {
+                "run": self.meta["_dir"],
+                "family": self.meta["family"],
+                "env_id": self.env_id,
+                "temperature": self.temperature,
+                "steps": self.recording,
+            },
+        )
         self.recording = None
         return video, log
 
@@ -197,8 +230,16 @@ def scripted_keys(keymap: Keymap, steps: int, hold: int = 8, gap: int = 2) -> li
     return [pattern[i % len(pattern)] for i in range(steps)] if pattern else [[] for _ in range(steps)]
 
 
-def record_dream(run: Path | str, out: Path | str, *, steps: int = 100, temperature: float = 1.0,
-                 actions: str = "random", seed: int = 0, real: bool = False) -> dict[str, Any]:
+def record_dream(
+    run: Path | str,
+    out: Path | str,
+    *,
+    steps: int = 100,
+    temperature: float = 1.0,
+    actions: str = "random",
+    seed: int = 0,
+    real: bool = False,
+) -> dict[str, Any]:
     """Drive a dream for `steps` frames with random actions or a scripted key pattern and write a video."""
     session = PlaySession(run, temperature=temperature, seed=seed, lockstep=real)
     rng = np.random.default_rng(seed)
@@ -221,4 +262,9 @@ def record_dream(run: Path | str, out: Path | str, *, steps: int = 100, temperat
     video, log = session.stop_recording(Path(out).parent, Path(out).suffix.lstrip(".").lower())
     video.replace(out)
     log.replace(Path(out).with_suffix(".json"))
-    return {"frames": steps, "return": ret, "resets": session.resets - 1, "ms_per_step": 1000 * t_step / steps}
+    return {
+        "frames": steps,
+        "return": ret,
+        "resets": session.resets - 1,
+        "ms_per_step": 1000 * t_step / steps,
+    }

@@ -195,8 +195,15 @@ def train_run(
         store = EpisodeStore.open(data) if (data / "index.json").exists() else None
         if store is None or len(store) < cfg_episodes:
             say(f"collecting {cfg_episodes} episodes of {env_id} with a random policy")
-            store = collect(env_id, cfg_episodes, data, seed=seed, progress=on_collect, should_stop=should_stop,
-                            store=store)
+            store = collect(
+                env_id,
+                cfg_episodes,
+                data,
+                seed=seed,
+                progress=on_collect,
+                should_stop=should_stop,
+                store=store,
+            )
     if should_stop is not None and should_stop() and len(store) == 0:
         raise DataError("stopped before any episode was collected")
 
@@ -222,8 +229,17 @@ def train_run(
             "peak_rss_mb": round(peak_rss_mb(), 1),
         }
         extra = {"data": {"dir": str(Path(data).resolve()), **store.summary()}, "budget": budget}
-        save_checkpoint(run, model, env_id=env_id, pipeline=pipeline, step=step, metrics=metrics,
-                        command=command, optimizer=trainer.optimizer, extra=extra)
+        save_checkpoint(
+            run,
+            model,
+            env_id=env_id,
+            pipeline=pipeline,
+            step=step,
+            metrics=metrics,
+            command=command,
+            optimizer=trainer.optimizer,
+            extra=extra,
+        )
 
     say(f"training {family} on {env_id}: {cfg.steps} steps on {dev} ({torch.get_num_threads()} threads)")
     t0 = time.perf_counter()
