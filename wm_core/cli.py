@@ -9,8 +9,10 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import NoReturn
 
@@ -97,24 +99,39 @@ def cmd_collect(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    """Train a family on an env (collecting data when --data is absent), or resume a run."""
+    """Train a family on an env (collecting data when --data is absent), or resume a run.
+
+    The first Ctrl-C stops training at the next step and saves a resumable checkpoint; a second one
+    interrupts at once."""
     from .train import train_run
 
+    stop = threading.Event()
+
+    def on_sigint(signum, frame) -> None:
+        print("\nstopping: saving a resumable checkpoint (Ctrl-C again to abort)", file=sys.stderr, flush=True)
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
-    run, report = train_run(
-        args.family,
-        args.env,
-        preset=args.preset,
-        overrides=overrides,
-        data=args.data,
-        out=args.out,
-        resume=args.resume,
-        device=args.device,
-        bf16=args.bf16,
-        seed=args.seed,
-        on_status=lambda m: print(m, flush=True),
-        progress=not args.quiet,
-    )
+    try:
+        run, report = train_run(
+            args.family,
+            args.env,
+            preset=args.preset,
+            overrides=overrides,
+            data=args.data,
+            out=args.out,
+            resume=args.resume,
+            device=args.device,
+            bf16=args.bf16,
+            seed=args.seed,
+            on_status=lambda m: print(m, flush=True),
+            progress=not args.quiet,
+            should_stop=stop.is_set,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     m = report.metrics
     shown = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if k not in ("step", "seconds"))
     print(f"done: {run} step {report.step} in {report.seconds:.1f} s ({shown})")

@@ -47,6 +47,9 @@ class HaConfig(TrainConfig):
     """Weight of M's reward regression."""
     done_weight: float = 1.0
     """Weight of M's episode-end classification."""
+    m_on_means: bool = True
+    """Train M on V's posterior means rather than samples: with the KL tolerance V's posterior noise is
+    large, and M's job is the dynamics, not that noise."""
     vae_fraction: float = 0.25
     """Share of each batch's frames that V trains on; M still sees z for every frame. V dominates the
     cost of a step, so a quarter of the frames lets M take four times as many steps in the same time."""
@@ -164,7 +167,8 @@ class VaeMdnRnn(WorldModel):
         # ... and M on z of every frame, encoded without gradients (M never trains V).
         with torch.no_grad():
             mu_all, logvar_all = self.encode(x)
-            zs = (mu_all + torch.randn_like(mu_all) * (0.5 * logvar_all).exp()).view(B, T, -1)
+            noise = 0.0 if c.m_on_means else torch.randn_like(mu_all) * (0.5 * logvar_all).exp()
+            zs = (mu_all + noise).view(B, T, -1)
         # M: h_t = LSTM(h_{t-1}, [z_{t-1}, a_t]) predicts z_t, rew_t and is_terminal_t.
         act = batch["act"].to(x.device).float()
         first = batch["is_first"].to(x.device)

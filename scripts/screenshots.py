@@ -1,0 +1,89 @@
+"""Screenshots of the app for the docs, taken in headless Chromium at 1280x800.
+
+    python scripts/screenshots.py [--checkpoint-dir checkpoints] [--out docs/screenshots]
+
+play.png: the first checkpoint started with the real env in lockstep, while a key is held.
+train.png: the Train tab after a tiny training run has finished (progress, curves, preview).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.play_latency import (  # noqa: E402
+    LOCKSTEP_LABEL,
+    held_keys,
+    launch_app,
+    open_page,
+    quietly,
+    start_first_checkpoint,
+)
+
+
+def shoot_play(page, out: Path) -> Path:
+    """Start the first checkpoint, lockstep on, hold its last key for a second, and shoot while it is held."""
+    env_id = start_first_checkpoint(page)
+    page.get_by_label(LOCKSTEP_LABEL).check()
+    page.locator("canvas.wm-real").wait_for(state="visible", timeout=30_000)
+    page.click("canvas.wm-dream")
+    key = held_keys(env_id)[-1]
+    page.keyboard.down(key)
+    page.wait_for_timeout(1000)
+    path = out / "play.png"
+    page.screenshot(path=str(path))
+    page.keyboard.up(key)
+    return path
+
+
+def shoot_train(page, out: Path, timeout_s: float) -> Path:
+    """Train the default family and env with preset tiny; shoot the tab once the run is done."""
+    page.get_by_role("tab", name="Train").click()
+    page.locator("#wm-preset label:has-text('tiny')").click()
+    # Leave steps and episodes blank (= preset): the fields render an initial 0 that the app rejects.
+    page.locator("#wm-steps input").fill("")
+    page.locator("#wm-episodes input").fill("")
+    page.click("#wm-train-start")
+    message = page.locator("#wm-train-message")
+    message.filter(has_text="done").or_(message.filter(has_text="failed")).wait_for(timeout=1000 * timeout_s)
+    page.wait_for_timeout(1000)  # the last curves and preview render after the final message
+    page.locator("#wm-train-progress").scroll_into_view_if_needed()
+    path = out / "train.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def main() -> None:
+    """Parse flags, launch the app, take both screenshots."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint-dir", default=str(ROOT / "checkpoints"), help="runs listed in the Play tab")
+    p.add_argument("--out", default=str(ROOT / "docs" / "screenshots"), help="where the PNGs go")
+    p.add_argument("--train-timeout", type=float, default=300.0, help="seconds to wait for the tiny run")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from playwright.sync_api import sync_playwright
+
+    demo, url = launch_app(args.checkpoint_dir, tempfile.mkdtemp(prefix="wm-shots-runs-"))
+    try:
+        with sync_playwright() as pw:
+            browser, page = open_page(pw, url)
+            try:
+                shots = [shoot_play(page, out), shoot_train(page, out, args.train_timeout)]
+            finally:
+                browser.close()
+    finally:
+        with quietly():
+            demo.close()
+    for s in shots:
+        print(s)
+
+
+if __name__ == "__main__":
+    main()
