@@ -52,7 +52,8 @@ def shoot_train(page, out: Path, timeout_s: float) -> Path:
     message = page.locator("#wm-train-message")
     message.filter(has_text="done").or_(message.filter(has_text="failed")).wait_for(timeout=1000 * timeout_s)
     page.wait_for_timeout(1000)  # the last curves and preview render after the final message
-    page.locator("#wm-train-progress").scroll_into_view_if_needed()
+    # Scroll so the Start button heads the window: progress, message, curves and preview fit below it.
+    page.locator("#wm-train-start").evaluate("e => window.scrollTo(0, e.getBoundingClientRect().top + scrollY - 16)")
     path = out / "train.png"
     page.screenshot(path=str(path))
     return path

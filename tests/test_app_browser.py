@@ -150,13 +150,18 @@ def test_play_with_held_keys(page: Page) -> None:
     assert page.evaluate("window.scrollY") == 0, "arrow keys scrolled the page"
 
     # No key held on CartPole (no idle action): the dream waits.
-    page.wait_for_timeout(400)  # let the request in flight at key-up land
+    # Once a keyless tick has answered (status "Hold a key"), the request in flight at key-up has landed.
+    expect(page.locator(".wm-status")).to_contain_text("Hold a key", timeout=10_000)
     idle_step, idle_frame = shown_step(page), page.evaluate(DREAM_PIXELS)
     page.wait_for_timeout(1000)
     assert shown_step(page) == idle_step and page.evaluate(DREAM_PIXELS) == idle_frame
-    expect(page.locator(".wm-status")).to_contain_text("Hold a key")
 
-    # Control: a key the player does not handle does scroll the page, so the check above means something.
+    # CartPole's arrows could only scroll sideways; the keys that scroll down must not either. A key the
+    # player leaves alone (PageDown) does scroll, so these checks mean something.
+    for key in ("ArrowDown", " ", "ArrowDown", " "):
+        page.keyboard.press(key)
+    page.wait_for_timeout(300)
+    assert page.evaluate("[window.scrollX, window.scrollY]") == [0, 0], "arrow keys or space scrolled the page"
     page.keyboard.press("PageDown")
     page.wait_for_function("window.scrollY > 0", timeout=5_000)
     page.evaluate("window.scrollTo(0, 0)")

@@ -193,6 +193,18 @@ def cmd_dream(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    """Dream latency, imagination and training throughput, parameters and memory per family and preset."""
+    from .bench import format_bench, run_bench
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    rows = run_bench(args.family or None, tuple(args.preset or ["small"]), args.device)
+    print(json.dumps(rows, indent=2) if args.json else format_bench(rows))
+
+
 def build_parser(family: str | None = None) -> Parser:
     """The full `wm` parser; `family` selects which config fields `wm train` offers as flags."""
     from .registry import FAMILIES, get_family
@@ -258,6 +270,14 @@ def build_parser(family: str | None = None) -> Parser:
     p.add_argument("--real", action="store_true", help="show the real env beside the dream, same actions")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_dream)
+
+    p = sub.add_parser("bench", help="speed and memory of each family (numbers, not tests)")
+    p.add_argument("--family", action="append", choices=sorted(FAMILIES), help="repeat for several (default: all)")
+    p.add_argument("--preset", action="append", choices=["tiny", "small", "large"], default=None)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=positive, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_bench)
     return root
 
 

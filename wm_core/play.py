@@ -222,7 +222,7 @@ def write_video(path: Path | str, frames: list[np.ndarray], scale: int = 4, fps:
     return path
 
 
-def scripted_keys(keymap: Keymap, steps: int, hold: int = 8, gap: int = 2) -> list[list[str]]:
+def scripted_keys(keymap: Keymap, steps: int, hold: int = 15, gap: int = 3) -> list[list[str]]:
     """A demo key pattern: each binding held for `hold` frames, then `gap` frames of no key, cycling."""
     pattern: list[list[str]] = []
     for b in keymap.bindings:

@@ -6,11 +6,17 @@ loader, the dream adapter, the CLI and the app need to pick it up.
 
 from __future__ import annotations
 
+from .models.dreamer import Rssm
 from .models.ha import VaeMdnRnn
+from .models.jepa import Jepa
+from .models.muzero import MuZero
 from .protocol import WorldModel
 
 FAMILIES: dict[str, type[WorldModel]] = {
     "ha": VaeMdnRnn,
+    "muzero": MuZero,
+    "jepa": Jepa,
+    "dreamer": Rssm,
 }
 
 

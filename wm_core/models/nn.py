@@ -80,3 +80,80 @@ def weighted_pixel_loss(
     """Squared error summed over pixels, with foreground pixels weighted `1 + fg_weight`; mean over N."""
     w = 1.0 + fg_weight * fg_mask
     return ((pred - target) ** 2 * w).flatten(1).sum(1).mean()
+
+
+class ProbeDecoder(nn.Module):
+    """A pixel decoder that reads *detached* latents: it shows what a latent knows without shaping it.
+
+    Decoder-free families (MuZero, JEPA) train one beside the model so the UI can draw their states. The
+    latent is detached on the way in, so the probe's loss never sends a gradient into the world model;
+    like `ConvDecoder` it predicts the residual from the dataset mean frame and weights foreground pixels,
+    which is what lets thin moving objects (the CartPole pole) appear within CPU-minutes. A LayerNorm
+    on the way in lets one probe read latents of any scale (MuZero's [0, 1] states, JEPA's unit-std ones).
+    """
+
+    def __init__(self, in_dim: int, channels: int, frame_size: int = 64) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(in_dim)
+        self.decoder = ConvDecoder(in_dim, channels, frame_size)
+
+    def forward(self, latent: torch.Tensor, frame_mean: torch.Tensor) -> torch.Tensor:
+        """(N, in_dim) latent -> (N, 3, S, S) frame, unclamped (mean frame + predicted residual)."""
+        return self.decoder(self.norm(latent.detach())) + frame_mean
+
+    def loss(
+        self,
+        latent: torch.Tensor,
+        pixels: torch.Tensor,
+        frame_mean: torch.Tensor,
+        fg_mask: torch.Tensor,
+        fg_weight: float,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Per-pixel weighted reconstruction loss of frames (N, 3, S, S) from latents (N, in_dim), and the
+        probe's plain and foreground-masked MSE as metrics."""
+        recon = self(latent, frame_mean)
+        loss = weighted_pixel_loss(recon, pixels, fg_mask, fg_weight) / pixels[0].numel()
+        with torch.no_grad():
+            sq = (recon.clamp(0, 1) - pixels).pow(2).mean(1, keepdim=True)  # (N, 1, S, S)
+            fg_mse = (sq * fg_mask).sum() / fg_mask.sum().clamp(min=1.0)
+        return loss, {"probe_mse": sq.mean().item(), "probe_fg_mse": fg_mse.item()}
+
+
+def previous_in_episode(x: torch.Tensor, is_first: torch.Tensor) -> torch.Tensor:
+    """x (B, T, ...) -> x at t-1, or x at t itself where `is_first[:, t]` (nothing came before).
+
+    Used for two-frame inputs: a single CartPole frame shows positions but not velocities, so the
+    decoder-free families read the previous frame's features too (MuZero's Atari networks stack 32 frames).
+    """
+    prev = torch.cat([x[:, :1], x[:, :-1]], dim=1)
+    keep = is_first.view(*is_first.shape, *([1] * (x.dim() - 2)))
+    return torch.where(keep, x, prev)
+
+
+def unroll_mask(is_first: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B, T) bool -> (B, T, steps + 1) bool: True where t + k is inside the window and in t's episode.
+
+    Rollouts start at every t and run k = 0..steps; one that reaches the window's end or the start of
+    another episode stops counting there.
+    """
+    B, T = is_first.shape
+    pad = torch.ones(B, steps, dtype=torch.bool, device=is_first.device)
+    firsts = torch.cat([is_first, pad], dim=1)  # (B, T + steps): past the window counts as a boundary
+    ok = [torch.ones(B, T, dtype=torch.bool, device=is_first.device)]
+    for k in range(1, steps + 1):
+        ok.append(ok[-1] & ~firsts[:, k : k + T])
+    return torch.stack(ok, dim=-1)
+
+
+def shift(x: torch.Tensor, k: int) -> torch.Tensor:
+    """x (B, T, ...) -> x[:, t + k] at position t, zero-padded past the window's end."""
+    if k == 0:
+        return x
+    pad = torch.zeros_like(x[:, :k])
+    return torch.cat([x[:, k:], pad], dim=1)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of x over the entries where mask holds (0 when none does)."""
+    mask = mask.float()
+    return (x * mask).sum() / mask.sum().clamp(min=1.0)

@@ -1,0 +1,137 @@
+"""`wm bench`: speed and memory of each family through the protocol, on random inputs.
+
+Numbers are printed, never asserted: tests check correctness, benchmarks report speed.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from .dream import Dream
+from .registry import FAMILIES, get_family
+from .spec import ActionSpec
+from .train import peak_rss_mb, resolve_device
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    a = np.asarray(samples) * 1000.0
+    return float(np.percentile(a, 50)), float(np.percentile(a, 95))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_family(
+    name: str,
+    preset: str = "small",
+    device: str = "auto",
+    dream_steps: int = 200,
+    train_steps: int = 5,
+    batch: int = 256,
+) -> dict[str, Any]:
+    """Dream step latency (batch 1, imagine + decode + frame encoding), batched imagination
+    throughput, training throughput and parameter count for one family and preset."""
+    dev = resolve_device(device)
+    cls = get_family(name)
+    cfg = cls.preset(preset)
+    spec = ActionSpec("discrete", 2, names=("left", "right"))
+    model = cls(cfg, spec).to(dev)
+    params = sum(p.numel() for p in model.parameters())
+    rng = np.random.default_rng(0)
+    S = model.frame_size
+
+    dream = Dream(model, temperature=1.0)
+    dream.reset(rng.integers(0, 255, (5, S, S, 3), dtype=np.uint8), np.array([0, 1, 0, 1, 0]))
+    times = []
+    for i in range(dream_steps + 10):
+        t0 = time.perf_counter()
+        frame, _, _, _ = dream.step(i % 2)
+        base64.b64encode(frame.tobytes())  # what the Play tab sends per frame
+        _sync(dev)
+        if i >= 10:  # warm-up steps are not counted
+            times.append(time.perf_counter() - t0)
+    p50, p95 = _percentiles(times)
+
+    with torch.inference_mode():
+        state = model.initial(batch)
+        act = spec.encode(rng.integers(0, 2, batch)).to(dev)
+        for _ in range(3):
+            state = model.imagine(state, act)
+        _sync(dev)
+        t0 = time.perf_counter()
+        n = 20
+        for _ in range(n):
+            state = model.imagine(state, act)
+        _sync(dev)
+        imagine_rate = n * batch / (time.perf_counter() - t0)
+
+    B, T = cfg.batch_size, cfg.seq_len
+    first = torch.zeros(B, T, dtype=torch.bool)
+    first[:, 0] = True
+    data = {
+        "obs": torch.randint(0, 255, (B, T, S, S, 3), dtype=torch.uint8, device=dev),
+        "act": spec.encode(rng.integers(0, 2, (B, T))).to(dev),
+        "rew": torch.ones(B, T, device=dev),
+        "is_first": first.to(dev),
+        "is_terminal": torch.zeros(B, T, dtype=torch.bool, device=dev),
+    }
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    model.train()
+    times = []
+    for i in range(train_steps + 1):
+        t0 = time.perf_counter()
+        loss, _ = model.loss(data)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.after_step()
+        _sync(dev)
+        if i:
+            times.append(time.perf_counter() - t0)
+    step_s = float(np.mean(times))
+    gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None
+    return {
+        "family": name,
+        "preset": preset,
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "params": params,
+        "dream_ms_p50": p50,
+        "dream_ms_p95": p95,
+        "imagine_states_per_s": imagine_rate,
+        "train_step_s": step_s,
+        "train_sequences_per_s": B / step_s,
+        "batch": f"{B}x{T}",
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_gpu_mb": gpu_mb,
+    }
+
+
+def run_bench(
+    families: list[str] | None = None, presets: tuple[str, ...] = ("small",), device: str = "auto", **kwargs: Any
+) -> list[dict[str, Any]]:
+    """`bench_family` over families x presets."""
+    return [bench_family(f, p, device, **kwargs) for f in (families or sorted(FAMILIES)) for p in presets]
+
+
+def format_bench(rows: list[dict[str, Any]]) -> str:
+    """Rows as a fixed-width table."""
+    head = (
+        f"{'family':<8} {'preset':<6} {'device':<6} {'params':>9} {'dream p50':>9} {'p95 ms':>7} "
+        f"{'imagine/s':>10} {'train seq/s':>11} {'batch':>7} {'peak RSS MiB':>12}"
+    )
+    lines = [head]
+    for r in rows:
+        lines.append(
+            f"{r['family']:<8} {r['preset']:<6} {r['device']:<6} {r['params']:>9,} {r['dream_ms_p50']:>9.2f} "
+            f"{r['dream_ms_p95']:>7.2f} {r['imagine_states_per_s']:>10,.0f} {r['train_sequences_per_s']:>11.1f} "
+            f"{r['batch']:>7} {r['peak_rss_mb']:>12.0f}"
+        )
+    return "\n".join(lines) + f"\n({rows[0]['threads'] if rows else '?'} torch threads)"

@@ -1,0 +1,308 @@
+"""Family `muzero`: MuZero (Schrittwieser et al. 2020, "Mastering Atari, Go, Chess and Shogi by Planning
+with a Learned Model"), scaled down to 64x64 frames on a CPU.
+
+The paper's three functions:
+    representation  s_t = h(o_{t-1}, o_t)   conv features of the last two frames -> hidden state
+    dynamics        s', r = g(s, a)         an MLP on (s, one-hot a), residual on s
+    prediction      pi, v = f(s)            policy logits and value
+Hidden states are min-max normalised to [0, 1] after h and after every g ("we scale the hidden state to the
+same range as the action input", paper Appendix G). The paper stacks 32 frames; two are enough to see
+CartPole's velocities, and the state carries the last frame's conv features so `observe` can pair them.
+
+Training (paper Appendix G): from *every* position t of a sampled window the model unrolls K steps of g
+with the logged actions, and at each step k = 0..K regresses
+    reward  r_{t+k}        the logged reward on arriving at frame t+k (k >= 1),
+    value   z_{t+k}        n-step return  sum_i gamma^(i-1) r_{t+k+i} + gamma^n v(h(o_{t+k+n})), where v is the
+                           model's own value of the real frame, detached (the paper bootstraps from a target
+                           network or the search value); cut at a terminal (value 0 beyond it) and at the
+                           window's end (bootstrap from the last frame inside it),
+    policy  one-hot of the behaviour action a_{t+k+1}: the data holds actions, not MCTS visit counts, so with
+            random-policy data f learns the behaviour prior (about uniform); with MCTS-collected data it
+            learns the action the search chose.
+Value and reward pass through the invertible transform of Pohlen et al. 2018 (paper Appendix F) and are
+regressed with MSE, not the paper's 601-bin categorical: simpler, and adequate for CartPole's rewards of 1.
+The gradient entering g is halved and each unrolled step's losses are weighted 1/K (Appendix G).
+
+Additions for play (not in the paper): a termination head on s (the Dream ends episodes with it, MCTS
+discounts leaf values by it) and a probe decoder on detached states (`decode` draws the probe's view; it
+never trains the model). Dynamics are deterministic: `imagine` ignores the temperature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..protocol import Batch, State, TrainConfig, WorldModel
+from ..spec import ActionSpec
+from .nn import ConvEncoder, Mlp, ProbeDecoder, masked_mean, previous_in_episode, shift, unroll_mask
+
+EPS = 1e-3  # epsilon of the value transform (Pohlen et al. 2018)
+
+
+def value_transform(x: torch.Tensor) -> torch.Tensor:
+    """h(x) = sign(x)(sqrt(|x| + 1) - 1) + eps x: squashes large returns (MuZero Appendix F)."""
+    return x.sign() * ((x.abs() + 1).sqrt() - 1) + EPS * x
+
+
+def inverse_value_transform(y: torch.Tensor) -> torch.Tensor:
+    """The exact inverse of `value_transform` (Pohlen et al. 2018, Proposition A.2)."""
+    a = y.abs() + 1 + EPS
+    inner = 2 * a / ((1 + 4 * EPS * a).sqrt() + 1)  # = (sqrt(1 + 4 eps a) - 1) / (2 eps), without cancellation
+    return y.sign() * (inner.pow(2) - 1)
+
+
+def min_max(s: torch.Tensor) -> torch.Tensor:
+    """Scale each hidden state (..., D) to [0, 1] over its D units (MuZero Appendix G)."""
+    lo, hi = s.amin(-1, keepdim=True), s.amax(-1, keepdim=True)
+    return (s - lo) / (hi - lo).clamp(min=1e-5)
+
+
+def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Identity forward; multiplies the gradient by `scale` on the way back."""
+    return x * scale + x.detach() * (1 - scale)
+
+
+def n_step_returns(
+    rew: torch.Tensor, value: torch.Tensor, first: torch.Tensor, term: torch.Tensor, n: int, discount: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """n-step value targets (B, T) inside a window, and where they exist (B, T) bool.
+
+    z_t = sum_{i=1..m} discount^(i-1) rew[t+i] + discount^m value[t+m], with m <= n cut where t's episode
+    ends inside the window: at a terminal the bootstrap is 0, at the window's end it is the last value.
+    A non-terminal t with no step after it in the window has no target.
+    """
+    nxt_first = F.pad(first, (0, n), value=True)  # past the window counts as another episode
+    nxt_term, nxt_rew, nxt_val = F.pad(term, (0, n)), F.pad(rew, (0, n)), F.pad(value, (0, n))
+    T = rew.shape[1]
+    ret = torch.zeros_like(rew)
+    gain = torch.ones_like(rew)
+    boot = torch.where(term, torch.zeros_like(value), value)
+    alive, steps = ~term, torch.zeros_like(rew)
+    for i in range(1, n + 1):
+        ok = alive & ~nxt_first[:, i : i + T]
+        ret = ret + ok * gain * nxt_rew[:, i : i + T]
+        gain = torch.where(ok, gain * discount, gain)
+        ended = nxt_term[:, i : i + T]
+        boot = torch.where(ok, torch.where(ended, torch.zeros_like(boot), nxt_val[:, i : i + T]), boot)
+        steps = steps + ok
+        alive = ok & ~ended
+    return ret + gain * boot, (steps > 0) | term
+
+
+@dataclass
+class MuZeroConfig(TrainConfig):
+    """MuZero network sizes, unroll and return horizons, and loss weights."""
+
+    channels: int = 16
+    """Width of the first conv layer of the representation's frame encoder (doubles per layer)."""
+    feat_dim: int = 128
+    """Conv features per frame; the representation reads those of the last two frames."""
+    hidden: int = 64
+    """Size of the hidden state s (min-max normalised to [0, 1])."""
+    mlp: int = 128
+    """Width of the representation, dynamics, prediction and termination MLPs."""
+    unroll: int = 5
+    """K: dynamics steps unrolled from every position of a window (the paper uses 5)."""
+    td_steps: int = 10
+    """n of the n-step value targets (the paper uses 10 for Atari)."""
+    discount: float = 0.97
+    """Discount of value targets and of MCTS backups (the paper: 0.997 for Atari; CartPole's random-policy
+    episodes last about 22 steps, so a shorter horizon keeps the values' scale close to what the data shows)."""
+    value_weight: float = 0.25
+    """Weight of the value loss (0.25 as in the paper's Reanalyse setting)."""
+    policy_weight: float = 1.0
+    """Weight of the policy cross-entropy."""
+    reward_weight: float = 1.0
+    """Weight of the reward regression."""
+    done_weight: float = 1.0
+    """Weight of the termination head's cross-entropy (an addition for play)."""
+    probe_channels: int = 16
+    """Width of the probe decoder (trained on detached states, draws what the latent knows)."""
+    probe_fraction: float = 0.125
+    """Probe decodes per step, as a share of the batch's frames (sampled over all unroll steps)."""
+    fg_weight: float = 20.0
+    """Extra probe reconstruction weight on pixels that differ from the dataset mean frame."""
+
+
+class MuZero(WorldModel):
+    """MuZero's representation, dynamics and prediction functions, plus termination and probe heads."""
+
+    family = "muzero"
+    Config = MuZeroConfig
+    PRESETS = {
+        "tiny": dict(channels=8, feat_dim=16, hidden=16, mlp=32, unroll=3, td_steps=3, probe_channels=8,
+                     steps=30, batch_size=4, seq_len=8, episodes=6),
+        "small": dict(steps=2500, batch_size=16, seq_len=24, episodes=300),
+        "large": dict(channels=32, feat_dim=256, hidden=256, mlp=512, probe_channels=32, discount=0.997,
+                      steps=20000, batch_size=32, seq_len=32, episodes=2000),
+    }  # fmt: skip
+    capabilities = {
+        "decoder": False,
+        "probe_decoder": True,
+        "stochastic": False,
+        "reward": True,
+        "done": True,
+        "value": True,
+        "policy": True,
+        "planner": "mcts",
+        "action_kinds": ("discrete",),
+        "temperature": "none: the dynamics function is deterministic, so the temperature is ignored",
+    }
+
+    def __init__(self, config: MuZeroConfig, action_spec: ActionSpec, frame_size: int = 64) -> None:
+        super().__init__(config, action_spec, frame_size)
+        if not action_spec.discrete:
+            raise ValueError(
+                f"muzero plans over discrete actions; this env has a continuous action space "
+                f"(Box({action_spec.n}) in [{', '.join(map(str, action_spec.low))}] .. "
+                f"[{', '.join(map(str, action_spec.high))}],): choose a discrete-action env "
+                f"such as CartPole-v1, or the jepa or ha family"
+            )
+        c, A = config, action_spec.n
+        self.encoder = ConvEncoder(c.channels, c.feat_dim, frame_size)
+        self.represent_mlp = Mlp(2 * c.feat_dim, c.mlp, c.hidden)
+        self.dynamics_mlp = Mlp(c.hidden + A, c.mlp, c.hidden + 1)  # state change and reward
+        self.prediction_mlp = Mlp(c.hidden, c.mlp, A + 1)  # policy logits and value
+        self.termination_mlp = Mlp(c.hidden, c.mlp, 1)
+        self.probe = ProbeDecoder(c.hidden, c.probe_channels, frame_size)
+
+    # ---- the paper's three functions (on raw tensors; MCTS calls these) -------------------------
+    def representation(self, feat: torch.Tensor, prev_feat: torch.Tensor) -> torch.Tensor:
+        """h: conv features of the current and previous frame (..., F) each -> state (..., D) in [0, 1]."""
+        return min_max(self.represent_mlp(torch.cat([feat, prev_feat], dim=-1)))
+
+    def _dynamics(self, s: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.dynamics_mlp(torch.cat([s, action], dim=-1))
+        return min_max(s + out[..., :-1]), out[..., -1]  # reward still in transformed space
+
+    def dynamics(self, s: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """g: state (..., D) and one-hot action (..., A) -> next state (..., D), reward (...)."""
+        s2, r = self._dynamics(s, action)
+        return s2, inverse_value_transform(r)
+
+    def prediction(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """f: state (..., D) -> policy logits (..., A) and value (...)."""
+        out = self.prediction_mlp(s)
+        return out[..., :-1], inverse_value_transform(out[..., -1])
+
+    def termination(self, s: torch.Tensor) -> torch.Tensor:
+        """Probability (...) that state s is terminal (an addition to MuZero, for play)."""
+        return torch.sigmoid(self.termination_mlp(s)[..., 0])
+
+    def policy_value(self, state: State) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prior policy (B, A) and value (B,) of a protocol state, for display beside the frame."""
+        logits, value = self.prediction(state["s"])
+        return logits.softmax(-1), value
+
+    # ---- protocol --------------------------------------------------------------------------------
+    def initial(self, batch_size: int) -> State:
+        """Zero state; `seen` = 0 says no frame has been observed yet."""
+        c, dev = self.config, self.frame_mean.device
+        zeros = lambda n: torch.zeros(batch_size, n, device=dev)  # noqa: E731
+        return {"s": zeros(c.hidden), "feat": zeros(c.feat_dim), "rew": zeros(1), "seen": zeros(1)}
+
+    def observe(self, state: State, frame: torch.Tensor, prev_action: torch.Tensor) -> State:
+        """s = h(previous frame, frame); the reward is g's prediction for (previous s, prev_action)."""
+        prev_action = prev_action.to(self.frame_mean.device)
+        feat = self.encoder(self.to_pixels(frame))  # (B, F)
+        seen = state["seen"]
+        prev_feat = torch.where(seen > 0, state["feat"], feat)  # first frame: no motion known
+        _, rew = self.dynamics(state["s"], prev_action)
+        s = self.representation(feat, prev_feat)
+        return {"s": s, "feat": feat, "rew": (rew * seen[:, 0]).unsqueeze(-1), "seen": torch.ones_like(seen)}
+
+    def imagine(self, state: State, action: torch.Tensor, temperature: float = 1.0) -> State:
+        """One step of g; deterministic, `temperature` has no effect."""
+        s, rew = self.dynamics(state["s"], action.to(self.frame_mean.device))
+        return {"s": s, "feat": state["feat"], "rew": rew.unsqueeze(-1), "seen": state["seen"]}
+
+    def decode(self, state: State) -> torch.Tensor:
+        """The probe decoder's view of s, (B, H, W, 3) in [0, 1]: what the latent knows, not a prediction."""
+        return self.probe(state["s"], self.frame_mean).clamp(0, 1).movedim(-3, -1)
+
+    def reward(self, state: State) -> torch.Tensor:
+        """g's reward for the transition into this state."""
+        return state["rew"][:, 0]
+
+    def done(self, state: State) -> torch.Tensor:
+        """The termination head on s."""
+        return self.termination(state["s"])
+
+    def latent(self, state: State) -> torch.Tensor:
+        """The hidden state s."""
+        return state["s"]
+
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """K-step unrolled reward, value, policy and termination losses, plus the probe decoder's loss."""
+        c = self.config
+        obs = self.to_pixels(batch["obs"])  # (B, T, 3, H, W)
+        B, T = obs.shape[:2]
+        dev = obs.device
+        act = batch["act"].to(dev).float()  # (B, T, A)
+        rew = batch["rew"].to(dev).float()  # (B, T)
+        first, term = batch["is_first"].to(dev), batch["is_terminal"].to(dev)
+
+        feat = self.encoder(obs.flatten(0, 1)).view(B, T, -1)  # (B, T, F)
+        s = self.representation(feat, previous_in_episode(feat, first))  # (B, T, D): a root at every t
+        with torch.no_grad():
+            z, has_z = n_step_returns(rew, self.prediction(s)[1], first, term, c.td_steps, c.discount)
+        inside = unroll_mask(first, c.unroll + 1)  # (B, T, K + 2): frame t + k is in t's episode and window
+
+        losses = {"reward": 0.0, "value": 0.0, "policy": 0.0, "done": 0.0}
+        states = []
+        for k in range(c.unroll + 1):
+            ok = inside[..., k]
+            if k > 0:
+                s, r = self._dynamics(scale_gradient(s, 0.5), shift(act, k))
+                r_err = (r - value_transform(shift(rew, k))).pow(2)
+            weight = 1.0 if k == 0 else 1.0 / c.unroll  # each unrolled step counts 1/K (Appendix G)
+            out = self.prediction_mlp(s)
+            logits, v = out[..., :-1], out[..., -1]
+            pi_target = shift(act, k + 1)  # the action taken from frame t + k
+            step = {
+                "reward": masked_mean(r_err, ok) if k > 0 else torch.zeros((), device=dev),
+                "value": masked_mean((v - value_transform(shift(z, k))).pow(2), ok & shift(has_z, k)),
+                "policy": masked_mean(-(pi_target * logits.log_softmax(-1)).sum(-1), inside[..., k + 1]),
+                "done": masked_mean(
+                    F.binary_cross_entropy_with_logits(
+                        self.termination_mlp(s)[..., 0], shift(term, k).float(), reduction="none"
+                    ),
+                    ok,
+                ),
+            }
+            for name, value in step.items():
+                losses[name] = losses[name] + weight * value
+            states.append(s.detach())
+
+        # The probe: a random share of (t, k) states, decoded toward the real frame t + k.
+        valid = inside[..., : c.unroll + 1].flatten().float()  # over (B, T, K + 1)
+        n_probe = max(1, min(round(c.probe_fraction * B * T), int(valid.sum())))
+        pick = torch.multinomial(valid, n_probe, replacement=False)
+        b, t, k = pick // (T * (c.unroll + 1)), (pick // (c.unroll + 1)) % T, pick % (c.unroll + 1)
+        latents = torch.stack(states, dim=2)[b, t, k]  # (N, D)
+        target = obs[b, t + k]  # (N, 3, H, W)
+        probe_loss, probe_metrics = self.probe.loss(
+            latents, target, self.frame_mean, self.foreground(target), c.fg_weight
+        )
+
+        loss = (
+            c.reward_weight * losses["reward"]
+            + c.value_weight * losses["value"]
+            + c.policy_weight * losses["policy"]
+            + c.done_weight * losses["done"]
+            + probe_loss
+        )
+        with torch.no_grad():
+            s0 = states[0].flatten(0, 1)
+            metrics = {
+                "loss": loss.item(),
+                **{f"{name}_loss": float(value) for name, value in losses.items()},
+                "probe_loss": probe_loss.item(),
+                **probe_metrics,
+                "value_target_mean": masked_mean(z, has_z).item(),
+                "state_std": s0.std(0).mean().item(),
+            }
+        return loss, metrics
