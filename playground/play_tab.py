@@ -50,6 +50,15 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
     def choices() -> list[tuple[str, str]]:
         return [(c.label, c.path) for c in list_checkpoints(shipped_dir, runs_dir)]
 
+    def describe(run: str | None) -> str:
+        if not run:
+            return "No checkpoint yet: train one in the Train tab."
+        try:
+            m = wm_core.read_meta(run)
+            return f"**{m['family']}** on **{m['env_id']}**, step {m['step']}  \n{keymap_markdown(m['env_id'])}"
+        except Exception as e:
+            return f"**This checkpoint cannot be read:** {friendly(e)}"
+
     def tick(request: dict) -> dict:
         """Server function the browser loop calls ~30 times a second: {"client": id, "keys": [...]}."""
         try:
@@ -71,7 +80,7 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
         )
         refresh = gr.Button("↻ Refresh list", scale=0, min_width=120)
         start = gr.Button("Start", variant="primary", scale=0, min_width=120, elem_id="wm-start")
-    info = gr.Markdown("", elem_id="wm-play-info")
+    info = gr.Markdown(describe((choices() or [(None, None)])[0][1]), elem_id="wm-play-info")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=640):
             player = gr.HTML(
@@ -141,6 +150,7 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
             return f"**Could not save the recording:** {friendly(e)}", gr.update()
         return text, gr.update(value=paths, visible=True) if paths else gr.update()
 
+    ckpt.change(describe, ckpt, info)
     start.click(on_start, [client, ckpt, temperature, lockstep], [client, player, info, status])
     refresh.click(lambda: gr.update(choices=choices()), None, ckpt)
     temperature.change(control("temperature"), [client, temperature], status)

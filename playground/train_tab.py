@@ -148,6 +148,12 @@ def build_train_tab(runs_dir: Path):
             return
         jid = uuid.uuid4().hex
         JOBS[jid] = job
+        try:
+            yield from follow(jid, job)
+        finally:  # the page may go away; the job keeps training and saves its run
+            JOBS.pop(jid, None)
+
+    def follow(jid: str, job: TrainJob):
         shown_preview = None
         while True:
             alive = job.alive
@@ -160,7 +166,6 @@ def build_train_tab(runs_dir: Path):
             if not alive:
                 break
             time.sleep(0.5)
-        JOBS.pop(jid, None)
 
     def stop_job(jid: str) -> str:
         job = JOBS.get(jid)

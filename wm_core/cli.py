@@ -125,6 +125,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             resume=args.resume,
             device=args.device,
             bf16=args.bf16,
+            slim=args.slim,
             seed=args.seed,
             on_status=lambda m: print(m, flush=True),
             progress=not args.quiet,
@@ -239,6 +240,7 @@ def build_parser(family: str | None = None) -> Parser:
     p.add_argument("--resume", help="continue training this run directory")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster batched training)")
+    p.add_argument("--slim", action="store_true", help="save no optimizer state (smaller; for shipping)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     if family is not None:

@@ -146,6 +146,7 @@ def train_run(
     resume: Path | str | None = None,
     device: str = "auto",
     bf16: bool = False,
+    slim: bool = False,
     seed: int = 0,
     command: str = "",
     on_status: Callable[[str], None] | None = None,
@@ -159,6 +160,7 @@ def train_run(
 ) -> tuple[Path, TrainReport]:
     """Collect data if needed, build (or resume) a model, train it, save it; returns (run dir, report).
 
+    `slim` saves weights without optimizer state (a third the size; resuming restarts Adam's moments).
     With `resume`, family, env, config and data come from that checkpoint and training continues to
     `overrides["steps"]` (default: the config's steps) with the saved optimizer state.
     """
@@ -237,7 +239,7 @@ def train_run(
             step=step,
             metrics=metrics,
             command=command,
-            optimizer=trainer.optimizer,
+            optimizer=None if slim else trainer.optimizer,
             extra=extra,
         )
 
