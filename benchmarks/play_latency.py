@@ -70,12 +70,13 @@ def open_page(playwright, url: str):
 def start_first_checkpoint(page) -> str:
     """Press Start on the dropdown's default (the first checkpoint); returns its env id."""
     page.click("#wm-start")
-    info = page.locator("#wm-play-info")
-    info.filter(has_text=" on ").wait_for(timeout=60_000)
-    m = re.search(r" on (\S+), step", info.inner_text())
-    if m is None:
-        raise SystemExit(f"could not start the first checkpoint: {info.inner_text()!r}")
-    page.wait_for_function("window.__wmStats && document.querySelector('.wm-step')", timeout=30_000)
+    # The frame loop's first answer replaces the player's "Pick a checkpoint ..." line.
+    page.wait_for_function("!document.querySelector('.wm-status').innerText.startsWith('Pick a checkpoint')",
+                           timeout=60_000)  # fmt: skip
+    info = page.locator("#wm-play-info").inner_text()
+    m = re.search(r" on (\S+), step", info)
+    if m is None or "Could not start" in info:
+        raise SystemExit(f"could not start the first checkpoint: {info!r}")
     return m.group(1)
 
 

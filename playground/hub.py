@@ -111,6 +111,7 @@ class PlayHub:
         session = wm_core.PlaySession(run, temperature=temperature, lockstep=lockstep)
         session.reset()
         with self.lock:
+            self.players.pop(client, None)  # a restart replaces the client's own session, no one else's
             self._evict()
             self.players[client] = _Player(session)
         return session
@@ -286,7 +287,7 @@ class TrainJob:
                 on_collect=on_collect,
                 on_metrics=on_metrics,
                 on_preview=on_preview,
-                preview_every=50,
+                preview_every=min(50, max(1, self.total_steps // 3)),
                 should_stop=self.stop_event.is_set,
                 on_status=lambda msg: setattr(self, "message", msg),
             )

@@ -30,7 +30,9 @@ def loss_figure(job: TrainJob):
     for ax, name in zip(axes[0], names):
         ax.plot([h["step"] for h in hist], [h[name] for h in hist], color="#ea580c")
         ax.set_title(name, fontsize=10)
-        ax.set_yscale("log" if all(h[name] > 0 for h in hist) else "linear")
+        values = [h[name] for h in hist]
+        wide = min(values) > 0 and max(values) > 10 * min(values)
+        ax.set_yscale("log" if wide else "linear")
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
     if not names:
@@ -96,7 +98,6 @@ def build_train_tab(runs_dir: Path):
             None,
             label="Gradient steps (blank = preset)",
             precision=0,
-            minimum=1,
             info=wm_core.field_doc(cfg, "steps"),
             elem_id="wm-steps",
         )
@@ -104,7 +105,6 @@ def build_train_tab(runs_dir: Path):
             None,
             label="Episodes of data (blank = preset)",
             precision=0,
-            minimum=1,
             info=wm_core.field_doc(cfg, "episodes"),
             elem_id="wm-episodes",
         )

@@ -228,11 +228,6 @@ def test_train_job_tiny_runs_to_done_and_is_listed(finished_job: TrainJob, tmp_p
     assert wm_core.read_meta(job.run)["command"].startswith("wm train --family ha --env CartPole-v1 --preset tiny")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app bug: TrainJob._work uses preview_every=50, more than the tiny "
-    "preset's 30 steps, so a tiny run never shows the Train tab's open-loop preview",
-)
 def test_train_job_tiny_has_a_preview(finished_job: TrainJob) -> None:
     assert finished_job.preview is not None
 

@@ -249,7 +249,7 @@ def train_run(
     def on_step(step: int, metrics: dict[str, float]) -> None:
         if checkpoint_every and step % checkpoint_every == 0 and step < cfg.steps:
             save(step, metrics, time.perf_counter() - t0)
-        if on_preview is not None and preview_every and step % preview_every == 0:
+        if on_preview is not None and preview_every and (step % preview_every == 0 or step == cfg.steps):
             on_preview(step, model, episodes)
             model.train()  # the preview's dream switched it to eval mode
 

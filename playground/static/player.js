@@ -87,7 +87,7 @@ function render(r, sentAt) {
   setText(".wm-return", r.ret.toFixed(1));
   setText(".wm-fps", String(stats.fps));
   setText(".wm-latency", lat);
-  setText(".wm-real-return", r.real ? r.real_ret.toFixed(1) + (r.real_ended ? " (ended)" : "") : "");
+  setText(".wm-real-return", r.real ? r.real_ret.toFixed(1) + (r.real_ended ? " · real episode ended: Reset restarts both" : "") : "");
   const bar = $(".wm-done-bar");
   if (bar) bar.style.width = Math.round(100 * r.done_prob) + "%";
   setText(".wm-done", (100 * r.done_prob).toFixed(0) + "%");
