@@ -206,6 +206,41 @@ def cmd_bench(args: argparse.Namespace) -> None:
     print(json.dumps(rows, indent=2) if args.json else format_bench(rows))
 
 
+def cmd_agent_train(args: argparse.Namespace) -> None:
+    """Train an actor-critic in the dream of RUN's world model, alternating with real collection."""
+    from .agent import train_agent
+
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+    result = train_agent(
+        args.run,
+        env_id=args.env,
+        family=args.family,
+        preset=args.preset,
+        overrides=overrides,
+        seed=args.seed,
+        say=lambda m: print(m, flush=True),
+    )
+    ev = result["evaluation"]
+    print(f"done: {args.run}: real return {ev['real_mean']:.1f} ± {ev['real_std']:.1f}, dream {ev['dream_mean']:.1f}")
+
+
+def cmd_agent_eval(args: argparse.Namespace) -> None:
+    """Score RUN's actor in the real env and in the dream from the same first frames."""
+    from .agent import ActorCritic, evaluate_agent
+    from .checkpoint import load_checkpoint
+
+    model, meta = load_checkpoint(args.run)
+    if not (Path(args.run) / "agent.json").exists():
+        raise UserError(f"{args.run} has no agent.json: train one with `wm agent train {args.run}`")
+    ac, _ = ActorCritic.load(Path(args.run), model)
+    ev = evaluate_agent(model, ac, meta["env_id"], args.episodes, args.seed)
+    print(
+        f"{meta['env_id']}, {args.episodes} episodes, greedy actor: real return {ev['real_mean']:.1f} ± "
+        f"{ev['real_std']:.1f}, dream return {ev['dream_mean']:.1f} ± {ev['dream_std']:.1f} "
+        f"(dream - real {ev['gap']:+.1f})"
+    )
+
+
 def build_parser(family: str | None = None) -> Parser:
     """The full `wm` parser; `family` selects which config fields `wm train` offers as flags."""
     from .registry import FAMILIES, get_family
@@ -250,7 +285,7 @@ def build_parser(family: str | None = None) -> Parser:
     p = sub.add_parser("eval", help="model card on held-out episodes")
     p.add_argument("run", help="run directory (or its checkpoint.json)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--episodes", type=positive, default=30, help="held-out episodes to collect")
+    p.add_argument("--episodes", type=positive, default=50, help="held-out episodes to collect")
     p.add_argument("--data", help="held-out episode store to use instead of collecting")
     p.add_argument("--context", type=positive, default=5, help="real frames before the dream")
     p.add_argument("--temperature", type=nonneg_float, default=1.0)
@@ -280,6 +315,24 @@ def build_parser(family: str | None = None) -> Parser:
     p.add_argument("--threads", type=positive, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_bench)
+
+    from .agent import ActorCritic
+
+    p = sub.add_parser("agent", help="actor-critic learned in a world model's dream")
+    agent = p.add_subparsers(dest="agent_command", required=True, parser_class=Parser)
+    q = agent.add_parser("train", help="collect with the policy, train world model and actor-critic, repeat")
+    q.add_argument("run", help="run directory: continues its world model (and agent), or starts one there")
+    q.add_argument("--env", help="gymnasium id, when RUN holds no world model yet")
+    q.add_argument("--family", choices=sorted(FAMILIES), default="dreamer", help="family of a new world model")
+    q.add_argument("--preset", default="small", choices=["tiny", "small", "large"], help="preset of a new one")
+    q.add_argument("--seed", type=int, default=0)
+    _add_config_flags(q.add_argument_group("agent config"), ActorCritic)
+    q.set_defaults(fn=cmd_agent_train)
+    q = agent.add_parser("eval", help="greedy actor: real-env return and dream return")
+    q.add_argument("run", help="run directory holding checkpoint.json and agent.json")
+    q.add_argument("--episodes", type=positive, default=10)
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(fn=cmd_agent_eval)
     return root
 
 

@@ -62,7 +62,7 @@ class VaeMdnRnn(WorldModel):
     Config = HaConfig
     PRESETS = {
         "tiny": dict(channels=8, z_dim=8, hidden=32, mixtures=2, steps=30, batch_size=4, seq_len=8, episodes=6),
-        "small": dict(channels=16, z_dim=32, hidden=128, steps=1500, batch_size=16, seq_len=32, episodes=300),
+        "small": dict(channels=16, z_dim=32, hidden=128, steps=900, batch_size=16, seq_len=32, episodes=300),
         "large": dict(channels=32, z_dim=64, hidden=512, steps=20000, batch_size=32, seq_len=32, episodes=2000),
     }
     capabilities = {
