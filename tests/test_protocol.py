@@ -23,7 +23,15 @@ from wm_core.registry import FAMILIES
 from wm_core.spec import ActionSpec
 
 KINDS = {"discrete": "CartPole-v1", "box": "Pendulum-v1"}
-CASES = [(family, kind) for family in FAMILIES for kind in KINDS]
+ALL_KINDS = ("discrete", "box")
+
+
+def _supports(family: str, kind: str) -> bool:
+    return kind in FAMILIES[family].capabilities.get("action_kinds", ALL_KINDS)
+
+
+CASES = [(family, kind) for family in FAMILIES for kind in KINDS if _supports(family, kind)]
+UNSUPPORTED = [(family, kind) for family in FAMILIES for kind in KINDS if not _supports(family, kind)]
 WARMUP_STEPS = 3
 CONTEXT = 5
 Case = tuple[WorldModel, EpisodeStore, str]
@@ -51,6 +59,13 @@ def _context_state(model: WorldModel, store: EpisodeStore, batch: int, length: i
     for t in range(length):
         state = model.observe(state, torch.as_tensor(frames[:, t]), vec[:, t])
     return state
+
+
+@pytest.mark.parametrize("family,kind", UNSUPPORTED or [pytest.param(None, None, marks=pytest.mark.skip("none"))])
+def test_unsupported_action_kind_is_a_clear_error(family: str, kind: str, stores: dict[str, EpisodeStore]) -> None:
+    """A family that declares fewer `action_kinds` refuses the others at construction, saying why."""
+    with pytest.raises(ValueError, match=f"(?i){kind}|continuous|discrete"):
+        make_model(family, stores[kind])
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[f"{f}-{k}" for f, k in CASES])
@@ -143,7 +158,7 @@ def test_loss_is_finite_with_float_metrics_and_gradients_everywhere(case) -> Non
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_fresh_model_loss_reaches_every_parameter(kind: str, stores: dict[str, EpisodeStore]) -> None:
-    for family in FAMILIES:
+    for family in [f for f in FAMILIES if _supports(f, kind)]:
         model = make_model(family, stores[kind])
         loss, _ = _grads(model, sampler_for(stores[kind], model).sample())
         assert torch.isfinite(loss)
