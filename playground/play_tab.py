@@ -78,7 +78,7 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
             scale=4,
             elem_id="wm-checkpoint",
         )
-        refresh = gr.Button("↻ Refresh list", scale=0, min_width=120)
+        refresh = gr.Button("↻ Refresh list", scale=0, min_width=170)
         start = gr.Button("Start", variant="primary", scale=0, min_width=120, elem_id="wm-start")
     info = gr.Markdown(describe((choices() or [(None, None)])[0][1]), elem_id="wm-play-info")
     with gr.Row(equal_height=False):

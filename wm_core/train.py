@@ -256,6 +256,7 @@ def train_run(
     report = trainer.run(
         cfg.steps,
         start_step=start,
+        log_every=max(1, min(25, cfg.steps // 40)),
         on_metrics=on_metrics,
         should_stop=should_stop,
         on_step=on_step,

@@ -87,11 +87,12 @@ function render(r, sentAt) {
   setText(".wm-return", r.ret.toFixed(1));
   setText(".wm-fps", String(stats.fps));
   setText(".wm-latency", lat);
-  setText(".wm-real-return", r.real ? r.real_ret.toFixed(1) + (r.real_ended ? " · real episode ended: Reset restarts both" : "") : "");
+  setText(".wm-real-return", r.real ? r.real_ret.toFixed(1) + (r.real_ended ? " (ended)" : "") : "");
   const bar = $(".wm-done-bar");
   if (bar) bar.style.width = Math.round(100 * r.done_prob) + "%";
   setText(".wm-done", (100 * r.done_prob).toFixed(0) + "%");
   const status = r.ended ? "Episode end predicted: the dream restarts from a new real context"
+    : r.real_ended ? "The real episode ended; the dream goes on. Reset restarts both"
     : r.paused ? "Paused: press Step for one frame, Pause to resume"
     : r.waiting ? "Hold a key to drive the dream (this env has no 'do nothing' action)"
     : r.recording ? "● Recording" : "Playing: hold the keys listed above";
