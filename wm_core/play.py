@@ -246,15 +246,17 @@ def record_dream(
     keys = scripted_keys(session.keymap, steps)
     session.reset()
     session.start_recording()
-    t_step, ret = 0.0, 0.0
+    t_step, ret, last = 0.0, 0.0, None
     for i in range(steps):
         t0 = time.perf_counter()
         if actions == "random":
             f = session.step(session.model.action_spec.sample(rng))
         else:
-            held = keys[i]
-            a = session.keys.action(held)
-            f = session.step(a if a is not None else session.keys.action([session.keymap.bindings[0].key]))
+            a = session.keys.action(keys[i])
+            if a is None:  # no key and no "do nothing" action (CartPole): keep the last action
+                a = last if last is not None else session.keys.action([session.keymap.bindings[0].key])
+            last = a
+            f = session.step(a)
         t_step += time.perf_counter() - t0
         ret += f.reward
         if f.ended:

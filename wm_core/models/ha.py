@@ -20,7 +20,7 @@ from torch import nn
 
 from ..protocol import Batch, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
-from .nn import ConvDecoder, ConvEncoder, weighted_pixel_loss
+from .nn import ConvDecoder, ConvEncoder, Mlp, weighted_pixel_loss
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -82,8 +82,11 @@ class VaeMdnRnn(WorldModel):
         self.decoder = ConvDecoder(c.z_dim, c.channels, frame_size)
         self.rnn = nn.LSTMCell(c.z_dim + action_spec.dim, c.hidden)
         self.mdn = nn.Linear(c.hidden, 3 * c.mixtures * c.z_dim)  # logits, means, log-stds per z dim
-        self.reward_head = nn.Linear(c.hidden, 1)
-        self.done_head = nn.Linear(c.hidden, 1)
+        # Reward and end heads read M's hidden state *and* the frame's z: whether CartPole has ended is
+        # visible in the frame (pole past 12 degrees), and from h alone the head learned "episodes end
+        # about 20 steps in" and ended dreams early.
+        self.reward_head = Mlp(c.hidden + c.z_dim, c.hidden, 1)
+        self.done_head = Mlp(c.hidden + c.z_dim, c.hidden, 1)
 
     # ---- V ---------------------------------------------------------------------------------------
     def encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,12 +138,12 @@ class VaeMdnRnn(WorldModel):
         return self._frame(state["z"]).clamp(0, 1).movedim(-3, -1)
 
     def reward(self, state: State) -> torch.Tensor:
-        """Reward head on M's hidden state."""
-        return self.reward_head(state["h"]).squeeze(-1)
+        """Reward head on M's hidden state and z."""
+        return self.reward_head(torch.cat([state["h"], state["z"]], -1)).squeeze(-1)
 
     def done(self, state: State) -> torch.Tensor:
-        """Episode-end head on M's hidden state (probability)."""
-        return torch.sigmoid(self.done_head(state["h"]).squeeze(-1))
+        """Episode-end head on M's hidden state and z (probability)."""
+        return torch.sigmoid(self.done_head(torch.cat([state["h"], state["z"]], -1)).squeeze(-1))
 
     def latent(self, state: State) -> torch.Tensor:
         """z is the part of the state that the decoder draws."""
@@ -191,9 +194,10 @@ class VaeMdnRnn(WorldModel):
         mdn_loss = (nll * valid).sum() / n_valid
 
         rew = batch["rew"].to(x.device).float().flatten()
-        rew_loss = ((self.reward_head(h).squeeze(-1) - rew) ** 2 * valid).sum() / n_valid
+        hz = torch.cat([h, zs.flatten(0, 1)], -1)  # heads see M's memory and the frame's z
+        rew_loss = ((self.reward_head(hz).squeeze(-1) - rew) ** 2 * valid).sum() / n_valid
         term = batch["is_terminal"].to(x.device).float().flatten()
-        done_logit = self.done_head(h).squeeze(-1)
+        done_logit = self.done_head(hz).squeeze(-1)
         bce = F.binary_cross_entropy_with_logits(done_logit, term, reduction="none")
         done_loss = (bce * valid).sum() / n_valid
 

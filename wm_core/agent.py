@@ -1,0 +1,400 @@
+"""Behaviour learned in imagination: DreamerV3's actor-critic (Hafner et al. 2023, "Mastering Diverse
+Domains through World Models", section "Actor Critic Learning") and the loop behind `wm agent`.
+
+The actor and critic read `model.latent(state)` and dream with `imagine`, `reward` and `done` only, so
+they stay outside the world-model protocol and work on any family with reward and done heads. The actor
+learns with REINFORCE gradients, which DreamerV3 uses for discrete and continuous actions alike; so no
+gradient flows through the world model and its rollouts run under `no_grad`.
+
+Per imagined trajectory s_0 .. s_H (s_{t+1} = imagine(s_t, a_{t+1}), a_{t+1} ~ pi(s_t)):
+    r_t = reward(s_{t+1}),  c_t = 1 - done(s_{t+1})
+    R_t = r_t + gamma * c_t * ((1 - lam) * v(s_{t+1}) + lam * R_{t+1}),  R_H = v(s_H)     (lambda-return)
+    critic: two-hot cross-entropy of v(s_t) against sg(R_t), bootstrapped from an EMA ("slow") critic
+    actor:  -sg((R_t - v(s_t)) / max(1, S)) * log pi(a_{t+1} | s_t) - eta * H[pi(s_t)]
+with S the EMA of the 95th minus the 5th percentile of the returns (the paper's return normalisation),
+and every term weighted by the predicted probability that s_t is still inside the episode.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from .data import Episode, EpisodeStore, SequenceSampler, collect
+from .dream import Dream
+from .envs import PixelEnv, env_entry, make_env
+from .models.dreamer import TwoHot
+from .models.nn import Mlp
+from .protocol import State, WorldModel
+from .registry import get_family
+from .spec import ActionSpec
+from .train import peak_rss_mb
+
+AGENT_FILE = "agent.json"
+POLICY_SEED_BASE = 100_000  # policy episodes use env seeds from here: disjoint from random and held-out data
+
+
+@dataclass
+class AgentConfig:
+    """Actor-critic and loop knobs for `wm agent train`."""
+
+    horizon: int = 15
+    """Imagined steps per rollout (paper: 15)."""
+    gamma: float = 0.99
+    """Discount per step (paper: 0.997; 0.99 looks 100 steps ahead, enough for CartPole's balance)."""
+    lam: float = 0.95
+    """Lambda of the lambda-returns."""
+    entropy: float = 3e-4
+    """Weight of the actor's entropy bonus (paper: 3e-4)."""
+    lr: float = 3e-4
+    """Adam learning rate of actor and critic (paper: 3e-5, raised for CPU-minute budgets)."""
+    hidden: int = 256
+    """Width of the actor's and critic's hidden layer."""
+    bins: int = 255
+    """Bins of the two-hot critic."""
+    slow_critic: float = 0.98
+    """EMA decay of the slow critic that the returns bootstrap from."""
+    minutes: float = 30.0
+    """Wall-clock budget of `wm agent train`."""
+    random_episodes: int = 50
+    """Random-policy episodes to start from when the run has no data yet."""
+    collect_steps: int = 100
+    """Env steps (whole episodes) collected with the current policy per iteration."""
+    train_steps: int = 25
+    """World-model + actor-critic gradient steps per iteration."""
+    eval_every: float = 5.0
+    """Minutes between greedy evaluations in the real env during training."""
+    eval_episodes: int = 10
+    """Episodes per evaluation."""
+
+
+def lambda_return(rew: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+    """TD(lambda) returns R_0 .. R_{H-1}, (N, H), from rew and cont (N, H) and values of s_0 .. s_H (N, H+1)."""
+    ret, nxt = torch.zeros_like(rew), value[:, -1]
+    for t in reversed(range(rew.shape[1])):
+        nxt = rew[:, t] + gamma * cont[:, t] * ((1 - lam) * value[:, t + 1] + lam * nxt)
+        ret[:, t] = nxt
+    return ret
+
+
+class ActorCritic(nn.Module):
+    """Actor (categorical with 1% unimix, or bounded Gaussian) and two-hot critic on a world model's latent."""
+
+    Config = AgentConfig
+
+    def __init__(self, config: AgentConfig, latent_dim: int, action_spec: ActionSpec) -> None:
+        super().__init__()
+        self.config, self.spec = config, action_spec
+        n = action_spec.n
+        self.actor = Mlp(latent_dim, config.hidden, n if action_spec.discrete else 2 * n)
+        self.critic = TwoHot(latent_dim, config.hidden, config.bins)
+        self.slow = copy.deepcopy(self.critic).requires_grad_(False)
+        self.register_buffer("ret_range", torch.zeros(2))  # EMA of the 5th and 95th return percentiles
+        low, high = np.asarray(action_spec.low, np.float32), np.asarray(action_spec.high, np.float32)
+        bounded = action_spec.discrete or bool(np.isfinite(low).all() and np.isfinite(high).all())
+        self._low = torch.tensor(low if bounded and not action_spec.discrete else -np.ones(n, np.float32))
+        self._high = torch.tensor(high if bounded and not action_spec.discrete else np.ones(n, np.float32))
+        self.opt = torch.optim.Adam([*self.actor.parameters(), *self.critic.parameters()], lr=config.lr, eps=1e-5)
+
+    @classmethod
+    def preset(cls, name: str = "small", **overrides: Any) -> AgentConfig:
+        """An AgentConfig with overrides (one preset: the CLI builds its flags from it like a family's)."""
+        return AgentConfig(**{k: v for k, v in overrides.items() if v is not None})
+
+    def policy(self, latent: torch.Tensor) -> torch.distributions.Distribution:
+        """pi(. | latent): Categorical with 1% uniform mixed in, or Normal in [-1, 1] units with std in [0.1, 1]."""
+        out = self.actor(latent).float()
+        if self.spec.discrete:
+            probs = 0.99 * out.softmax(-1) + 0.01 / self.spec.n
+            return torch.distributions.Categorical(probs=probs)
+        mean, std = out.chunk(2, -1)
+        return torch.distributions.Normal(torch.tanh(mean), 0.9 * torch.sigmoid(std + 2.0) + 0.1)
+
+    def act(self, latent: torch.Tensor, sample: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (policy sample: index (B,) or unit vector (B, n), model action vector (B, dim))."""
+        dist = self.policy(latent)
+        if self.spec.discrete:
+            a = dist.sample() if sample else dist.probs.argmax(-1)
+            return a, nn.functional.one_hot(a, self.spec.n).float()
+        a = (dist.sample() if sample else dist.mean).clamp(-1, 1)
+        return a, self._low + (a + 1) / 2 * (self._high - self._low)
+
+    def raw_action(self, vec: torch.Tensor) -> Any:
+        """A model action vector (dim,) -> the raw env action (int or float array)."""
+        return int(vec.argmax()) if self.spec.discrete else vec.cpu().numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def dream(self, model: WorldModel, start: State) -> dict[str, torch.Tensor]:
+        """Imagine `horizon` steps from N start states: latents (N, H+1, D), actions, rewards, continues."""
+        lats, acts, rews, conts = [model.latent(start)], [], [], []
+        state = start
+        for _ in range(self.config.horizon):
+            a, vec = self.act(lats[-1].float())
+            state = model.imagine(state, vec, 1.0)
+            lats.append(model.latent(state))
+            acts.append(a)
+            rews.append(model.reward(state).float())
+            conts.append(1.0 - model.done(state).float())
+        return {"lat": torch.stack(lats, 1).float(), "act": torch.stack(acts, 1), "rew": torch.stack(rews, 1)} | {
+            "cont": torch.stack(conts, 1)
+        }
+
+    def update(self, model: WorldModel, start: State, start_cont: torch.Tensor) -> dict[str, float]:
+        """One actor-critic step on rollouts from `start` (N states) whose own continue flags are start_cont (N,)."""
+        c = self.config
+        traj = self.dream(model, start)
+        lat, rew, cont = traj["lat"], traj["rew"], traj["cont"]  # (N, H+1, D), (N, H), (N, H)
+        N, H = rew.shape
+        with torch.no_grad():
+            ret = lambda_return(rew, cont, self.slow(lat.flatten(0, 1)).view(N, H + 1), c.gamma, c.lam)
+            # weight of s_t: probability the episode has not ended before reaching it
+            weight = torch.cumprod(torch.cat([start_cont[:, None], cont[:, :-1]], 1), 1)  # (N, H)
+            lo, hi = torch.quantile(ret.flatten(), torch.tensor([0.05, 0.95]))
+            self.ret_range.lerp_(torch.stack([lo, hi]), 0.01)  # EMA with decay 0.99
+            scale = (self.ret_range[1] - self.ret_range[0]).clamp(min=1.0)
+
+        feats = lat[:, :H].flatten(0, 1)  # (N*H, D): s_0 .. s_{H-1}
+        value = self.critic(feats).view(N, H)
+        critic_loss = (self.critic.loss(feats, ret.flatten()).view(N, H) * weight).mean()
+        dist = self.policy(feats)
+        act = traj["act"].flatten(0, 1)
+        log_prob = dist.log_prob(act) if self.spec.discrete else dist.log_prob(act).sum(-1)
+        entropy = dist.entropy() if self.spec.discrete else dist.entropy().sum(-1)
+        adv = ((ret - value) / scale).detach().flatten()
+        actor_loss = -((adv * log_prob + c.entropy * entropy) * weight.flatten()).mean()
+
+        self.opt.zero_grad(set_to_none=True)
+        (actor_loss + critic_loss).backward()
+        nn.utils.clip_grad_norm_([*self.actor.parameters(), *self.critic.parameters()], 100.0)
+        self.opt.step()
+        with torch.no_grad():  # the slow critic trails the critic
+            for s, p in zip(self.slow.parameters(), self.critic.parameters(), strict=True):
+                s.lerp_(p, 1 - c.slow_critic)
+        return {
+            "actor_loss": actor_loss.item(),
+            "critic_loss": critic_loss.item(),
+            "imagined_return": ret[:, 0].mean().item(),
+            "imagined_reward": rew.mean().item(),
+            "imagined_cont": cont.mean().item(),
+            "entropy": entropy.mean().item(),
+            "return_scale": float(scale),
+        }
+
+    # ---- saving beside the world-model checkpoint ------------------------------------------------
+    def save(self, run: Path, extra: dict[str, Any]) -> None:
+        """Weights to agent-*.safetensors and config + `extra` to agent.json (written last, atomically).
+
+        The Adam moments are not kept: a resumed agent restarts its optimizer (and the world model's)."""
+        old = json.loads((run / AGENT_FILE).read_text()).get("weights") if (run / AGENT_FILE).exists() else None
+        name = f"agent-{time.time_ns()}.safetensors"
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(run / name))
+        atomic_write_json(run / AGENT_FILE, {"config": asdict(self.config), "weights": name, **extra})
+        if old and old != name:
+            (run / old).unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, run: Path, model: WorldModel, **overrides: Any) -> tuple[ActorCritic, dict[str, Any]]:
+        """The actor-critic saved in `run` for `model` (config fields overridable) and its agent.json."""
+        meta = json.loads((Path(run) / AGENT_FILE).read_text())
+        ac = cls(
+            cls.preset(**{**meta["config"], **overrides}), model.latent(model.initial(1)).shape[1], model.action_spec
+        )
+        ac.load_state_dict(load_file(str(Path(run) / meta["weights"])))
+        return ac, meta
+
+
+@torch.no_grad()
+def filter_batch(model: WorldModel, batch: dict[str, torch.Tensor]) -> State:
+    """Posterior states of every step of a training batch, flattened to (B*T, ...), via `observe`."""
+    obs, act, first = batch["obs"], batch["act"].float(), batch["is_first"]
+    B, T = first.shape
+    init = model.initial(B)
+    state, states = init, []
+    for t in range(T):  # is_first restarts from the initial state (protocol.py's time convention)
+        reset = first[:, t]
+        state = {k: torch.where(reset.view(B, *[1] * (v.dim() - 1)), init[k], v) for k, v in state.items()}
+        state = model.observe(state, obs[:, t], act[:, t])
+        states.append(state)
+    return {k: torch.stack([s[k] for s in states], 1).flatten(0, 1) for k in init}
+
+
+@torch.no_grad()
+def run_episode(model: WorldModel, ac: ActorCritic, env: PixelEnv, seed: int, sample: bool) -> Episode:
+    """Play one real episode with the actor on the filtered latent; returns it in the store's format."""
+    spec = model.action_spec
+    frame, _ = env.reset(seed=seed)
+    state, prev = model.initial(1), torch.zeros(1, spec.dim)
+    frames, acts, rews, done = [frame], [spec.zeros()], [0.0], (False, False)
+    while not any(done):
+        state = model.observe(state, torch.from_numpy(np.array(frame[None])), prev)
+        _, prev = ac.act(model.latent(state).float(), sample)
+        raw = ac.raw_action(prev[0])
+        frame, r, term, trunc, _ = env.step(raw)
+        frames.append(frame)
+        acts.append(np.asarray(raw, dtype=spec.zeros().dtype))
+        rews.append(float(r))
+        done = (term, trunc)
+    return Episode(np.stack(frames), np.stack(acts), np.asarray(rews, np.float32), done[0], done[1], seed=seed)
+
+
+@torch.no_grad()
+def dream_returns(model: WorldModel, ac: ActorCritic, first_frames: np.ndarray, max_steps: int) -> np.ndarray:
+    """Return of the greedy actor inside the dream (through `Dream`) from real first frames (B, H, W, 3)."""
+    dream = Dream(model, temperature=1.0)
+    dream.reset(first_frames[:, None])
+    B = len(first_frames)
+    total, alive = np.zeros(B), np.ones(B, bool)
+    for _ in range(max_steps):
+        _, vec = ac.act(torch.as_tensor(dream.latent()).float(), sample=False)
+        _, reward, ended, _ = dream.step(np.stack([np.asarray(ac.raw_action(v)) for v in vec]))
+        total += reward * alive
+        alive &= ~ended
+        if not alive.any():
+            break
+    return total
+
+
+def evaluate_agent(model: WorldModel, ac: ActorCritic, env_id: str, episodes: int, seed: int = 0) -> dict[str, Any]:
+    """Greedy real-env returns and dream returns from the same first frames, with the dream - real gap."""
+    env = make_env(env_id)
+    try:
+        eps = [run_episode(model, ac, env, 2 * POLICY_SEED_BASE + seed + i, sample=False) for i in range(episodes)]
+        max_steps = (env.spec.max_episode_steps if env.spec else None) or 1000
+    finally:
+        env.close()
+    real = np.array([e.rew.sum() for e in eps])
+    dream = dream_returns(model, ac, np.stack([e.obs[0] for e in eps]), max_steps)
+    return {
+        "episodes": episodes,
+        "real_mean": float(real.mean()),
+        "real_std": float(real.std()),
+        "dream_mean": float(dream.mean()),
+        "dream_std": float(dream.std()),
+        "gap": float(dream.mean() - real.mean()),
+        "real": real.tolist(),
+        "dream": dream.tolist(),
+    }
+
+
+def train_agent(
+    run: Path | str,
+    *,
+    env_id: str | None = None,
+    family: str = "dreamer",
+    preset: str = "small",
+    overrides: dict[str, Any] | None = None,
+    seed: int = 0,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Collect with the policy, train the world model, train the actor-critic in the dream, repeat.
+
+    Continues the world model (and agent) already in `run`, else starts one of `family`/`preset` on
+    `env_id` from random episodes; `overrides` change AgentConfig fields (of the saved agent too). Saves
+    both into `run` and returns agent.json's content.
+    """
+    run = Path(run)
+    torch.manual_seed(seed)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    config = ActorCritic.preset(**overrides)
+    if (run / "checkpoint.json").exists():
+        model, meta = load_checkpoint(run)
+        env_id, step = meta["env_id"], int(meta["step"])
+        data_dir = Path(meta.get("data", {}).get("dir") or run / "data")
+    else:
+        if env_id is None:
+            raise ValueError(f"{run} holds no world model yet: give an env id (and family) to start one")
+        model, step, data_dir = None, 0, run / "data"
+    entry = env_entry(env_id)
+    if not (data_dir / "index.json").exists():
+        say(f"collecting {config.random_episodes} random episodes of {env_id}")
+        collect(env_id, config.random_episodes, data_dir, seed=seed)
+    random_eps = EpisodeStore.open(data_dir).episodes()
+    if model is None:
+        cls = get_family(family)
+        model = cls(cls.preset(preset), EpisodeStore.open(data_dir).action_spec, entry.pipeline.size)
+        model.set_frame_mean(EpisodeStore.open(data_dir).mean_frame())
+    if (run / AGENT_FILE).exists():
+        ac, ameta = ActorCritic.load(run, model, **overrides)
+    else:
+        ac, ameta = ActorCritic(config, model.latent(model.initial(1)).shape[1], model.action_spec), {}
+    c, wm_cfg = ac.config, model.config
+    store = EpisodeStore.create(run / "agent-data", env_id, entry.pipeline, model.action_spec)
+    policy_eps = store.episodes()
+    wm_opt = torch.optim.Adam(model.parameters(), lr=wm_cfg.lr)
+    curve: list[dict[str, Any]] = ameta.get("curve", [])
+    t_prior = curve[-1]["seconds"] if curve else 0.0
+    env_steps = curve[-1]["env_steps"] if curve else sum(len(e) - 1 for e in random_eps)
+    env = make_env(env_id)
+    t0, next_eval, recent = time.perf_counter(), c.eval_every, []
+    say(f"agent on {env_id}: {c.minutes} min budget, world model at step {step}, {len(store)} policy episodes")
+
+    def save(evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
+        seconds = t_prior + time.perf_counter() - t0
+        budget = {"env_steps": env_steps, "grad_steps": step, "train_seconds": round(seconds, 1), "device": "cpu"}
+        budget |= {"threads": torch.get_num_threads(), "peak_rss_mb": round(peak_rss_mb(), 1)}
+        data = {"data": {"dir": str(data_dir.resolve())}, "budget": budget}  # keeps the random data findable
+        save_checkpoint(
+            run, model, env_id=env_id, pipeline=entry.pipeline, step=step, command="wm agent train", extra=data
+        )
+        extra = {"env_id": env_id, "curve": curve, "world_model_step": step, "budget": budget}
+        extra |= {"evaluation": evaluation or ameta.get("evaluation")}
+        ac.save(run, extra)
+        return {"config": asdict(c), **extra}
+
+    try:
+        while (elapsed := time.perf_counter() - t0) < 60 * c.minutes:
+            model.eval()
+            collected = 0
+            while collected < c.collect_steps:
+                ep = run_episode(model, ac, env, POLICY_SEED_BASE + len(store), sample=True)
+                store.add(ep)
+                policy_eps.append(ep)
+                collected += len(ep) - 1
+                recent = (recent + [float(ep.rew.sum())])[-10:]
+            env_steps += collected
+            eps = random_eps + policy_eps[-400:]  # recent policy data dominates as it grows
+            sampler = SequenceSampler(eps, model.action_spec, wm_cfg.seq_len, wm_cfg.batch_size, seed=seed + step)
+            model.train()
+            for _ in range(c.train_steps):
+                batch = sampler.sample()
+                loss, wm_metrics = model.loss(batch)
+                wm_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(model.parameters(), wm_cfg.grad_clip)
+                wm_opt.step()
+                model.after_step()
+                step += 1
+                model.eval()
+                start = filter_batch(model, batch)
+                ac_metrics = ac.update(model, start, 1.0 - batch["is_terminal"].flatten().float())
+                model.train()
+            elapsed = time.perf_counter() - t0
+            point = {"seconds": round(t_prior + elapsed, 1), "env_steps": env_steps, "grad_steps": step}
+            point |= {"return": float(np.mean(recent)), "wm_loss": wm_metrics["loss"]}
+            point |= {k: round(v, 4) for k, v in ac_metrics.items()}
+            if elapsed >= 60 * next_eval:
+                model.eval()
+                ev = evaluate_agent(model, ac, env_id, c.eval_episodes, seed)
+                point |= {"eval_return": ev["real_mean"], "dream_return": ev["dream_mean"]}
+                next_eval += c.eval_every
+                save(ev)
+            curve.append(point)
+            say(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in point.items()))
+    finally:
+        env.close()
+    model.eval()
+    evaluation = evaluate_agent(model, ac, env_id, c.eval_episodes, seed)
+    if curve:
+        curve[-1] |= {"eval_return": evaluation["real_mean"], "dream_return": evaluation["dream_mean"]}
+    return save(evaluation)
