@@ -19,7 +19,6 @@ import numpy as np
 import wm_core
 
 ROOT = Path(__file__).resolve().parent.parent
-END_HOLD_TICKS = 20  # about 0.7 s at 30 frames/s
 
 
 def b64_frame(frame: np.ndarray | None) -> str | None:
@@ -81,7 +80,6 @@ class _Player:
     lock: threading.Lock = field(default_factory=threading.Lock)
     paused: bool = False
     pending_steps: int = 0
-    end_ticks: int = 0  # ticks the predicted episode end has been on screen
     last_used: float = field(default_factory=time.monotonic)
 
 
@@ -131,10 +129,7 @@ class PlayHub:
             return {"ok": False, "message": "Pick a checkpoint above and press Start to play."}
         with p.lock:
             s = p.session
-            if s.frame is not None and s.frame.ended and p.end_ticks < END_HOLD_TICKS:
-                p.end_ticks += 1  # keep the predicted end on screen for a moment before the new context
-                f = s.frame
-            elif p.pending_steps:
+            if p.pending_steps:
                 p.pending_steps -= 1
                 held = list(keys) or [s.keymap.bindings[0].key]
                 f = s.tick(held) if s.keys.action(held) is not None else s.frame
@@ -142,8 +137,6 @@ class PlayHub:
                 f = s.frame
             else:
                 f = s.tick(keys)
-            if not f.ended:
-                p.end_ticks = 0
             waiting = not p.paused and s.keymap.idle_action is None and not keys and not f.ended
             return {
                 "ok": True,

@@ -1,13 +1,14 @@
 // The dream player: keeps the held keys in the browser, runs a paced frame loop (one request in
-// flight, ~30 Hz), and paints raw 64x64 RGB frames into canvases scaled up without blur.
+// flight, ~32 Hz), and paints raw 64x64 RGB frames into canvases scaled up without blur.
 // `element`, `props` and `server` are provided by gr.HTML.
-const TARGET_MS = 1000 / 30;
+const TARGET_MS = 1000 / 32;  // a little above 30 Hz so that timer jitter still gives 30 frames/s
 const held = new Set();
 const order = [];
 const SCROLL_KEYS = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", " "]);
 const stats = (window.__wmStats = window.__wmStats || { frames: 0, latencies: [], fps: 0, steps: [] });
 let keyDownAt = null;        // performance.now() of the newest key press not yet answered
 let lastStep = -1, rewards = [], paints = [];
+let endShownUntil = 0;       // a predicted episode end stays flagged for a moment; the dream goes on
 
 const $ = (sel) => element.querySelector(sel);
 const visible = () => element.offsetParent !== null;
@@ -91,13 +92,15 @@ function render(r, sentAt) {
   const bar = $(".wm-done-bar");
   if (bar) bar.style.width = Math.round(100 * r.done_prob) + "%";
   setText(".wm-done", (100 * r.done_prob).toFixed(0) + "%");
-  const status = r.ended ? "Episode end predicted: the dream restarts from a new real context"
+  if (r.ended) endShownUntil = now + 700;
+  const showEnd = now < endShownUntil;
+  const status = showEnd ? "Episode end predicted: the dream restarted from a new real context"
     : r.real_ended ? "The real episode ended; the dream goes on. Reset restarts both"
     : r.paused ? "Paused: press Step for one frame, Pause to resume"
     : r.waiting ? "Hold a key to drive the dream (this env has no 'do nothing' action)"
     : r.recording ? "● Recording" : "Playing: hold the keys listed above";
   setText(".wm-status", status);
-  $(".wm-player").classList.toggle("wm-ended", !!r.ended);
+  $(".wm-player").classList.toggle("wm-ended", showEnd);
   sparkline($(".wm-spark"), rewards);
 }
 
