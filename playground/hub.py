@@ -137,7 +137,13 @@ class PlayHub:
                 f = s.frame
             else:
                 f = s.tick(keys)
-            waiting = not p.paused and s.keymap.idle_action is None and not keys and not f.ended
+            waiting = (
+                not p.paused
+                and s.keymap.idle_action is None
+                and not keys
+                and not f.ended
+                and not (s.autopilot and s.agent is not None)
+            )
             return {
                 "ok": True,
                 "frame": b64_frame(f.dream),
@@ -156,10 +162,12 @@ class PlayHub:
                 "resets": s.resets,
                 "recording": s.recording is not None,
                 "temperature": s.temperature,
+                "driver": f.driver,
+                "has_agent": s.agent is not None,
             }
 
     def control(self, client: str, action: str, value: Any = None) -> str:
-        """Pause / resume / step / reset / temperature / lockstep; returns a status line."""
+        """Pause / step / reset / temperature / lockstep / autopilot; returns a status line."""
         p = self.get(client)
         if p is None:
             return "Start a checkpoint first."
@@ -177,6 +185,11 @@ class PlayHub:
             if action == "temperature":
                 s.temperature = float(value)
                 return f"temperature {s.temperature:.2f}"
+            if action == "autopilot":
+                if value and s.agent is None:
+                    return "This checkpoint has no trained agent: `wm agent train RUN` trains one in its dream."
+                s.autopilot = bool(value)
+                return "the agent drives until you press a key" if s.autopilot else "you drive"
             if action == "lockstep":
                 s.lockstep = bool(value)
                 s.reset()

@@ -27,6 +27,7 @@ PLAYER_HTML = """
     <span>dream return</span><b class="wm-return">0.0</b>
     <span>predicted end</span><span><span class="wm-done-track"><span class="wm-done-bar"></span></span>
       <b class="wm-done">0%</b></span>
+    <span>driver</span><b class="wm-driver">you</b>
     <span>frames/s</span><b class="wm-fps">0</b>
     <span>key→frame</span><b class="wm-latency">–</b>
     <span>reward sparkline</span><span></span>
@@ -103,6 +104,9 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
                 info="How adventurous the dream's sampling is; 0 = most likely future",
             )
             lockstep = gr.Checkbox(False, label="Real env beside the dream (same keys)", elem_id="wm-lockstep")
+            autopilot = gr.Checkbox(
+                False, label="Let the trained agent drive (any key takes over)", elem_id="wm-autopilot"
+            )
             with gr.Row():
                 pause = gr.Button("Pause", elem_id="wm-pause", min_width=80)
                 step = gr.Button("Step", elem_id="wm-step", min_width=80)
@@ -113,7 +117,7 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
     files = gr.File(label="Recording (GIF + JSON of actions, rewards and ends)", file_count="multiple", visible=False)
     client = gr.State("")
 
-    def on_start(cid: str, run: str | None, temp: float, real: bool):
+    def on_start(cid: str, run: str | None, temp: float, real: bool, auto: bool):
         cid = cid or hub.new_client()
         if not run:
             return (
@@ -124,6 +128,8 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
             )
         try:
             s = hub.start(cid, run, temperature=temp, lockstep=real)
+            if auto:
+                hub.control(cid, "autopilot", True)
         except Exception as e:
             return cid, cid, f"**Could not start:** {friendly(e)}", ""
         m = s.meta
@@ -151,10 +157,11 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
         return text, gr.update(value=paths, visible=True) if paths else gr.update()
 
     ckpt.change(describe, ckpt, info)
-    start.click(on_start, [client, ckpt, temperature, lockstep], [client, player, info, status])
+    start.click(on_start, [client, ckpt, temperature, lockstep, autopilot], [client, player, info, status])
     refresh.click(lambda: gr.update(choices=choices()), None, ckpt)
     temperature.change(control("temperature"), [client, temperature], status)
     lockstep.change(control("lockstep"), [client, lockstep], status)
+    autopilot.change(control("autopilot"), [client, autopilot], status)
     pause.click(control("pause"), client, status)
     step.click(control("step"), client, status)
     reset.click(control("reset"), client, status)

@@ -119,6 +119,12 @@ def test_temperature_is_live(hub: PlayHub) -> None:
         hub.control("c", "warp")
 
 
+def test_autopilot_without_an_agent_says_how_to_get_one(hub: PlayHub) -> None:
+    assert "wm agent train" in hub.control("c", "autopilot", True)
+    r = hub.tick("c", [])
+    assert r["driver"] == "you" and r["has_agent"] is False and r["waiting"] is True
+
+
 def test_lockstep_returns_the_real_frame(hub: PlayHub) -> None:
     assert hub.control("c", "lockstep", True) == "real env beside the dream"
     first = hub.tick("c", [])

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from .checkpoint import atomic_write_json, load_checkpoint
 from .dream import Dream
@@ -54,6 +55,7 @@ class Frame:
     real_ret: float = 0.0
     real_ended: bool = False
     rewards: list[float] = field(default_factory=list)
+    driver: str = "you"
 
 
 class PlaySession:
@@ -83,6 +85,26 @@ class PlaySession:
         self.recording: list[dict[str, Any]] | None = None
         self.rec_frames: list[np.ndarray] = []
         self.resets = 0
+        self.agent = self._load_agent()
+        self.autopilot = False  # the trained agent drives while no key is held
+
+    def _load_agent(self) -> Any:
+        """The actor-critic trained in this run's dream (`wm agent train`), if there is one."""
+        from .agent import AGENT_FILE, ActorCritic
+
+        run = Path(self.meta["_dir"])
+        if not (run / AGENT_FILE).exists():
+            return None
+        try:
+            agent, _ = ActorCritic.load(run, self.model)
+        except (OSError, ValueError, KeyError, RuntimeError) as e:
+            raise ValueError(f"the agent saved in {run} cannot be loaded ({e}); delete {AGENT_FILE} to play") from None
+        return agent.eval()
+
+    @torch.inference_mode()
+    def _agent_action(self) -> Any:
+        _, vec = self.agent.act(self.model.latent(self.dream.state), sample=False)
+        return self.agent.raw_action(vec[0])
 
     @property
     def temperature(self) -> float:
@@ -125,6 +147,12 @@ class PlaySession:
         if self.frame is None or self.frame.ended:
             return self.reset()
         action = self.keys.action(held)
+        if self.autopilot and self.agent is not None and not held:  # any key takes over from the agent
+            action = self._agent_action()
+            self.keys.reset()
+            f = self.step(action)
+            f.driver = "agent"
+            return f
         if action is None:
             return self.frame
         return self.step(action)

@@ -87,6 +87,7 @@ function render(r, sentAt) {
   setText(".wm-reward", r.reward.toFixed(2));
   setText(".wm-return", r.ret.toFixed(1));
   setText(".wm-fps", String(stats.fps));
+  setText(".wm-driver", r.driver === "agent" ? "trained agent" : "you");
   setText(".wm-latency", lat);
   setText(".wm-real-return", r.real ? r.real_ret.toFixed(1) + (r.real_ended ? " (ended)" : "") : "");
   const bar = $(".wm-done-bar");
@@ -97,6 +98,7 @@ function render(r, sentAt) {
   const status = showEnd ? "Episode end predicted: the dream restarted from a new real context"
     : r.real_ended ? "The real episode ended; the dream goes on. Reset restarts both"
     : r.paused ? "Paused: press Step for one frame, Pause to resume"
+    : r.driver === "agent" ? "The trained agent is driving: press a key to take over"
     : r.waiting ? "Hold a key to drive the dream (this env has no 'do nothing' action)"
     : r.recording ? "● Recording" : "Playing: hold the keys listed above";
   setText(".wm-status", status);
