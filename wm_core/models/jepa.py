@@ -11,8 +11,9 @@ predictor attends over the whole history; two steps is the smallest history with
 Loss: L1 between the predicted and the target encoder's embeddings over a K-step rollout from every
 position of a window (V-JEPA 2-AC uses L1 with teacher-forced and rolled-out terms; step 1 here is the
 teacher-forced one), plus VICReg's variance and covariance terms (Bardes et al. 2022) on the context
-embeddings: an EMA target alone does not stop an action-conditioned predictor from agreeing with a constant
-encoder. Collapse is logged: the embeddings' mean per-unit std and their effective rank (Roy & Vetterli 2007).
+embeddings: V-JEPA 2-AC trains its predictor on a frozen, pretrained encoder, but here the encoder learns
+from the prediction loss too, and a constant encoder would make every prediction exact. Collapse is
+logged: the embeddings' mean per-unit std and their effective rank (Roy & Vetterli 2007).
 
 Additions (not part of JEPA): reward and termination heads and a probe decoder read *detached* embeddings,
 so they serve the Dream and the Play tab without shaping the representation. The predictor is
@@ -29,17 +30,7 @@ import torch.nn.functional as F
 
 from ..protocol import Batch, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
-from .nn import ConvEncoder, Mlp, ProbeDecoder, masked_mean, previous_in_episode, shift, unroll_mask
-
-
-def vicreg_terms(z: torch.Tensor, std_target: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """VICReg's variance hinge and covariance penalty (Bardes et al. 2022) on embeddings (N, D)."""
-    z = z - z.mean(0)
-    std = (z.var(0) + 1e-4).sqrt()
-    variance = F.relu(std_target - std).mean()
-    cov = (z.T @ z) / max(z.shape[0] - 1, 1)  # (D, D)
-    off_diagonal = cov - torch.diag(torch.diagonal(cov))
-    return variance, off_diagonal.pow(2).sum() / z.shape[1]
+from .nn import ConvEncoder, Mlp, ProbeDecoder, masked_mean, previous_in_episode, shift, unroll_mask, vicreg_terms
 
 
 @torch.no_grad()
@@ -93,7 +84,7 @@ class Jepa(WorldModel):
     PRESETS = {
         "tiny": dict(channels=8, embed_dim=16, pred_hidden=32, rollout=3, head_hidden=16, probe_channels=8,
                      steps=30, batch_size=4, seq_len=8, episodes=6),
-        "small": dict(steps=2500, batch_size=16, seq_len=24, episodes=300),
+        "small": dict(steps=1500, batch_size=16, seq_len=24, episodes=300),
         "large": dict(channels=32, embed_dim=256, pred_hidden=1024, head_hidden=256, probe_channels=32,
                       ema=0.996, steps=20000, batch_size=32, seq_len=32, episodes=2000),
     }  # fmt: skip
@@ -126,6 +117,10 @@ class Jepa(WorldModel):
     def goal_embedding(self, frames: torch.Tensor) -> torch.Tensor:
         """Target-encoder embeddings (B, D) of goal frames (B, H, W, 3) uint8: what predictions aim at."""
         return self.target_encoder(self.to_pixels(frames))
+
+    def embedding(self, state: State) -> torch.Tensor:
+        """The current embedding z (B, D) of a protocol state: what planners compare with a goal."""
+        return state["z"]
 
     @torch.no_grad()
     def after_step(self) -> None:
@@ -197,7 +192,9 @@ class Jepa(WorldModel):
             pred_loss = pred_loss + masked_mean(err, inside[..., k]) / c.rollout
             pairs.append(torch.cat([prev, cur], dim=-1).detach())
 
-        flat = z.flatten(0, 1)
+        flat = z.flatten(0, 1)  # (B * T, D)
+        # On z itself, not on an expander as in VICReg: with an expander the L1 loss shrank z's scale
+        # (per-unit std 0.03 after 200 steps), an easy way to make predictions "accurate".
         variance, covariance = vicreg_terms(flat)
 
         # Heads and probe on detached embeddings, real (k = 0) and predicted (k >= 1) alike.

@@ -23,9 +23,15 @@ Value and reward pass through the invertible transform of Pohlen et al. 2018 (pa
 regressed with MSE, not the paper's 601-bin categorical: simpler, and adequate for CartPole's rewards of 1.
 The gradient entering g is halved and each unrolled step's losses are weighted 1/K (Appendix G).
 
-Additions for play (not in the paper): a termination head on s (the Dream ends episodes with it, MCTS
-discounts leaf values by it) and a probe decoder on detached states (`decode` draws the probe's view; it
-never trains the model). Dynamics are deterministic: `imagine` ignores the temperature.
+Additions (not in the paper), each with its reason:
+  - a termination head on s: the Dream ends episodes with it and MCTS scales leaf values by 1 - p(end);
+  - a probe decoder on detached states: `decode` draws the probe's view and never trains the model;
+  - a variance floor on the frame features (VICReg's hinge, `feature_std_floor`) and zero-initialised head
+    outputs: with random-policy data every loss above shrank the features' spread across frames tenfold in
+    40 steps, and the value never left its mean;
+  - the encoder sees each frame minus the dataset mean frame (features of different frames start twice as
+    far apart).
+Dynamics are deterministic: `imagine` ignores the temperature.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..protocol import Batch, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
@@ -111,14 +118,19 @@ class MuZeroConfig(TrainConfig):
     discount: float = 0.97
     """Discount of value targets and of MCTS backups (the paper: 0.997 for Atari; CartPole's random-policy
     episodes last about 22 steps, so a shorter horizon keeps the values' scale close to what the data shows)."""
-    value_weight: float = 0.25
-    """Weight of the value loss (0.25 as in the paper's Reanalyse setting)."""
+    value_weight: float = 1.0
+    """Weight of the value loss (1 as in the paper's equation 1; its Reanalyse runs use 0.25)."""
     policy_weight: float = 1.0
     """Weight of the policy cross-entropy."""
     reward_weight: float = 1.0
     """Weight of the reward regression."""
     done_weight: float = 1.0
     """Weight of the termination head's cross-entropy (an addition for play)."""
+    feature_std_floor: float = 0.1
+    """VICReg's variance hinge on the frame features (an addition; 0 turns it off): each feature's std over
+    the batch is pushed up to this floor. On random-policy CartPole every MuZero loss, even a constant reward
+    alone, shrank the features' spread across frames tenfold within 40 Adam steps (our guess: a growing common
+    mode that the encoder's per-sample GroupNorm divides out), leaving value, probe and search nothing to read."""
     probe_channels: int = 16
     """Width of the probe decoder (trained on detached states, draws what the latent knows)."""
     probe_fraction: float = 0.125
@@ -133,9 +145,9 @@ class MuZero(WorldModel):
     family = "muzero"
     Config = MuZeroConfig
     PRESETS = {
-        "tiny": dict(channels=8, feat_dim=16, hidden=16, mlp=32, unroll=3, td_steps=3, probe_channels=8,
+        "tiny": dict(channels=8, feat_dim=16, hidden=32, mlp=32, unroll=3, td_steps=3, probe_channels=8,
                      steps=30, batch_size=4, seq_len=8, episodes=6),
-        "small": dict(steps=2500, batch_size=16, seq_len=24, episodes=300),
+        "small": dict(steps=1500, batch_size=16, seq_len=24, episodes=300),
         "large": dict(channels=32, feat_dim=256, hidden=256, mlp=512, probe_channels=32, discount=0.997,
                       steps=20000, batch_size=32, seq_len=32, episodes=2000),
     }  # fmt: skip
@@ -155,11 +167,11 @@ class MuZero(WorldModel):
     def __init__(self, config: MuZeroConfig, action_spec: ActionSpec, frame_size: int = 64) -> None:
         super().__init__(config, action_spec, frame_size)
         if not action_spec.discrete:
+            low, high = list(action_spec.low), list(action_spec.high)
             raise ValueError(
-                f"muzero plans over discrete actions; this env has a continuous action space "
-                f"(Box({action_spec.n}) in [{', '.join(map(str, action_spec.low))}] .. "
-                f"[{', '.join(map(str, action_spec.high))}],): choose a discrete-action env "
-                f"such as CartPole-v1, or the jepa or ha family"
+                f"muzero plans over discrete actions; this env has a continuous action space (Box of "
+                f"{action_spec.n} from {low} to {high}): choose a discrete-action env such as CartPole-v1, "
+                f"or the jepa or ha family"
             )
         c, A = config, action_spec.n
         self.encoder = ConvEncoder(c.channels, c.feat_dim, frame_size)
@@ -168,8 +180,19 @@ class MuZero(WorldModel):
         self.prediction_mlp = Mlp(c.hidden, c.mlp, A + 1)  # policy logits and value
         self.termination_mlp = Mlp(c.hidden, c.mlp, 1)
         self.probe = ProbeDecoder(c.hidden, c.probe_channels, frame_size)
+        # Head outputs start at zero (DreamerV3 does so for its reward and critic): predictions start at a
+        # constant and g at the identity, so early steps do not pay for random, frame-dependent outputs.
+        for head in (self.dynamics_mlp, self.prediction_mlp, self.termination_mlp):
+            nn.init.zeros_(head[-1].weight)
+            nn.init.zeros_(head[-1].bias)
 
     # ---- the paper's three functions (on raw tensors; MCTS calls these) -------------------------
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Conv features (N, F) of frames (N, 3, H, W) in [0, 1], seen as their difference from the dataset
+        mean frame: CartPole frames differ in a few pixels, and without the shared background the features
+        of different frames differ about twice as much at initialisation (measured), which h builds on."""
+        return self.encoder(pixels - self.frame_mean + 0.5)
+
     def representation(self, feat: torch.Tensor, prev_feat: torch.Tensor) -> torch.Tensor:
         """h: conv features of the current and previous frame (..., F) each -> state (..., D) in [0, 1]."""
         return min_max(self.represent_mlp(torch.cat([feat, prev_feat], dim=-1)))
@@ -187,6 +210,16 @@ class MuZero(WorldModel):
         """f: state (..., D) -> policy logits (..., A) and value (...)."""
         out = self.prediction_mlp(s)
         return out[..., :-1], inverse_value_transform(out[..., -1])
+
+    def recurrent_inference(
+        self, s: torch.Tensor, action: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """g then f (and the termination head) in one call, as the search needs them (the paper's
+        "recurrent inference"): -> next state (B, D), reward (B,), policy logits (B, A), value (B,), p_done (B,)."""
+        s2, r = self._dynamics(s, action)
+        out = self.prediction_mlp(s2)
+        r_v = inverse_value_transform(torch.stack([r, out[..., -1]]))  # one transform for both scalars
+        return s2, r_v[0], out[..., :-1], r_v[1], self.termination(s2)
 
     def termination(self, s: torch.Tensor) -> torch.Tensor:
         """Probability (...) that state s is terminal (an addition to MuZero, for play)."""
@@ -207,7 +240,7 @@ class MuZero(WorldModel):
     def observe(self, state: State, frame: torch.Tensor, prev_action: torch.Tensor) -> State:
         """s = h(previous frame, frame); the reward is g's prediction for (previous s, prev_action)."""
         prev_action = prev_action.to(self.frame_mean.device)
-        feat = self.encoder(self.to_pixels(frame))  # (B, F)
+        feat = self.features(self.to_pixels(frame))  # (B, F)
         seen = state["seen"]
         prev_feat = torch.where(seen > 0, state["feat"], feat)  # first frame: no motion known
         _, rew = self.dynamics(state["s"], prev_action)
@@ -245,8 +278,10 @@ class MuZero(WorldModel):
         rew = batch["rew"].to(dev).float()  # (B, T)
         first, term = batch["is_first"].to(dev), batch["is_terminal"].to(dev)
 
-        feat = self.encoder(obs.flatten(0, 1)).view(B, T, -1)  # (B, T, F)
+        feat = self.features(obs.flatten(0, 1)).view(B, T, -1)  # (B, T, F)
         s = self.representation(feat, previous_in_episode(feat, first))  # (B, T, D): a root at every t
+        feat_std = (feat.flatten(0, 1).var(0) + 1e-6).sqrt()  # (F,)
+        spread_loss = F.relu(1 - feat_std / c.feature_std_floor).mean() if c.feature_std_floor > 0 else 0.0
         with torch.no_grad():
             z, has_z = n_step_returns(rew, self.prediction(s)[1], first, term, c.td_steps, c.discount)
         inside = unroll_mask(first, c.unroll + 1)  # (B, T, K + 2): frame t + k is in t's episode and window
@@ -293,6 +328,7 @@ class MuZero(WorldModel):
             + c.value_weight * losses["value"]
             + c.policy_weight * losses["policy"]
             + c.done_weight * losses["done"]
+            + spread_loss
             + probe_loss
         )
         with torch.no_grad():
@@ -300,6 +336,8 @@ class MuZero(WorldModel):
             metrics = {
                 "loss": loss.item(),
                 **{f"{name}_loss": float(value) for name, value in losses.items()},
+                "spread_loss": float(spread_loss),
+                "feature_std": feat_std.mean().item(),
                 "probe_loss": probe_loss.item(),
                 **probe_metrics,
                 "value_target_mean": masked_mean(z, has_z).item(),

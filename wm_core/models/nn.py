@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -88,18 +89,34 @@ class ProbeDecoder(nn.Module):
     Decoder-free families (MuZero, JEPA) train one beside the model so the UI can draw their states. The
     latent is detached on the way in, so the probe's loss never sends a gradient into the world model;
     like `ConvDecoder` it predicts the residual from the dataset mean frame and weights foreground pixels,
-    which is what lets thin moving objects (the CartPole pole) appear within CPU-minutes. A LayerNorm
-    on the way in lets one probe read latents of any scale (MuZero's [0, 1] states, JEPA's unit-std ones).
+    which is what lets thin moving objects (the CartPole pole) appear within CPU-minutes.
+
+    Each latent unit is standardised with running statistics of the latents the probe has trained on
+    (BatchNorm's eval mode, always on, so a batch-1 dream step decodes exactly like a batch): a latent
+    that varies by 0.01 across frames (MuZero's min-max states early in training) reaches the decoder at
+    unit scale, and a probe cannot get that scale from the gradient it is not allowed to send back.
     """
 
-    def __init__(self, in_dim: int, channels: int, frame_size: int = 64) -> None:
+    def __init__(self, in_dim: int, channels: int, frame_size: int = 64, momentum: float = 0.01) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(in_dim)
+        self.momentum = momentum
         self.decoder = ConvDecoder(in_dim, channels, frame_size)
+        self.register_buffer("latent_mean", torch.zeros(in_dim))
+        self.register_buffer("latent_var", torch.ones(in_dim))
+        self.register_buffer("updates", torch.zeros(()))
 
     def forward(self, latent: torch.Tensor, frame_mean: torch.Tensor) -> torch.Tensor:
         """(N, in_dim) latent -> (N, 3, S, S) frame, unclamped (mean frame + predicted residual)."""
-        return self.decoder(self.norm(latent.detach())) + frame_mean
+        x = (latent.detach() - self.latent_mean) * torch.rsqrt(self.latent_var + 1e-6)
+        return self.decoder(x) + frame_mean
+
+    @torch.no_grad()
+    def _track(self, latent: torch.Tensor) -> None:
+        # A plain average over the first 1/momentum batches, then an exponential moving average.
+        rate = max(self.momentum, 1.0 / float(self.updates + 1))
+        self.latent_mean.lerp_(latent.mean(0), rate)
+        self.latent_var.lerp_(latent.var(0, unbiased=False) if len(latent) > 1 else self.latent_var, rate)
+        self.updates += 1
 
     def loss(
         self,
@@ -110,7 +127,10 @@ class ProbeDecoder(nn.Module):
         fg_weight: float,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Per-pixel weighted reconstruction loss of frames (N, 3, S, S) from latents (N, in_dim), and the
-        probe's plain and foreground-masked MSE as metrics."""
+        probe's plain and foreground-masked MSE as metrics. Updates the running latent statistics in
+        training mode."""
+        if self.training:
+            self._track(latent.detach().float())
         recon = self(latent, frame_mean)
         loss = weighted_pixel_loss(recon, pixels, fg_mask, fg_weight) / pixels[0].numel()
         with torch.no_grad():
@@ -157,3 +177,13 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of x over the entries where mask holds (0 when none does)."""
     mask = mask.float()
     return (x * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def vicreg_terms(z: torch.Tensor, std_target: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """VICReg's variance hinge and covariance penalty (Bardes et al. 2022) on embeddings (N, D)."""
+    z = z - z.mean(0)
+    std = (z.var(0) + 1e-4).sqrt()
+    variance = F.relu(std_target - std).mean()
+    cov = (z.T @ z) / max(z.shape[0] - 1, 1)  # (D, D)
+    off_diagonal = cov - torch.diag(torch.diagonal(cov))
+    return variance, off_diagonal.pow(2).sum() / z.shape[1]

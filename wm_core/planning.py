@@ -1,0 +1,319 @@
+"""Planners that act through a world model: batched MCTS for `muzero`, CEM toward a goal for `jepa`.
+
+`mcts` is MuZero's search (Schrittwieser et al. 2020, Appendix B): pUCT selection with the paper's c1, c2,
+Dirichlet noise on the root prior, Q values min-max normalised over the tree, n-step backups with the
+model's rewards and discount. It searches B roots at once: every simulation descends all B trees in lock
+step (each to its own depth) and expands one leaf per tree with a single batched network call.
+
+`cem` is the cross-entropy method (Rubinstein 1999; PlaNet's planner) over action sequences: sample a
+population, roll each through `model.imagine`, keep the elites, refit, repeat; discrete actions use one
+categorical distribution per step, continuous ones a clipped Gaussian. With `goal_cost` it plans in
+embedding space toward a goal frame's embedding, as V-JEPA 2-AC does (L1 energy to the goal).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import Episode
+from .envs import PixelEnv
+from .protocol import State, WorldModel
+
+
+@dataclass
+class SearchResult:
+    """What one MCTS call decided, per root."""
+
+    action: np.ndarray
+    """(B,) chosen action index."""
+    visits: np.ndarray
+    """(B, A) root visit counts; each row sums to the number of simulations."""
+    root_value: np.ndarray
+    """(B,) mean backed-up value at the root."""
+    prior: np.ndarray
+    """(B, A) the prediction function's policy at the root (before noise)."""
+    ms: float
+    """Wall-clock milliseconds the search took."""
+
+
+class _Tree:
+    """One search tree's statistics in flat Python lists indexed by node (0 is the root)."""
+
+    def __init__(self, prior: list[float], gamma: float) -> None:
+        self.gamma = gamma
+        self.prior = [prior]  # per node: the prediction function's policy over its edges
+        self.children = [[-1] * len(prior)]  # per node and action: child node, -1 while unexpanded
+        self.reward = [0.0]  # reward on entering the node
+        self.visits = [0]
+        self.value_sum = [0.0]
+        self.q_min, self.q_max = math.inf, -math.inf  # the paper's MinMaxStats over the tree
+
+    def q(self, node: int) -> float:
+        """The node's value seen from its parent: reward on entering it plus the discounted mean value."""
+        return self.reward[node] + self.gamma * self.value_sum[node] / max(self.visits[node], 1)
+
+    def select(self, c1: float, c2: float) -> tuple[list[int], int]:
+        """Descend by pUCT (paper, equation 2) to an unexpanded edge: (path of nodes, its action)."""
+        node, path = 0, [0]
+        while True:
+            n_parent = self.visits[node]
+            # sqrt(max(N, 1)): at a fresh root (N = 0) the paper's formula scores every edge 0 and picks
+            # action 0; with 1 the first visit follows the (noisy) prior instead.
+            explore = (math.log((n_parent + c2 + 1) / c2) + c1) * math.sqrt(max(n_parent, 1))
+            span = self.q_max - self.q_min
+            best, best_a = -math.inf, 0
+            for a, (kid, p) in enumerate(zip(self.children[node], self.prior[node])):
+                n_kid = self.visits[kid] if kid >= 0 else 0
+                q = 0.0  # unvisited edges score 0, as in the paper's pseudocode
+                if n_kid > 0:
+                    q = self.q(kid)
+                    q = (q - self.q_min) / span if span > 0 else q
+                score = q + p * explore / (1 + n_kid)
+                if score > best:
+                    best, best_a = score, a
+            kid = self.children[node][best_a]
+            if kid < 0:
+                return path, best_a
+            node = kid
+            path.append(node)
+
+    def expand(self, parent: int, action: int, prior: list[float], reward: float) -> int:
+        """Add the child reached from `parent` by `action`; returns its index."""
+        self.children[parent][action] = len(self.prior)
+        self.prior.append(prior)
+        self.children.append([-1] * len(prior))
+        self.reward.append(reward)
+        self.visits.append(0)
+        self.value_sum.append(0.0)
+        return len(self.prior) - 1
+
+    def backup(self, path: list[int], value: float) -> None:
+        """Add the leaf's value to every node on the path, discounting through rewards (paper, Appendix B)."""
+        for node in reversed(path):
+            self.value_sum[node] += value
+            self.visits[node] += 1
+            q = self.q(node)
+            self.q_min, self.q_max = min(self.q_min, q), max(self.q_max, q)
+            value = self.reward[node] + self.gamma * value
+
+
+@torch.no_grad()
+def mcts(
+    model: WorldModel,
+    state: State,
+    *,
+    simulations: int = 50,
+    temperature: float = 0.0,
+    dirichlet_alpha: float = 0.25,
+    noise_fraction: float = 0.25,
+    c1: float = 1.25,
+    c2: float = 19652.0,
+    discount: float | None = None,
+    use_done: bool = True,
+    rng: np.random.Generator | None = None,
+) -> SearchResult:
+    """MuZero MCTS from the B protocol states in `state`; the model must offer `prediction` and
+    `recurrent_inference` on hidden states `state["s"]` (B, D).
+
+    temperature 0 picks the most visited action, > 0 samples from visits^(1/temperature) (the paper's
+    training-time choice); noise_fraction 0 turns the root noise off (evaluation). With `use_done` a leaf's
+    value is scaled by 1 - p(terminal) from the termination head, an addition: the paper's Atari games
+    have no episode ends to plan around, CartPole's are the whole game.
+
+    The B trees are walked in plain Python (a node's work is a few float operations, far below the
+    overhead of a tensor op); each simulation expands one leaf per tree with one batched network call.
+    """
+    t0 = time.perf_counter()
+    rng = rng or np.random.default_rng()
+    gamma = float(model.config.discount if discount is None else discount)
+    s0 = state["s"]
+    B, A = s0.shape[0], model.action_spec.n
+    latent = s0.new_zeros(B, simulations + 1, s0.shape[1])  # hidden state of every node
+    latent[:, 0] = s0
+    logits, _ = model.prediction(s0)
+    root_prior = logits.softmax(-1).double().cpu().numpy()  # (B, A)
+    noisy = (1 - noise_fraction) * root_prior + noise_fraction * rng.dirichlet([dirichlet_alpha] * A, size=B)
+    trees = [_Tree(row.tolist(), gamma) for row in noisy]
+    rows = torch.arange(B, device=s0.device)
+
+    for _ in range(simulations):
+        picks = [tree.select(c1, c2) for tree in trees]
+        parents = torch.tensor([path[-1] for path, _ in picks], device=s0.device)
+        actions = torch.tensor([a for _, a in picks], device=s0.device)
+        one_hot = torch.nn.functional.one_hot(actions, A).to(s0.dtype)
+        s, r, leaf_logits, v, p_done = model.recurrent_inference(latent[rows, parents], one_hot)
+        if use_done:
+            v = v * (1 - p_done)
+        priors, rewards, values = leaf_logits.softmax(-1).tolist(), r.tolist(), v.tolist()
+        for b, (tree, (path, a)) in enumerate(zip(trees, picks)):
+            new = tree.expand(path[-1], a, priors[b], rewards[b])
+            latent[b, new] = s[b]
+            tree.backup(path + [new], values[b])
+
+    root_visits = np.array([[tree.visits[k] if k >= 0 else 0 for k in tree.children[0]] for tree in trees])
+    if temperature <= 0:
+        chosen = (root_visits + 1e-3 * root_prior).argmax(-1)  # ties go to the prior's favourite
+    else:
+        p = root_visits ** (1.0 / temperature)
+        chosen = np.array([rng.choice(A, p=row / row.sum()) for row in p])
+    return SearchResult(
+        action=chosen,
+        visits=root_visits.astype(np.int64),
+        root_value=np.array([tree.value_sum[0] / max(tree.visits[0], 1) for tree in trees]),
+        prior=root_prior,
+        ms=(time.perf_counter() - t0) * 1e3,
+    )
+
+
+Chooser = Callable[[State], tuple[np.ndarray, float]]  # protocol state (1 row) -> raw action, milliseconds
+
+
+def mcts_chooser(model: WorldModel, rng: np.random.Generator | None = None, **search: Any) -> Chooser:
+    """Act by `mcts` (keyword arguments go to it): for `plan_episode`."""
+    rng = rng or np.random.default_rng(0)
+
+    def choose(state: State) -> tuple[np.ndarray, float]:
+        result = mcts(model, state, rng=rng, **search)
+        return result.action[0], result.ms
+
+    return choose
+
+
+def cem_goal_chooser(model: WorldModel, goal_frame: np.ndarray, final_only: bool = True, **plan: Any) -> Chooser:
+    """Act by `cem` toward the embedding of `goal_frame` (H, W, 3) uint8 (keyword arguments go to `cem`)."""
+    goal = model.goal_embedding(torch.as_tensor(goal_frame[None]))
+    cost = goal_cost(model, goal, final_only)
+
+    def choose(state: State) -> tuple[np.ndarray, float]:
+        result = cem(model, state, cost, **plan)
+        return result.action[0], result.ms
+
+    return choose
+
+
+@torch.no_grad()
+def plan_episode(
+    model: WorldModel, env: PixelEnv, seed: int, choose: Chooser, max_steps: int | None = None
+) -> tuple[Episode, list[float]]:
+    """Play one real episode, acting by `choose` on the filtered state each step; returns the episode in
+    the store's format (so it can be trained on) and the planning milliseconds of every move."""
+    spec, model = model.action_spec, model.eval()
+    frame, info = env.reset(seed=seed)
+    state, prev = model.initial(1), torch.zeros(1, spec.dim)
+    frames, acts, rews, states, ms = [frame], [spec.zeros()], [0.0], [info.get("state")], []
+    term = trunc = False
+    while not (term or trunc):
+        state = model.observe(state, torch.from_numpy(np.array(frame[None])), prev)
+        action, took = choose(state)
+        ms.append(took)
+        frame, r, term, trunc, info = env.step(action)
+        frames.append(frame)
+        trunc = trunc or (max_steps is not None and len(frames) - 1 >= max_steps)
+        acts.append(np.asarray(action, dtype=spec.zeros().dtype))
+        rews.append(float(r))
+        states.append(info.get("state"))
+        prev = spec.encode(np.asarray(action)[None])
+    true_state = np.stack(states) if all(x is not None for x in states) else None
+    episode = Episode(np.stack(frames), np.stack(acts), np.asarray(rews, np.float32), term, trunc, true_state, seed)
+    return episode, ms
+
+
+@dataclass
+class PlanResult:
+    """What one CEM call decided, per start state."""
+
+    action: np.ndarray
+    """(B,) discrete action index or (B, n) continuous action: the first step of the best plan."""
+    plan: np.ndarray
+    """(B, H) or (B, H, n): the best action sequence found."""
+    cost: np.ndarray
+    """(B,) its cost."""
+    ms: float
+    """Wall-clock milliseconds the planning took."""
+
+
+CostFn = Callable[[list[State]], torch.Tensor]
+
+
+def goal_cost(model: WorldModel, goal: torch.Tensor, final_only: bool = True) -> CostFn:
+    """Cost of an imagined trajectory: L1 distance (mean over units) between the model's embedding
+    (`model.embedding(state)`, (N, D)) and a goal embedding (B, D), at the last step (V-JEPA 2-AC's energy)
+    or averaged over all steps. Rows are the B goals each repeated population times, as `cem` lays them out."""
+
+    def cost(states: list[State]) -> torch.Tensor:
+        steps = states[-1:] if final_only else states
+        z = torch.stack([model.embedding(s) for s in steps])  # (H', N, D)
+        g = goal.repeat_interleave(z.shape[1] // goal.shape[0], dim=0)  # (N, D)
+        return (z - g).abs().mean(-1).mean(0)
+
+    return cost
+
+
+@torch.no_grad()
+def cem(
+    model: WorldModel,
+    state: State,
+    cost_fn: CostFn,
+    *,
+    horizon: int = 8,
+    population: int = 64,
+    elites: int = 8,
+    iterations: int = 4,
+    smoothing: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> PlanResult:
+    """Cross-entropy planning from the B protocol states in `state`, minimising `cost_fn` over imagined
+    trajectories (temperature 0). Returns raw env actions: indices for Discrete specs, clipped vectors for Box."""
+    t0 = time.perf_counter()
+    spec = model.action_spec
+    B = next(iter(state.values())).shape[0]
+    N, H, dev = population, horizon, model.frame_mean.device
+    start = {k: v.repeat_interleave(N, dim=0) for k, v in state.items()}  # (B * N, ...)
+    if spec.discrete:
+        probs = torch.full((B, H, spec.n), 1.0 / spec.n, device=dev)
+    else:
+        low = torch.tensor(spec.low, device=dev)
+        high = torch.tensor(spec.high, device=dev)
+        mean = ((low + high) / 2).expand(B, H, spec.n).clone()
+        std = ((high - low) / 2).expand(B, H, spec.n).clone()
+    best_cost = torch.full((B,), float("inf"), device=dev)
+    best_plan: torch.Tensor | None = None
+    for _ in range(iterations):
+        if spec.discrete:
+            flat = probs.unsqueeze(1).expand(B, N, H, spec.n).reshape(-1, spec.n)
+            plans = torch.multinomial(flat, 1, generator=generator).view(B, N, H)  # (B, N, H)
+            vectors = torch.nn.functional.one_hot(plans, spec.n).float()
+        else:
+            eps = torch.randn(B, N, H, spec.n, generator=generator, device=dev)
+            plans = torch.maximum(torch.minimum(mean.unsqueeze(1) + std.unsqueeze(1) * eps, high), low)
+            vectors = plans
+        states, s = [], start
+        for h in range(H):
+            s = model.imagine(s, vectors[:, :, h].reshape(B * N, -1), 0.0)
+            states.append(s)
+        cost = cost_fn(states).view(B, N)
+        top = cost.topk(elites, dim=1, largest=False).indices  # (B, elites)
+        rows = torch.arange(B, device=dev)
+        elite = vectors[rows.unsqueeze(1), top]  # (B, elites, H, dim)
+        if spec.discrete:
+            probs = (1 - smoothing) * elite.mean(1) + smoothing * probs
+        else:
+            mean, std = elite.mean(1), elite.std(1, correction=0).clamp(min=1e-3)
+        it_cost, it_best = cost.min(1)
+        chosen = plans[rows, it_best]  # (B, H[, n]): this iteration's best sequence
+        if best_plan is None:
+            best_plan = chosen
+        else:
+            better = (it_cost < best_cost).view(B, *[1] * (chosen.dim() - 1))
+            best_plan = torch.where(better, chosen, best_plan)
+        best_cost = torch.minimum(best_cost, it_cost)
+    assert best_plan is not None
+    plan = best_plan.cpu().numpy()
+    return PlanResult(action=plan[:, 0], plan=plan, cost=best_cost.cpu().numpy(), ms=(time.perf_counter() - t0) * 1e3)
