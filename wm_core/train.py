@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import load_checkpoint, load_optimizer_state, read_meta, save_checkpoint
+from .checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from .data import DataError, EpisodeStore, SequenceSampler, collect
 from .envs import env_entry
 from .protocol import WorldModel
@@ -53,11 +53,6 @@ class TrainReport:
     threads: int
     stopped: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
-
-    @property
-    def steps_per_s(self) -> float:
-        """Gradient steps per second of wall-clock."""
-        return len(self.history) and self.history[-1].get("steps_per_s", 0.0)
 
 
 class Trainer:
@@ -265,8 +260,3 @@ def train_run(
     save(report.step, report.metrics, report.seconds)
     say(f"saved {run} at step {report.step}" + (" (stopped early)" if report.stopped else ""))
     return run, report
-
-
-def describe_run(path: Path | str) -> dict[str, Any]:
-    """The JSON description of a saved run (no weights loaded)."""
-    return read_meta(path)
