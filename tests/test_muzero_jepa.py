@@ -19,6 +19,7 @@ from wm_core.models.muzero import inverse_value_transform, n_step_returns, value
 from wm_core.planning import cem, cem_goal_chooser, goal_cost, mcts, mcts_chooser, plan_episode
 from wm_core.protocol import WorldModel
 from wm_core.registry import get_family
+from wm_core.spec import ActionSpec
 from wm_core.train import Trainer
 
 FAMILIES = ("muzero", "jepa")
@@ -199,6 +200,29 @@ def test_mcts_returns_valid_actions_and_visit_counts(muzero_model: WorldModel, c
     assert (result.visits[np.arange(batch), result.action] == result.visits.max(1)).all()
     sampled = mcts(muzero_model, state, simulations=8, temperature=1.0, rng=np.random.default_rng(1))
     assert ((sampled.action >= 0) & (sampled.action < A)).all() and (sampled.visits.sum(1) == 8).all()
+
+
+class _Corridor:
+    """A hand-made model for MCTS: action 1 pays 1 and action 0 pays 0, forever; values are 0."""
+
+    action_spec = ActionSpec("discrete", 3)
+    config = type("Config", (), {"discount": 0.9})()
+
+    def prediction(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros(s.shape[0], 3), torch.zeros(s.shape[0])
+
+    def recurrent_inference(self, s: torch.Tensor, action: torch.Tensor):
+        r = action[:, 1]
+        return s, r, torch.zeros(s.shape[0], 3), torch.zeros(s.shape[0]), torch.zeros(s.shape[0])
+
+
+def test_mcts_finds_the_rewarding_action() -> None:
+    state = {"s": torch.zeros(2, 4)}
+    result = mcts(_Corridor(), state, simulations=40, noise_fraction=0.0)  # type: ignore[arg-type]
+    assert (result.action == 1).all() and (result.visits.sum(1) == 40).all()
+    assert (result.visits[:, 1] > 2 * result.visits[:, [0, 2]].max(1)).all(), result.visits
+    # The root value approaches the discounted sum of 1s along the best path (1 / (1 - 0.9) = 10).
+    assert (result.root_value > 2.0).all()
 
 
 def test_mcts_is_reproducible_with_a_seeded_rng(muzero_model: WorldModel, cartpole_store) -> None:
