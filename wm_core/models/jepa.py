@@ -30,7 +30,17 @@ import torch.nn.functional as F
 
 from ..protocol import Batch, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
-from .nn import ConvEncoder, Mlp, ProbeDecoder, masked_mean, previous_in_episode, shift, unroll_mask, vicreg_terms
+from .nn import (
+    ConvEncoder,
+    Mlp,
+    ProbeConfig,
+    ProbeDecoder,
+    masked_mean,
+    previous_in_episode,
+    shift,
+    unroll_mask,
+    vicreg_terms,
+)
 
 
 @torch.no_grad()
@@ -43,7 +53,7 @@ def effective_rank(z: torch.Tensor) -> float:
 
 
 @dataclass
-class JepaConfig(TrainConfig):
+class JepaConfig(ProbeConfig, TrainConfig):
     """JEPA encoder and predictor sizes, rollout length, EMA rate and loss weights."""
 
     channels: int = 16
@@ -68,12 +78,6 @@ class JepaConfig(TrainConfig):
     """Weight of the reward head's regression."""
     done_weight: float = 1.0
     """Weight of the termination head's cross-entropy."""
-    probe_channels: int = 16
-    """Width of the probe decoder (trained on detached embeddings, draws what the latent knows)."""
-    probe_fraction: float = 0.125
-    """Probe decodes per step, as a share of the batch's frames (sampled over all rollout steps)."""
-    fg_weight: float = 20.0
-    """Extra probe reconstruction weight on pixels that differ from the dataset mean frame."""
 
 
 class Jepa(WorldModel):

@@ -44,7 +44,7 @@ from torch import nn
 
 from ..protocol import Batch, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
-from .nn import ConvEncoder, Mlp, ProbeDecoder, masked_mean, previous_in_episode, shift, unroll_mask
+from .nn import ConvEncoder, Mlp, ProbeConfig, ProbeDecoder, masked_mean, previous_in_episode, shift, unroll_mask
 
 EPS = 1e-3  # epsilon of the value transform (Pohlen et al. 2018)
 
@@ -100,7 +100,7 @@ def n_step_returns(
 
 
 @dataclass
-class MuZeroConfig(TrainConfig):
+class MuZeroConfig(ProbeConfig, TrainConfig):
     """MuZero network sizes, unroll and return horizons, and loss weights."""
 
     channels: int = 16
@@ -131,12 +131,6 @@ class MuZeroConfig(TrainConfig):
     the batch is pushed up to this floor. On random-policy CartPole every MuZero loss, even a constant reward
     alone, shrank the features' spread across frames tenfold within 40 Adam steps (our guess: a growing common
     mode that the encoder's per-sample GroupNorm divides out), leaving value, probe and search nothing to read."""
-    probe_channels: int = 16
-    """Width of the probe decoder (trained on detached states, draws what the latent knows)."""
-    probe_fraction: float = 0.125
-    """Probe decodes per step, as a share of the batch's frames (sampled over all unroll steps)."""
-    fg_weight: float = 20.0
-    """Extra probe reconstruction weight on pixels that differ from the dataset mean frame."""
 
 
 class MuZero(WorldModel):

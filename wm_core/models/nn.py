@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -81,6 +83,18 @@ def weighted_pixel_loss(
     """Squared error summed over pixels, with foreground pixels weighted `1 + fg_weight`; mean over N."""
     w = 1.0 + fg_weight * fg_mask
     return ((pred - target) ** 2 * w).flatten(1).sum(1).mean()
+
+
+@dataclass
+class ProbeConfig:
+    """Config fields of a probe decoder, shared by the decoder-free families."""
+
+    probe_channels: int = 16
+    """Width of the probe decoder (trained on detached latents, draws what the latent knows)."""
+    probe_fraction: float = 0.125
+    """Probe decodes per step, as a share of the batch's frames (sampled over all predicted steps)."""
+    fg_weight: float = 20.0
+    """Extra probe reconstruction weight on pixels that differ from the dataset mean frame."""
 
 
 class ProbeDecoder(nn.Module):
