@@ -93,3 +93,14 @@ def real_frames(store: EpisodeStore, batch: int, length: int) -> tuple[np.ndarra
     eps = [store.load(i % len(store)) for i in range(batch)]
     assert all(len(e) >= length for e in eps), "fixture episodes are shorter than the context asked for"
     return np.stack([e.obs[:length] for e in eps]), np.stack([e.act[:length] for e in eps])
+
+
+def context_state(model: WorldModel, store: EpisodeStore, batch: int, length: int = 5) -> dict:
+    """Filter `batch` real episodes through their first `length` frames (act zero at the first)."""
+    frames, acts = real_frames(store, batch, length)
+    vec = model.action_spec.encode(acts)
+    vec[:, 0] = 0.0
+    state = model.initial(batch)
+    for t in range(length):
+        state = model.observe(state, torch.as_tensor(frames[:, t]), vec[:, t])
+    return state

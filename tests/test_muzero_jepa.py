@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import adam_steps, make_model, real_frames, sampler_for
+from conftest import adam_steps, context_state, make_model, real_frames, sampler_for
 
 from wm_core.data import EpisodeStore, SequenceSampler, collect
 from wm_core.envs import make_env
@@ -23,16 +23,6 @@ from wm_core.spec import ActionSpec
 from wm_core.train import Trainer
 
 FAMILIES = ("muzero", "jepa")
-
-
-def _observed(model: WorldModel, store: EpisodeStore, batch: int, length: int = 3):
-    frames, acts = real_frames(store, batch, length)
-    vec = model.action_spec.encode(acts)
-    vec[:, 0] = 0.0
-    state = model.initial(batch)
-    for t in range(length):
-        state = model.observe(state, torch.as_tensor(frames[:, t]), vec[:, t])
-    return state
 
 
 def test_value_transform_round_trips() -> None:
@@ -74,7 +64,7 @@ def test_probe_decoder_sends_no_gradient_into_the_model(family: str, cartpole_st
     assert probe and len(probe) < len(list(model.parameters()))
 
     # 1. The probe's loss alone, on latents computed with gradients, reaches no world-model parameter.
-    state = _observed(model, cartpole_store, 3)
+    state = context_state(model, cartpole_store, 3, 3)
     frames, _ = real_frames(cartpole_store, 3, 3)
     pixels = model.to_pixels(torch.as_tensor(frames[:, -1]))
     latent = state["s"] if family == "muzero" else state["z"]  # computed with gradients
@@ -189,7 +179,7 @@ def muzero_model(cartpole_store: EpisodeStore) -> WorldModel:
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_mcts_returns_valid_actions_and_visit_counts(muzero_model: WorldModel, cartpole_store, batch: int) -> None:
-    state = _observed(muzero_model, cartpole_store, batch)
+    state = context_state(muzero_model, cartpole_store, batch, 3)
     result = mcts(muzero_model, state, simulations=16, rng=np.random.default_rng(0))
     A = muzero_model.action_spec.n
     assert result.action.shape == (batch,) and ((result.action >= 0) & (result.action < A)).all()
@@ -226,7 +216,7 @@ def test_mcts_finds_the_rewarding_action() -> None:
 
 
 def test_mcts_is_reproducible_with_a_seeded_rng(muzero_model: WorldModel, cartpole_store) -> None:
-    state = _observed(muzero_model, cartpole_store, 2)
+    state = context_state(muzero_model, cartpole_store, 2, 3)
     a = mcts(muzero_model, state, simulations=12, rng=np.random.default_rng(5))
     b = mcts(muzero_model, state, simulations=12, rng=np.random.default_rng(5))
     assert np.array_equal(a.visits, b.visits) and np.array_equal(a.action, b.action)
@@ -251,7 +241,7 @@ def test_cem_plans_toward_a_goal_with_actions_in_range(kind: str, stores: dict[s
     store = stores[kind]
     model = make_model("jepa", store)
     adam_steps(model, sampler_for(store, model), 3)
-    state = _observed(model, store, 2)
+    state = context_state(model, store, 2, 3)
     goal_frames, _ = real_frames(store, 2, 5)
     goal = model.goal_embedding(torch.as_tensor(goal_frames[:, -1]))
     gen = torch.Generator().manual_seed(0)
@@ -284,6 +274,6 @@ def test_cem_plays_a_real_episode_toward_a_goal_frame(cartpole_store: EpisodeSto
 
 def test_goal_cost_is_zero_at_the_goal(cartpole_store: EpisodeStore) -> None:
     model = make_model("jepa", cartpole_store)
-    state = _observed(model, cartpole_store, 2)
+    state = context_state(model, cartpole_store, 2, 3)
     cost = goal_cost(model, model.embedding(state))([state])
     assert cost.shape == (2,) and torch.allclose(cost, torch.zeros(2))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import adam_steps, make_model, real_frames, sampler_for
+from conftest import adam_steps, context_state, make_model, real_frames, sampler_for
 
 from wm_core.checkpoint import load_checkpoint, save_checkpoint
 from wm_core.data import EpisodeStore
@@ -48,17 +48,6 @@ def _actions(spec: ActionSpec, batch: int) -> torch.Tensor:
     else:
         raw = np.linspace(spec.low, spec.high, batch).astype(np.float32)  # (B, n)
     return spec.encode(raw)
-
-
-def _context_state(model: WorldModel, store: EpisodeStore, batch: int, length: int = CONTEXT) -> State:
-    """Filter `batch` real episodes through their first `length` frames."""
-    frames, acts = real_frames(store, batch, length)
-    vec = model.action_spec.encode(acts)
-    vec[:, 0] = 0.0
-    state = model.initial(batch)
-    for t in range(length):
-        state = model.observe(state, torch.as_tensor(frames[:, t]), vec[:, t])
-    return state
 
 
 @pytest.mark.parametrize("family,kind", UNSUPPORTED or [pytest.param(None, None, marks=pytest.mark.skip("none"))])
@@ -171,7 +160,7 @@ def test_decoder_capability_is_honest(case) -> None:
     if not (model.capabilities["decoder"] or model.capabilities["probe_decoder"]):
         pytest.skip("family draws no frames")
     with torch.no_grad():
-        state = _context_state(model, store, 2)
+        state = context_state(model, store, 2, CONTEXT)
         frames = model.decode(state)
     assert not torch.equal(_flat(state)[0], _flat(state)[1]), "two different episodes gave the same state"
     diff = (frames[0] - frames[1]).abs().max().item()
@@ -184,7 +173,7 @@ def test_stochastic_capability_is_honest(case) -> None:
 
     def dream(seed: int, temperature: float) -> torch.Tensor:
         with torch.no_grad():
-            state = _context_state(model, store, 3)
+            state = context_state(model, store, 3, CONTEXT)
             torch.manual_seed(seed)
             for _ in range(3):
                 state = model.imagine(state, acts, temperature)
@@ -211,8 +200,8 @@ def test_batch_one_matches_batched(case) -> None:
     model, store, _ = case
     acts = _actions(model.action_spec, 3)
     with torch.no_grad():
-        big = model.imagine(_context_state(model, store, 3), acts, 0.0)
-        one = model.imagine(_context_state(model, store, 1), acts[:1], 0.0)
+        big = model.imagine(context_state(model, store, 3, CONTEXT), acts, 0.0)
+        one = model.imagine(context_state(model, store, 1, CONTEXT), acts[:1], 0.0)
         torch.testing.assert_close(model.decode(one)[0], model.decode(big)[0], atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(model.reward(one)[0], model.reward(big)[0], atol=1e-5, rtol=1e-4)
 
@@ -231,7 +220,7 @@ def test_save_load_gives_identical_outputs(case, tmp_path: Path) -> None:
     with torch.no_grad():
         for m in (model, loaded):
             m.eval()
-        a, b = _context_state(model, store, 3), _context_state(loaded, store, 3)
+        a, b = context_state(model, store, 3, CONTEXT), context_state(loaded, store, 3, CONTEXT)
         for k in a:
             assert torch.equal(a[k], b[k]), f"observe differs after load in state[{k!r}]"
         for verb in ("decode", "reward", "done"):
