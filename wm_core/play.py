@@ -17,9 +17,9 @@ import torch
 
 from .checkpoint import atomic_write_json, load_checkpoint
 from .dream import Dream
-from .envs import KeyController, Keymap, env_entry, make_env
+from .envs import KeyController, Keymap, PixelEnv, env_entry, make_env
 from .protocol import WorldModel
-from .spec import FramePipeline
+from .spec import ActionSpec, FramePipeline
 
 _MODELS: OrderedDict[str, tuple[WorldModel, dict[str, Any]]] = OrderedDict()
 _MODELS_LOCK = threading.Lock()
@@ -38,6 +38,27 @@ def cached_model(run: Path | str, device: str = "cpu") -> tuple[WorldModel, dict
                 _MODELS.popitem(last=False)
         _MODELS.move_to_end(key)
         return _MODELS[key]
+
+
+def real_context(
+    env: PixelEnv, spec: ActionSpec, rng: np.random.Generator, context: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Reset `env` with a seed drawn from `rng` and take random actions until it has shown `context` frames;
+    retry if the episode ends early. Returns frames (T, H, W, 3), raw actions (T, ...) with "none" before the
+    first frame, and the reset seed (so the real state can be replayed)."""
+    for _ in range(20):
+        seed = int(rng.integers(2**31))
+        frame, _ = env.reset(seed=seed)
+        frames, acts, ended = [frame], [spec.zeros()], False
+        while len(frames) < context and not ended:
+            a = spec.sample(rng)
+            frame, _, term, trunc, _ = env.step(a)
+            frames.append(frame)
+            acts.append(np.asarray(a, dtype=spec.zeros().dtype))
+            ended = term or trunc
+        if not ended:
+            return np.stack(frames), np.stack(acts), seed
+    raise RuntimeError(f"{env.entry.env_id} keeps ending within {context} random steps")
 
 
 @dataclass
@@ -116,20 +137,9 @@ class PlaySession:
         self.dream.temperature = float(value)
 
     def _real_context(self) -> tuple[np.ndarray, np.ndarray]:
-        """Run the real env with random actions for `context` frames; retry if the episode ends early."""
-        spec = self.model.action_spec
-        for _ in range(20):
-            frame, _ = self.env.reset(seed=int(self.rng.integers(2**31)))
-            frames, acts, ended = [frame], [spec.zeros()], False
-            while len(frames) < self.context and not ended:
-                a = spec.sample(self.rng)
-                frame, _, term, trunc, _ = self.env.step(a)
-                frames.append(frame)
-                acts.append(np.asarray(a, dtype=spec.zeros().dtype))
-                ended = term or trunc
-            if not ended:
-                return np.stack(frames), np.stack(acts)
-        raise RuntimeError(f"{self.env_id} keeps ending within {self.context} random steps")
+        """Run the real env with random actions for `context` frames (see `real_context`)."""
+        frames, acts, _ = real_context(self.env, self.model.action_spec, self.rng, self.context)
+        return frames, acts
 
     def reset(self) -> Frame:
         """Start a new dream (and real env) from a freshly sampled real context."""
