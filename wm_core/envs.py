@@ -137,6 +137,7 @@ class EnvEntry:
     keymap: Keymap
     requires: str | None = None  # module to import first, e.g. "ale_py" (registers the ALE ids)
     extra: str | None = None  # pip extra that provides it, named in error messages
+    state_names: tuple[str, ...] = ()  # names of the true state's dims (classic control), for state probes
 
 
 B = KeyBinding
@@ -150,24 +151,28 @@ CATALOG: dict[str, EnvEntry] = {
             "Push the cart left/right to balance the pole; render cropped to the cart band, pole thickened.",
             FramePipeline(crop=(150, 330, 0, 600), thicken=15),
             Keymap((B("ArrowLeft", "push left", 0), B("ArrowRight", "push right", 1))),
+            state_names=("cart x", "cart velocity", "pole angle", "pole angular velocity"),
         ),
         EnvEntry(
             "MountainCar-v0",
             "Push the car left/right to reach the flag; full render, hill line and car thickened.",
             FramePipeline(crop=(10, 390, 0, 600), thicken=7),
             Keymap((B("ArrowLeft", "push left", 0), B("ArrowRight", "push right", 2)), idle_action=1),
+            state_names=("car x", "car velocity"),
         ),
         EnvEntry(
             "Pendulum-v1",
             "Apply torque left/right to swing the pendulum up; render cropped to the rod's reach.",
             FramePipeline(crop=(115, 385, 115, 385)),
             Keymap((B("ArrowLeft", "torque left", dim=0, sign=-1.0), B("ArrowRight", "torque right", dim=0))),
+            state_names=("cos angle", "sin angle", "angular velocity"),
         ),
         EnvEntry(
             "Acrobot-v1",
             "Torque the middle joint left/right to swing the tip up; render cropped to the arm's reach.",
             FramePipeline(crop=(20, 480, 20, 480), thicken=3),
             Keymap((B("ArrowLeft", "torque -1", 0), B("ArrowRight", "torque +1", 2)), idle_action=1),
+            state_names=("cos θ1", "sin θ1", "cos θ2", "sin θ2", "θ1 velocity", "θ2 velocity"),
         ),
         EnvEntry(
             "CarRacing-v3",

@@ -125,29 +125,46 @@ def model_card(
 ) -> dict[str, Any]:
     """Open-loop errors at each horizon for the model and the two baselines, reward MAE, end F1."""
     roll = open_loop(model, episodes, context, max(horizons), temperature, seed)
+    return card_from_rollout(model, meta, roll, context=context, horizons=horizons, temperature=temperature,
+                             seed=seed, heldout=heldout)  # fmt: skip
+
+
+def card_from_rollout(
+    model: WorldModel,
+    meta: dict[str, Any],
+    roll: dict[str, np.ndarray],
+    *,
+    context: int,
+    horizons: Sequence[int],
+    temperature: float,
+    seed: int,
+    heldout: dict | None = None,
+) -> dict[str, Any]:
+    """The open-loop part of the card from an `open_loop` rollout: table rows, curves over every k."""
     mean = model.frame_mean.permute(1, 2, 0).cpu().numpy()
     real = roll["real"].astype(np.float32) / 255
     pred = roll["pred"].astype(np.float32) / 255
     last = roll["last"].astype(np.float32) / 255
-    rows = []
-    for k in horizons:
-        if k > real.shape[1] or not roll["valid"][:, k - 1].any():
-            rows.append({"k": k, "episodes": 0})
-            continue
+    names = ("model", "copy_last", "mean_frame")
+    curves: dict[str, Any] = {"k": [], "episodes": [], **{n: {"mse": [], "psnr": [], "fg_mse": []} for n in names}}
+    rows_by_k: dict[int, dict[str, Any]] = {}
+    for k in range(1, real.shape[1] + 1):
         idx = np.flatnonzero(roll["valid"][:, k - 1])
+        if not len(idx):
+            break
         r = real[idx, k - 1]
         row: dict[str, Any] = {"k": k, "episodes": int(len(idx))}
-        for name, p in (
-            ("model", pred[idx, k - 1]),
-            ("copy_last", last[idx]),
-            ("mean_frame", np.broadcast_to(mean, r.shape)),
-        ):
+        for name, p in zip(names, (pred[idx, k - 1], last[idx], np.broadcast_to(mean, r.shape))):
             mse, fg = _frame_errors(p, r, mean)
             row[name] = {"mse": float(mse.mean()), "psnr": _psnr(mse), "fg_mse": float(fg.mean())}
-        rows.append(row)
+            for metric, v in row[name].items():
+                curves[name][metric].append(round(v, 6))
+        curves["k"].append(k)
+        curves["episodes"].append(row["episodes"])
+        rows_by_k[k] = row
     v = roll["valid"]
     caps = model.capabilities
-    card = {
+    return {
         "family": meta["family"],
         "env_id": meta["env_id"],
         "step": meta["step"],
@@ -155,13 +172,13 @@ def model_card(
         "temperature": temperature,
         "seed": seed,
         "decoded_by": "decoder" if caps.get("decoder") else "probe",
-        "open_loop": rows,
+        "open_loop": [rows_by_k.get(k, {"k": k, "episodes": 0}) for k in horizons],
+        "curves": curves,
         "reward_mae": float(np.abs(roll["reward"] - roll["rew"])[v].mean()) if caps.get("reward") else None,
         "end_f1": _f1((roll["done_prob"] > 0.5) & v, roll["term"] & v) if caps.get("done") else None,
         "heldout": heldout or {},
         "budget": meta.get("budget", {}),
     }
-    return card
 
 
 def format_card(card: dict[str, Any]) -> str:
@@ -194,7 +211,44 @@ def format_card(card: dict[str, Any]) -> str:
         )
     fmt = lambda x: "n/a" if x is None else (f"{x:.3f}" if not math.isnan(x) else "nan")  # noqa: E731
     lines += ["", f"reward MAE {fmt(card['reward_mae'])}   episode-end F1 {fmt(card['end_f1'])}"]
-    return "\n".join(lines)
+    return "\n".join(lines + _deeper_sections(card))
+
+
+def _deeper_sections(card: dict[str, Any]) -> list[str]:
+    """Text of the latent, counterfactual, state-probe and coverage sections (see `wm_core.report`)."""
+    lines: list[str] = []
+    if lt := card.get("latent"):
+        picks = [i for i, k in enumerate(lt["k"]) if k in (1, 5, 10, 15)]
+        lines += ["", f"latent error vs {lt['reference']} (temperature 0):"]
+        lines += [
+            f"  k={lt['k'][i]:>2}: cosine {lt['cos'][i]:.3f} (copy-last {lt['copy_cos'][i]:.3f}), relative L2 "
+            f"{lt['rel_l2'][i]:.3f} (copy-last {lt['copy_rel_l2'][i]:.3f}), {lt['episodes'][i]} episodes"
+            for i in picks
+        ]
+    if cf := card.get("counterfactual"):
+        real = (
+            f"real futures {cf['real_spread']} over the first {cf['common_steps']} steps"
+            if cf["real_replayed"]
+            else "real futures not replayable"
+        )
+        lines += ["", f"counterfactual actions (one context, {cf['horizon']} steps): spread of dreamed futures "
+                      f"{cf['dream_spread']}, {real}"]  # fmt: skip
+        lines += [
+            f"  {s['name']:<24} dream vs real fg-MSE {s['fg_mse_vs_real']} over {s['real_steps']} real steps"
+            for s in cf["sequences"]
+        ]
+    if sp := card.get("state_probe"):
+        head = f"linear state probe, R² ({sp['folds']}-fold over episodes, {sp['frames']} frames): model / random"
+        lines += ["", head]
+        lines += [f"  {n:<24} {m:>7.3f} / {r:.3f}" for n, m, r in zip(sp["names"], sp["r2_model"], sp["r2_random"])]
+    if "coverage" in card:
+        cov = card["coverage"]
+        if cov:
+            counts = ", ".join(f"{n} {c}" for n, c in zip(cov["names"], cov["counts"]))
+            lines += ["", f"training actions ({cov['steps']} steps): {counts}"]
+        else:
+            lines += ["", f"training actions: unknown ({card.get('coverage_source', '')})"]
+    return lines
 
 
 def open_loop_grid(

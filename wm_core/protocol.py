@@ -89,6 +89,7 @@ class WorldModel(nn.Module):
     Config: ClassVar[type] = TrainConfig
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}, "small": {}, "large": {}}
     capabilities: ClassVar[dict[str, Any]] = {}
+    latent_keys: ClassVar[tuple[str, ...]] = ()  # state entries that make up `latent` (all when empty)
 
     def __init__(self, config: Any, action_spec: ActionSpec, frame_size: int = 64) -> None:
         super().__init__()
@@ -160,5 +161,16 @@ class WorldModel(nn.Module):
         """Called after each optimizer step (EMA target networks and the like)."""
 
     def latent(self, state: State) -> torch.Tensor:
-        """A flat (B, D) view of the state, for probes and the latent explorer."""
-        return torch.cat([v.flatten(1) for v in state.values()], dim=1)
+        """A flat (B, D) view of the state (its `latent_keys` parts), for probes and the latent explorer."""
+        return torch.cat([state[k].flatten(1) for k in self.latent_keys or tuple(state)], dim=1)
+
+    def set_latent(self, state: State, latent: torch.Tensor) -> State:
+        """The state with its latent parts replaced by `latent` (B, D): the inverse of `latent`."""
+        out, i = dict(state), 0
+        for k in self.latent_keys or tuple(state):
+            n = state[k][0].numel()
+            out[k] = latent[:, i : i + n].reshape(state[k].shape).to(state[k].dtype)
+            i += n
+        if i != latent.shape[1]:
+            raise ValueError(f"latent has {latent.shape[1]} dims, the state's latent parts have {i}")
+        return out

@@ -21,6 +21,7 @@ from .data import DataError, EpisodeStore, SequenceSampler, collect
 from .envs import env_entry
 from .protocol import WorldModel
 from .registry import get_family
+from .report import action_coverage
 from .spec import FramePipeline
 
 MetricsCallback = Callable[[int, dict[str, float]], None]
@@ -214,6 +215,7 @@ def train_run(
     if meta is not None:
         load_optimizer_state(meta, trainer.optimizer)
     command = command or cli_command()
+    coverage = action_coverage(episodes, store.action_spec, env_entry(env_id).state_names)
     prior_seconds = float((meta or {}).get("budget", {}).get("train_seconds", 0.0))
 
     def save(step: int, metrics: dict[str, float], seconds: float = 0.0) -> None:
@@ -225,7 +227,8 @@ def train_run(
             "threads": torch.get_num_threads(),
             "peak_rss_mb": round(peak_rss_mb(), 1),
         }
-        extra = {"data": {"dir": str(Path(data).resolve()), **store.summary()}, "budget": budget}
+        data_info = {"dir": str(Path(data).resolve()), **store.summary(), "coverage": coverage}
+        extra = {"data": data_info, "budget": budget}
         save_checkpoint(
             run,
             model,

@@ -140,6 +140,7 @@ class Rssm(WorldModel):
             batch_size=16, seq_len=64, episodes=1000, lr=1e-4, grad_clip=1000.0,
         ),
     }  # fmt: skip
+    latent_keys = ("deter", "stoch")  # [h, z]: what the heads read
     capabilities = {
         "decoder": True,
         "probe_decoder": False,
@@ -244,10 +245,6 @@ class Rssm(WorldModel):
     def done(self, state: State) -> torch.Tensor:
         """1 - the continue head's probability, (B,)."""
         return torch.sigmoid(-self.cont_head(self.feat(state)).squeeze(-1).float())
-
-    def latent(self, state: State) -> torch.Tensor:
-        """[h, z], (B, deter + stoch_dim)."""
-        return self.feat(state)
 
     # ---- training ------------------------------------------------------------------------------
     def observe_sequence(

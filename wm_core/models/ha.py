@@ -65,6 +65,7 @@ class VaeMdnRnn(WorldModel):
         "small": dict(channels=16, z_dim=32, hidden=128, steps=900, batch_size=16, seq_len=32, episodes=300),
         "large": dict(channels=32, z_dim=64, hidden=512, steps=20000, batch_size=32, seq_len=32, episodes=2000),
     }
+    latent_keys = ("z",)  # z is the part of the state the decoder draws
     capabilities = {
         "decoder": True,
         "probe_decoder": False,
@@ -144,10 +145,6 @@ class VaeMdnRnn(WorldModel):
     def done(self, state: State) -> torch.Tensor:
         """Episode-end head on M's hidden state and z (probability)."""
         return torch.sigmoid(self.done_head(torch.cat([state["h"], state["z"]], -1)).squeeze(-1))
-
-    def latent(self, state: State) -> torch.Tensor:
-        """z is the part of the state that the decoder draws."""
-        return state["z"]
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """VAE loss on every frame plus MDN-RNN loss (z NLL, reward, end) on detached z."""

@@ -92,6 +92,7 @@ class Jepa(WorldModel):
         "large": dict(channels=32, embed_dim=256, pred_hidden=1024, head_hidden=256, probe_channels=32,
                       ema=0.996, steps=20000, batch_size=32, seq_len=32, episodes=2000),
     }  # fmt: skip
+    latent_keys = ("z", "z_prev")  # the embedding and the one before it (motion lives in the pair)
     capabilities = {
         "decoder": False,
         "probe_decoder": True,
@@ -165,10 +166,6 @@ class Jepa(WorldModel):
     def done(self, state: State) -> torch.Tensor:
         """Termination head on (z_prev, z) (an addition to JEPA), as a probability."""
         return torch.sigmoid(self.done_head(self._pair(state))[:, 0])
-
-    def latent(self, state: State) -> torch.Tensor:
-        """(z, z_prev): the embedding and the one before it (motion lives in the pair)."""
-        return torch.cat([state["z"], state["z_prev"]], dim=-1)
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """K-step L1 prediction loss against the target encoder, VICReg terms, heads and probe."""

@@ -1,0 +1,156 @@
+"""Inspect tab: the full model card of one checkpoint on held-out episodes, its figures, and the latent
+explorer. The numbers are `wm eval`'s: the same function, episodes and seed give the same card.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import gradio as gr
+
+from .hub import friendly, list_checkpoints
+from .inspector import Inspection
+
+EXPLORER_SLIDERS = 6
+FIGURES = ("open_loop", "reward_end", "curves", "latent", "counterfactual", "state_probe", "coverage")
+
+
+def _image(label: str, elem_id: str) -> gr.Image:
+    return gr.Image(label=label, type="numpy", interactive=False, elem_id=elem_id, buttons=["download"])
+
+
+def _big(frame, scale: int = 4):
+    """Upscale a small frame without blur, so the page shows pixels rather than a smudge."""
+    return frame.repeat(scale, 0).repeat(scale, 1)
+
+
+def build_inspect_tab(shipped_dir: Path, runs_dir: Path) -> dict[str, Callable]:
+    """Build the Inspect tab inside the current Blocks; returns the refresh hook for the checkpoint list."""
+
+    def choices() -> list[tuple[str, str]]:
+        return [(c.label, c.path) for c in list_checkpoints(shipped_dir, runs_dir)]
+
+    gr.Markdown(
+        "Evaluate a checkpoint on **held-out** episodes (env seeds never used for training) and look inside it: "
+        "where its open-loop dream drifts from reality, whether it answers actions, what its latent holds and "
+        "which actions its training data covered. `wm eval RUN --episodes N --seed S` prints the same numbers."
+    )
+    with gr.Row():
+        ckpt = gr.Dropdown(choices=choices(), value=(choices() or [(None, None)])[0][1], label="Checkpoint", scale=4,
+                           elem_id="wm-inspect-checkpoint")  # fmt: skip
+        episodes = gr.Number(50, label="Held-out episodes", precision=0, minimum=10, maximum=500, scale=1,
+                             elem_id="wm-inspect-episodes")  # fmt: skip
+        seed = gr.Number(0, label="Sampling seed", precision=0, scale=1, elem_id="wm-inspect-seed")
+        temperature = gr.Slider(0.0, 2.0, 1.0, step=0.05, label="Temperature", scale=2, elem_id="wm-inspect-temp")
+        run_btn = gr.Button("Evaluate", variant="primary", scale=0, min_width=120, elem_id="wm-inspect-run")
+    status = gr.Markdown("", elem_id="wm-inspect-status")
+    state = gr.State(None)
+    with gr.Row(equal_height=False):
+        card_text = gr.Code("", label="Model card (as `wm eval` prints it)", language=None, lines=18,
+                            elem_id="wm-inspect-card", scale=3)  # fmt: skip
+        files = gr.File(label="report.json + report.png", file_count="multiple", elem_id="wm-inspect-files", scale=1)
+    gr.Markdown("### Open loop\nRows: real frames, the model's predictions after the context, and their difference.")
+    with gr.Row():
+        episode = gr.Slider(0, 49, 0, step=1, label="Held-out episode", elem_id="wm-inspect-episode")
+        horizon = gr.Slider(1, 50, 15, step=1, label="Horizon H (predicted frames shown)", elem_id="wm-inspect-horizon")
+    figs = {"open_loop": _image("Open-loop grid", "wm-fig-open_loop")}
+    figs["reward_end"] = _image("Predicted vs real reward and episode end", "wm-fig-reward_end")
+    gr.Markdown("### Error vs horizon\nThe model beside two baselines that need no model: copy the last real frame, "
+                "and the training data's mean frame. Foreground MSE scores only pixels that differ from the mean "
+                "frame, so drawing the background alone earns nothing.")  # fmt: skip
+    with gr.Row():
+        figs["curves"] = _image("Frame error vs horizon", "wm-fig-curves")
+    with gr.Row():
+        figs["latent"] = _image("Latent error vs horizon", "wm-fig-latent")
+    gr.Markdown("### Counterfactual actions\nOne real context, several action plans: does the dream answer "
+                "the actions the way the real env (replayed from the same seed) does?")  # fmt: skip
+    figs["counterfactual"] = _image("Dreamed and real futures per plan", "wm-fig-counterfactual")
+    gr.Markdown("### What the latent holds, and what the data covered")
+    with gr.Row():
+        figs["state_probe"] = _image("Linear state probe", "wm-fig-state_probe")
+    with gr.Row():
+        figs["coverage"] = _image("Action coverage of the training data", "wm-fig-coverage")
+    gr.Markdown("### Latent explorer\nFreeze the model's state at step t of a held-out episode, then move it along "
+                "the top principal directions of its latent (1 = one standard deviation of real frames) and "
+                "watch the decoded frame change.")  # fmt: skip
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2):
+            ex_t = gr.Slider(0, 100, 5, step=1, label="Freeze at step t", elem_id="wm-explore-t")
+            sliders = [
+                gr.Slider(-3.0, 3.0, 0.0, step=0.1, label=f"direction {i + 1}", elem_id=f"wm-explore-pc{i}")
+                for i in range(EXPLORER_SLIDERS)
+            ]
+            zero = gr.Button("Back to the frozen state", elem_id="wm-explore-zero")
+        with gr.Column(scale=1):
+            with gr.Row():
+                ex_real = gr.Image(label="real frame at t", type="numpy", interactive=False, height=230,
+                                   elem_id="wm-explore-real")  # fmt: skip
+                ex_frame = gr.Image(label="decoded, moved", type="numpy", interactive=False, height=230,
+                                    elem_id="wm-explore-frame")  # fmt: skip
+            ex_info = gr.Markdown("", elem_id="wm-explore-info")
+
+    def evaluate(run: str | None, n: float | None, s: float | None, temp: float, ep: float, hz: float):
+        blank = (None, "", None, *[None] * len(FIGURES), gr.update(), gr.update())
+        if not run:
+            yield ("**Pick a checkpoint first.**", *blank)
+            return
+        yield (f"Evaluating on {int(n or 50)} held-out episodes…", *blank)
+        try:
+            ins = Inspection(run, episodes=int(n or 50), seed=int(s or 0), temperature=float(temp))
+            fig = ins.figures(ins.longest, int(hz))
+            paths = ins.files()
+        except Exception as e:  # shown as one line; never a traceback in the page
+            yield (f"**Could not evaluate:** {friendly(e)}", *blank)
+            return
+        ho = ins.card["heldout"]
+        note = (
+            f"Evaluated on {ho['episodes']} held-out episodes ({ho['frames']} frames, seeds from {ho['seed']}), "
+            f"sampling seed {ins.card['seed']}, temperature {ins.card['temperature']}."
+        )
+        last = len(ins.episode_lengths) - 1
+        yield (
+            note,
+            ins,
+            ins.text(),
+            paths,
+            *[fig[k] for k in FIGURES],
+            gr.update(maximum=last, value=ins.longest),
+            gr.update(maximum=max(len(e) for e in ins.report.episodes) - 1),
+        )
+
+    def refigure(ins: Inspection | None, ep: float, hz: float):
+        if ins is None:
+            return gr.update(), gr.update()
+        fig = ins.figures(int(ep), int(hz))
+        return fig["open_loop"], fig["reward_end"]
+
+    def explore(ins: Inspection | None, ep: float, t: float, *offsets: float):
+        if ins is None:
+            return None, None, "Press Evaluate first."
+        try:
+            r = ins.explore(int(ep), int(t), list(offsets))
+        except Exception as e:
+            return None, None, f"**{friendly(e)}**"
+        coords = ", ".join(f"{c:+.2f}" for c in r["coordinates"])
+        share = ", ".join(f"{x}%" for x in r["explained"])
+        text = (
+            f"Episode {r['episode']}, step {r['t']}; frame from the {r['decoded_by']}"
+            f"{' (probe view: what the latent knows)' if r['decoded_by'] == 'probe' else ''}.  \n"
+            f"The frozen state sits at ({coords}) along the directions, which hold {share} of the latent's variance."
+        )
+        return _big(r["real"]), _big(r["decoded"]), text
+
+    outputs = [status, state, card_text, files, *[figs[k] for k in FIGURES], episode, ex_t]
+    run_btn.click(evaluate, [ckpt, episodes, seed, temperature, episode, horizon], outputs).then(
+        explore, [state, episode, ex_t, *sliders], [ex_real, ex_frame, ex_info]
+    )
+    for control in (episode, horizon):
+        control.release(refigure, [state, episode, horizon], [figs["open_loop"], figs["reward_end"]])
+    for control in (ex_t, *sliders):
+        control.release(explore, [state, episode, ex_t, *sliders], [ex_real, ex_frame, ex_info])
+    episode.release(explore, [state, episode, ex_t, *sliders], [ex_real, ex_frame, ex_info])
+    zero.click(lambda: [0.0] * EXPLORER_SLIDERS, None, sliders).then(
+        explore, [state, episode, ex_t, *sliders], [ex_real, ex_frame, ex_info]
+    )
+    return {"checkpoint": ckpt, "refresh": lambda: gr.update(choices=choices())}
