@@ -8,6 +8,8 @@ from pathlib import Path
 import gradio as gr
 import torch
 
+from .compare_hub import CompareHub
+from .compare_tab import build_compare_tab
 from .hub import ROOT, PlayHub
 from .play_tab import build_play_tab
 from .train_tab import build_train_tab
@@ -43,6 +45,8 @@ def build_demo(checkpoint_dir: Path | str | None = None, runs_dir: Path | str | 
         with gr.Tabs():
             with gr.Tab("Play", id="play"):
                 play = build_play_tab(hub, shipped, runs, runs / "recordings")
+            with gr.Tab("Compare", id="compare"):
+                build_compare_tab(CompareHub(), shipped, runs)
             with gr.Tab("Train", id="train"):
                 finished = build_train_tab(runs)
         finished.then(play["refresh"], None, play["checkpoint"])

@@ -12,7 +12,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -74,20 +74,33 @@ def list_checkpoints(shipped_dir: Path | str, runs_dir: Path | str) -> list[Chec
     return found
 
 
+S = TypeVar("S")
+
+
 @dataclass
-class _Player:
-    session: wm_core.PlaySession
+class Seat(Generic[S]):
+    """One browser client's session with its lock, pause flag and last use."""
+
+    session: S
     lock: threading.Lock = field(default_factory=threading.Lock)
     paused: bool = False
-    pending_steps: int = 0
     last_used: float = field(default_factory=time.monotonic)
 
 
-class PlayHub:
-    """Every browser client's play session, created on demand and dropped when idle."""
+@dataclass
+class _Player(Seat[wm_core.PlaySession]):
+    pending_steps: int = 0
+
+
+P = TypeVar("P", bound=Seat)
+
+
+class ClientHub(Generic[P]):
+    """Sessions keyed by browser client id, created on demand; idle ones and the least recently used beyond
+    `max_sessions` are dropped. PlayHub and CompareHub add what their tabs do."""
 
     def __init__(self, max_sessions: int = 32, idle_seconds: float = 1800.0) -> None:
-        self.players: dict[str, _Player] = {}
+        self.players: dict[str, P] = {}
         self.lock = threading.Lock()
         self.max_sessions = max_sessions
         self.idle_seconds = idle_seconds
@@ -104,23 +117,31 @@ class PlayHub:
         while len(self.players) >= self.max_sessions:
             del self.players[min(self.players, key=lambda c: self.players[c].last_used)]
 
-    def start(self, client: str, run: str, *, temperature: float = 1.0, lockstep: bool = False) -> wm_core.PlaySession:
-        """Open `run` for `client` and reset it from a real context."""
-        session = wm_core.PlaySession(run, temperature=temperature, lockstep=lockstep)
-        session.reset()
+    def _seat(self, client: str, seat: P) -> None:
+        """Give `client` a new seat; a restart replaces the client's own session, no one else's."""
         with self.lock:
-            self.players.pop(client, None)  # a restart replaces the client's own session, no one else's
+            self.players.pop(client, None)
             self._evict()
-            self.players[client] = _Player(session)
-        return session
+            self.players[client] = seat
 
-    def get(self, client: str) -> _Player | None:
-        """The client's player, if it has started one."""
+    def get(self, client: str) -> P | None:
+        """The client's seat, if it has started one."""
         with self.lock:
             p = self.players.get(client)
         if p is not None:
             p.last_used = time.monotonic()
         return p
+
+
+class PlayHub(ClientHub[_Player]):
+    """Every browser client's play session, created on demand and dropped when idle."""
+
+    def start(self, client: str, run: str, *, temperature: float = 1.0, lockstep: bool = False) -> wm_core.PlaySession:
+        """Open `run` for `client` and reset it from a real context."""
+        session = wm_core.PlaySession(run, temperature=temperature, lockstep=lockstep)
+        session.reset()
+        self._seat(client, _Player(session))
+        return session
 
     def tick(self, client: str, keys: list[str]) -> dict[str, Any]:
         """One frame for the browser loop: step with held keys unless paused, and report."""

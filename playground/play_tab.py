@@ -12,6 +12,13 @@ from .hub import PlayHub, friendly, list_checkpoints
 
 STATIC = Path(__file__).parent / "static"
 
+
+def player_assets(name: str) -> dict[str, str]:
+    """gr.HTML's css_template and js_on_load for a frame-loop player: static/common.* then static/{name}.*."""
+    css, js = ("\n".join((STATIC / f"{part}.{ext}").read_text() for part in ("common", name)) for ext in ("css", "js"))
+    return {"css_template": css, "js_on_load": js}
+
+
 PLAYER_HTML = """
 <div class="wm-player">
   <div class="wm-screens">
@@ -28,6 +35,7 @@ PLAYER_HTML = """
     <span>predicted end</span><span><span class="wm-done-track"><span class="wm-done-bar"></span></span>
       <b class="wm-done">0%</b></span>
     <span>driver</span><b class="wm-driver">you</b>
+    <div class="wm-extras"></div>
     <span>frames/s</span><b class="wm-fps">0</b>
     <span>key→frame</span><b class="wm-latency">–</b>
     <span>reward sparkline</span><span></span>
@@ -89,8 +97,7 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
                 html_template=PLAYER_HTML.replace(
                     '<div class="wm-player">', '<div class="wm-player" data-client="${value}">'
                 ),
-                css_template=(STATIC / "player.css").read_text(),
-                js_on_load=(STATIC / "player.js").read_text(),
+                **player_assets("player"),
                 server_functions=[tick],
                 elem_id="wm-player",
             )

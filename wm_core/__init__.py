@@ -3,6 +3,7 @@ checkpoints, dreams and evaluation. The app talks to the library only through th
 """
 
 from .checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint
+from .compare import CompareFrame, CompareSession, Futures, compare_problem
 from .data import HELDOUT_SEED_BASE, DataError, Episode, EpisodeStore, SequenceSampler, collect
 from .dream import Dream
 from .envs import CATALOG, EnvError, KeyController, Keymap, env_entry, make_env
@@ -17,6 +18,8 @@ __all__ = [
     "ActionSpec",
     "CATALOG",
     "CheckpointError",
+    "CompareFrame",
+    "CompareSession",
     "DataError",
     "Dream",
     "EnvError",
@@ -24,6 +27,7 @@ __all__ = [
     "EpisodeStore",
     "FAMILIES",
     "FramePipeline",
+    "Futures",
     "HELDOUT_SEED_BASE",
     "KeyController",
     "Keymap",
@@ -35,6 +39,7 @@ __all__ = [
     "WorldModel",
     "cached_model",
     "collect",
+    "compare_problem",
     "env_entry",
     "field_doc",
     "format_card",
