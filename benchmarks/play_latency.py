@@ -1,4 +1,4 @@
-"""Keypress -> painted-frame latency and frames/s of the Play tab, measured in headless Chromium.
+"""Keypress -> painted-frame latency and frames/s of the Play and Compare tabs, measured in headless Chromium.
 
     python benchmarks/play_latency.py                        # the app on ./checkpoints, in this process
     python benchmarks/play_latency.py --checkpoint-dir D     # another directory of runs
@@ -6,9 +6,13 @@
 
 Starts the first checkpoint in the list, then holds the env's keys one after another (each for --hold
 seconds, never a gap, so a key is always held) for --seconds, first with the dream alone, then with the
-real env in lockstep. Latency comes from the page's own `window.__wmStats.latencies` (player.js: time
-from a keydown to the first painted frame whose request was sent after that keydown); frames/s counts
-the new dream steps painted per second while keys are held.
+real env in lockstep. Then, when the list holds a second checkpoint of the same env, the Compare tab
+with its default pick (those two dreams + the real env) for --seconds more, switching keys every
+--compare-hold seconds (alternating pushes keep CartPole's real pole up longer) and pressing Reset when
+the real episode ends; the time from that end to the reset's first frame is left out of frames/s.
+Latency comes from the page's own `window.__wmStats.latencies` (common.js: time from a keydown to the
+first painted frame whose request was sent after that keydown); frames/s counts the new steps painted
+per second while keys are held.
 """
 
 from __future__ import annotations
@@ -108,21 +112,37 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
 
 
-def measure(page, keys: list[str], seconds: float, hold: float, scenario: str) -> Result:
-    """Hold `keys` in turn for `seconds` (after a 1 s warm-up) and read the page's stats."""
-    page.click("canvas.wm-dream")
+def restart_if_ended(page) -> float:
+    """Compare holds everything once the real episode ends: press Reset and wait for its first frame;
+    returns the seconds spent (0 while the real episode runs)."""
+    if page.locator(".wm-cmp-real-state").inner_text() != "ended":
+        return 0.0
+    t0 = time.perf_counter()
+    page.click("#wm-cmp-reset")
+    page.wait_for_function("document.querySelector('.wm-cmp-real-state').innerText !== 'ended'", timeout=30_000)
+    page.click("canvas.wm-cmp-real")
+    return time.perf_counter() - t0
+
+
+def measure(page, keys: list[str], seconds: float, hold: float, scenario: str, focus: str = "canvas.wm-dream",
+            between=lambda page: 0.0) -> Result:  # fmt: skip
+    """Hold `keys` in turn for `seconds` (after a 1 s warm-up) and read the page's stats; `between(page)` runs
+    after each key and returns seconds to leave out (e.g. a reset)."""
+    page.click(focus)
     page.keyboard.down(keys[0])
     page.wait_for_timeout(1000)  # warm-up: first requests, caches, the JIT
     page.keyboard.up(keys[0])
+    between(page)
     page.evaluate("window.__wmStats.latencies.length = 0")
-    frames0, t0, i = page.evaluate("window.__wmStats.frames"), time.perf_counter(), 1
-    while time.perf_counter() - t0 < seconds:
+    frames0, t0, i, skipped = page.evaluate("window.__wmStats.frames"), time.perf_counter(), 1, 0.0
+    while time.perf_counter() - t0 - skipped < seconds:
         key = keys[i % len(keys)]
         page.keyboard.down(key)
         page.wait_for_timeout(1000 * hold)
         page.keyboard.up(key)
+        skipped += between(page)
         i += 1
-    elapsed = time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0 - skipped
     stats = page.evaluate("({frames: window.__wmStats.frames, latencies: window.__wmStats.latencies.slice()})")
     lat = stats["latencies"]
     return Result(scenario, round(elapsed, 2), round((stats["frames"] - frames0) / elapsed, 1),
@@ -130,8 +150,21 @@ def measure(page, keys: list[str], seconds: float, hold: float, scenario: str) -
                   round(percentile(lat, 95), 1) if lat else None, len(lat))  # fmt: skip
 
 
-def run(url: str, seconds: float, hold: float) -> tuple[str, list[Result]]:
-    """Both scenarios on one page; returns (env id, results)."""
+def start_compare(page) -> int:
+    """Open the Compare tab and press Start on its default pick; returns how many dreams it shows (0 when
+    the list has no second checkpoint of the first one's env)."""
+    page.get_by_role("tab", name="Compare").click()
+    info = page.locator("#wm-cmp-info")
+    info.wait_for(timeout=30_000)
+    if "press Start" not in info.inner_text():
+        return 0
+    page.click("#wm-cmp-start")
+    page.wait_for_function("document.querySelectorAll('.wm-cmp-model').length > 0", timeout=60_000)
+    return page.locator(".wm-cmp-model").count()
+
+
+def run(url: str, seconds: float, hold: float, compare_hold: float) -> tuple[str, list[Result]]:
+    """The Play scenarios, then Compare when it has two dreams, on one page; returns (env id, results)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -143,6 +176,12 @@ def run(url: str, seconds: float, hold: float) -> tuple[str, list[Result]]:
             page.get_by_label(LOCKSTEP_LABEL).check()
             page.locator("canvas.wm-real").wait_for(state="visible", timeout=30_000)
             results.append(measure(page, keys, seconds, hold, "dream + real env (lockstep)"))
+            dreams = start_compare(page)
+            if dreams >= 2:
+                results.append(measure(page, keys, seconds, compare_hold, f"compare: {dreams} dreams + real env",
+                                       focus="canvas.wm-cmp-real", between=restart_if_ended))  # fmt: skip
+            else:
+                print("compare scenario skipped: the list has no second checkpoint of the same env", file=sys.stderr)
         finally:
             browser.close()
     return env_id, results
@@ -151,9 +190,9 @@ def run(url: str, seconds: float, hold: float) -> tuple[str, list[Result]]:
 def table(results: list[Result]) -> str:
     """A small fixed-width table."""
     ms = lambda v: "–" if v is None else f"{v:.0f} ms"  # noqa: E731
-    lines = [f"{'scenario':30} {'frames/s held':>13} {'key→frame p50':>14} {'p95':>7} {'samples':>8}"]
+    lines = [f"{'scenario':34} {'frames/s held':>13} {'key→frame p50':>14} {'p95':>7} {'samples':>8}"]
     for r in results:
-        lines.append(f"{r.scenario:30} {r.frames_per_s:>13.1f} {ms(r.latency_median_ms):>14} "
+        lines.append(f"{r.scenario:34} {r.frames_per_s:>13.1f} {ms(r.latency_median_ms):>14} "
                      f"{ms(r.latency_p95_ms):>7} {r.latency_samples:>8}")  # fmt: skip
     return "\n".join(lines)
 
@@ -166,22 +205,25 @@ def main() -> None:
     p.add_argument("--url", default=None, help="measure an app that is already running instead of starting one")
     p.add_argument("--seconds", type=float, default=10.0, help="seconds of held keys per scenario (default 10)")
     p.add_argument("--hold", type=float, default=0.5, help="seconds each key is held before the next (default 0.5)")
+    p.add_argument("--compare-hold", type=float, default=0.15,
+                   help="seconds each key is held in the Compare scenario (default 0.15)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = p.parse_args()
-    if args.seconds <= 0 or args.hold <= 0:
-        p.error("--seconds and --hold must be positive")
+    if min(args.seconds, args.hold, args.compare_hold) <= 0:
+        p.error("--seconds, --hold and --compare-hold must be positive")
 
     demo = None
     url = args.url
+    load_start = round(os.getloadavg()[0], 2)
     if url is None:
         demo, url = launch_app(args.checkpoint_dir, tempfile.mkdtemp(prefix="wm-bench-runs-"))
     try:
-        env_id, results = run(url, args.seconds, args.hold)
+        env_id, results = run(url, args.seconds, args.hold, args.compare_hold)
     finally:
         if demo is not None:
             with quietly():
                 demo.close()
-    machine = {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
+    machine = {"cpus": os.cpu_count(), "load_avg_1m_start": load_start, "load_avg_1m": round(os.getloadavg()[0], 2)}
     if demo is not None:
         import torch
 
