@@ -184,7 +184,9 @@ class PlayHub(ClientHub[_Player]):
                 "recording": s.recording is not None,
                 "temperature": s.temperature,
                 "driver": f.driver,
+                "driver_label": s.driver_label if f.driver == "agent" else "you",
                 "has_agent": s.agent is not None,
+                "extras": f.extras,
             }
 
     def control(self, client: str, action: str, value: Any = None) -> str:
@@ -208,9 +210,12 @@ class PlayHub(ClientHub[_Player]):
                 return f"temperature {s.temperature:.2f}"
             if action == "autopilot":
                 if value and s.agent is None:
-                    return "This checkpoint has no trained agent: `wm agent train RUN` trains one in its dream."
+                    return (
+                        "This checkpoint has no trained agent and its family no planner: `wm agent train RUN` "
+                        "trains one in its dream."
+                    )
                 s.autopilot = bool(value)
-                return "the agent drives until you press a key" if s.autopilot else "you drive"
+                return f"the {s.driver_label} drives until you press a key" if s.autopilot else "you drive"
             if action == "lockstep":
                 s.lockstep = bool(value)
                 s.reset()

@@ -17,7 +17,7 @@ FIGURES = ("open_loop", "reward_end", "curves", "latent", "counterfactual", "sta
 
 
 def _image(label: str, elem_id: str) -> gr.Image:
-    return gr.Image(label=label, type="numpy", interactive=False, elem_id=elem_id, buttons=["download"])
+    return gr.Image(label=label, type="numpy", interactive=False, elem_id=elem_id, buttons=["download"], format="png")
 
 
 def _big(frame, scale: int = 4):
@@ -47,8 +47,8 @@ def build_inspect_tab(shipped_dir: Path, runs_dir: Path) -> dict[str, Callable]:
     status = gr.Markdown("", elem_id="wm-inspect-status")
     state = gr.State(None)
     with gr.Row(equal_height=False):
-        card_text = gr.Code("", label="Model card (as `wm eval` prints it)", language=None, lines=18,
-                            elem_id="wm-inspect-card", scale=3)  # fmt: skip
+        card_text = gr.Textbox("", label="Model card (as `wm eval` prints it)", lines=18, max_lines=40, scale=3,
+                               interactive=False, elem_id="wm-inspect-card", elem_classes="wm-mono")  # fmt: skip
         files = gr.File(label="report.json + report.png", file_count="multiple", elem_id="wm-inspect-files", scale=1)
     gr.Markdown("### Open loop\nRows: real frames, the model's predictions after the context, and their difference.")
     with gr.Row():
@@ -84,9 +84,9 @@ def build_inspect_tab(shipped_dir: Path, runs_dir: Path) -> dict[str, Callable]:
             zero = gr.Button("Back to the frozen state", elem_id="wm-explore-zero")
         with gr.Column(scale=1):
             with gr.Row():
-                ex_real = gr.Image(label="real frame at t", type="numpy", interactive=False, height=230,
+                ex_real = gr.Image(label="real frame at t", type="numpy", interactive=False, height=230, format="png",
                                    elem_id="wm-explore-real")  # fmt: skip
-                ex_frame = gr.Image(label="decoded, moved", type="numpy", interactive=False, height=230,
+                ex_frame = gr.Image(label="decoded, moved", type="numpy", interactive=False, height=230, format="png",
                                     elem_id="wm-explore-frame")  # fmt: skip
             ex_info = gr.Markdown("", elem_id="wm-explore-info")
 
@@ -145,11 +145,13 @@ def build_inspect_tab(shipped_dir: Path, runs_dir: Path) -> dict[str, Callable]:
     run_btn.click(evaluate, [ckpt, episodes, seed, temperature, episode, horizon], outputs).then(
         explore, [state, episode, ex_t, *sliders], [ex_real, ex_frame, ex_info]
     )
+    # "always_last": while a slider moves, only the newest value is drawn once the previous draw is done.
     for control in (episode, horizon):
-        control.release(refigure, [state, episode, horizon], [figs["open_loop"], figs["reward_end"]])
-    for control in (ex_t, *sliders):
-        control.release(explore, [state, episode, ex_t, *sliders], [ex_real, ex_frame, ex_info])
-    episode.release(explore, [state, episode, ex_t, *sliders], [ex_real, ex_frame, ex_info])
+        control.change(refigure, [state, episode, horizon], [figs["open_loop"], figs["reward_end"]],
+                       trigger_mode="always_last")  # fmt: skip
+    for control in (episode, ex_t, *sliders):
+        control.change(explore, [state, episode, ex_t, *sliders], [ex_real, ex_frame, ex_info],
+                       trigger_mode="always_last")  # fmt: skip
     zero.click(lambda: [0.0] * EXPLORER_SLIDERS, None, sliders).then(
         explore, [state, episode, ex_t, *sliders], [ex_real, ex_frame, ex_info]
     )

@@ -108,11 +108,12 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
                 value=1.0,
                 step=0.05,
                 label="Temperature (live)",
-                info="How adventurous the dream's sampling is; 0 = most likely future",
+                info="How adventurous the dream's sampling is (0 = most likely future); what it changes depends "
+                "on the family, shown when a checkpoint starts",
             )
             lockstep = gr.Checkbox(False, label="Real env beside the dream (same keys)", elem_id="wm-lockstep")
             autopilot = gr.Checkbox(
-                False, label="Let the trained agent drive (any key takes over)", elem_id="wm-autopilot"
+                False, label="Let the trained agent or planner drive (any key takes over)", elem_id="wm-autopilot"
             )
             with gr.Row():
                 pause = gr.Button("Pause", elem_id="wm-pause", min_width=80)
@@ -144,6 +145,8 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
             f"**{m['family']}** on **{m['env_id']}**, step {m['step']} · frames from the "
             f"{s.dream.decoded_by}{' (probe view: what the latent knows)' if s.dream.decoded_by == 'probe' else ''}"
             f"  \n{keymap_markdown(m['env_id'])}  \nMade by `{m.get('command') or 'unknown command'}`"
+            f"  \nTemperature for {m['family']}: {s.model.capabilities.get('temperature') or 'not described'}"
+            f"  \nAutopilot driver: {s.driver_label if s.agent is not None else 'none (no agent, no planner)'}"
         )
         return cid, cid, text, "Click the dream and hold the keys."
 

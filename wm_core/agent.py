@@ -1,5 +1,14 @@
-"""Behaviour learned in imagination: DreamerV3's actor-critic (Hafner et al. 2023, "Mastering Diverse
-Domains through World Models", section "Actor Critic Learning") and the loop behind `wm agent`.
+"""Behaviour for a world model and the one loop behind `wm agent`: DreamerV3's actor-critic learned in
+imagination (Hafner et al. 2023, "Mastering Diverse Domains through World Models", section "Actor Critic
+Learning"), or, for a family whose capabilities name the "mcts" planner, MuZero's search acting in the real
+env (Schrittwieser et al. 2020, "Mastering Atari, Go, Chess and Shogi by Planning with a Learned Model").
+
+The loop alternates: collect episodes in the real env with the behaviour, train the world model on them,
+update the behaviour. The actor-critic updates in the dream after each world-model step; MCTS has no
+weights of its own (the model's prediction function is its prior and value), so what it adds is data:
+each move searches with Dirichlet noise at the root, samples the action from the root visit counts at a
+temperature that falls over training (the paper's 1, 0.5, 0.25), and the episode keeps every search's
+visit distribution and root value, which the model then regresses (its policy and value targets).
 
 The actor and critic read `model.latent(state)` and dream with `imagine`, `reward` and `done` only, so
 they stay outside the world-model protocol and work on any family with reward and done heads. The actor
@@ -36,18 +45,20 @@ from .dream import Dream
 from .envs import PixelEnv, env_entry, make_env
 from .models.dreamer import TwoHot
 from .models.nn import Mlp
+from .planning import Chooser, MctsChooser, mcts, plan_episode
 from .protocol import State, WorldModel
 from .registry import get_family
 from .spec import ActionSpec
 from .train import peak_rss_mb
 
 AGENT_FILE = "agent.json"
+LOGGED = ("value_loss", "policy_loss", "done_loss", "value_target_mean")  # world-model metrics in MCTS curves
 POLICY_SEED_BASE = 100_000  # policy episodes use env seeds from here: disjoint from random and held-out data
 
 
 @dataclass
 class AgentConfig:
-    """Actor-critic and loop knobs for `wm agent train`."""
+    """Actor-critic, MCTS and loop knobs for `wm agent train` (the family's planner picks which apply)."""
 
     horizon: int = 15
     """Imagined steps per rollout (paper: 15)."""
@@ -65,8 +76,21 @@ class AgentConfig:
     """Bins of the two-hot critic."""
     slow_critic: float = 0.98
     """EMA decay of the slow critic that the returns bootstrap from."""
+    simulations: int = 25
+    """MCTS (mcts planner): simulations per real move, in collection and evaluation."""
+    visit_temperature: float = 1.0
+    """MCTS: temperature of sampling the collected moves from root visit counts; it halves at 50% and again
+    at 75% of the budget (the paper's 1, 0.5, 0.25 schedule, by training progress). Evaluation is greedy."""
+    dirichlet_alpha: float = 0.25
+    """MCTS: Dirichlet alpha of the root noise while collecting (paper: 0.25 for Atari)."""
+    noise_fraction: float = 0.25
+    """MCTS: share of the root prior replaced by that noise while collecting (paper: 0.25)."""
     minutes: float = 30.0
     """Wall-clock budget of `wm agent train`."""
+    cpu_minutes: float = 0.0
+    """Process CPU-time budget as well (0: none); training stops at whichever budget runs out first."""
+    replay_frames: int = 40_000
+    """Most recent policy frames trained on (besides the random ones); bounds memory as episodes grow."""
     random_episodes: int = 50
     """Random-policy episodes to start from when the run has no data yet."""
     collect_steps: int = 100
@@ -133,6 +157,32 @@ class ActorCritic(nn.Module):
     def raw_action(self, vec: torch.Tensor) -> Any:
         """A model action vector (dim,) -> the raw env action (int or float array)."""
         return int(vec.argmax()) if self.spec.discrete else vec.cpu().numpy().astype(np.float32)
+
+    # ---- the behaviour interface the loop uses (shared with MctsAgent) ---------------------------
+    def chooser(self, model: WorldModel, explore: bool, progress: float = 1.0) -> Chooser:
+        """Act on a filtered state: a policy sample when exploring, else the greedy action."""
+
+        @torch.no_grad()
+        def choose(state: State) -> tuple[Any, float]:
+            t0 = time.perf_counter()
+            _, vec = self.act(model.latent(state).float(), explore)
+            return self.raw_action(vec[0]), (time.perf_counter() - t0) * 1e3
+
+        return choose
+
+    @torch.no_grad()
+    def dream_actions(self, model: WorldModel, state: State) -> np.ndarray:
+        """Greedy raw actions for B dream states."""
+        _, vec = self.act(model.latent(state).float(), sample=False)
+        return np.stack([np.asarray(self.raw_action(v)) for v in vec])
+
+    def train_step(self, model: WorldModel, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One actor-critic update in the dream, started from the filtered states of a training batch."""
+        model.eval()
+        start = filter_batch(model, batch)
+        metrics = self.update(model, start, 1.0 - batch["is_terminal"].flatten().float())
+        model.train()
+        return metrics
 
     @torch.no_grad()
     def dream(self, model: WorldModel, start: State) -> dict[str, torch.Tensor]:
@@ -214,6 +264,56 @@ class ActorCritic(nn.Module):
         return ac, meta
 
 
+class MctsAgent:
+    """MuZero's behaviour: MCTS with the model itself; no weights of its own, so it saves only its config."""
+
+    Config = AgentConfig
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+
+    def chooser(self, model: WorldModel, explore: bool, progress: float = 1.0) -> MctsChooser:
+        """Search each move; exploring adds root noise and samples from the visits at the scheduled
+        temperature, else no noise and the most visited action."""
+        c = self.config
+        temperature = c.visit_temperature * (1.0 if progress < 0.5 else 0.5 if progress < 0.75 else 0.25)
+        search = dict(simulations=c.simulations, dirichlet_alpha=c.dirichlet_alpha)
+        search |= dict(noise_fraction=c.noise_fraction if explore else 0.0, temperature=temperature if explore else 0.0)
+        return MctsChooser(model, np.random.default_rng(), **search)
+
+    def dream_actions(self, model: WorldModel, state: State) -> np.ndarray:
+        """Greedy search from B dream states at once."""
+        return mcts(model, state, simulations=self.config.simulations, noise_fraction=0.0).action
+
+    def train_step(self, model: WorldModel, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Nothing to update: the world model's own loss trains the policy and value the search uses."""
+        return {}
+
+    def save(self, run: Path, extra: dict[str, Any]) -> None:
+        """Config + `extra` to agent.json, marked with the planner."""
+        atomic_write_json(run / AGENT_FILE, {"config": asdict(self.config), "planner": "mcts", "weights": None} | extra)
+
+
+Agent = ActorCritic | MctsAgent
+
+
+def new_agent(model: WorldModel, config: AgentConfig) -> Agent:
+    """The behaviour a family's capabilities ask for: MCTS for the "mcts" planner, else an actor-critic."""
+    if model.capabilities.get("planner") == "mcts":
+        if not model.action_spec.discrete:
+            raise ValueError("MCTS plans over discrete actions only; this env's actions are continuous")
+        return MctsAgent(config)
+    return ActorCritic(config, model.latent(model.initial(1)).shape[1], model.action_spec)
+
+
+def load_agent(run: Path | str, model: WorldModel, **overrides: Any) -> tuple[Agent, dict[str, Any]]:
+    """The behaviour saved in `run`'s agent.json (config fields overridable) and the file's content."""
+    meta = json.loads((Path(run) / AGENT_FILE).read_text())
+    if meta.get("planner") == "mcts":
+        return MctsAgent(ActorCritic.preset(**{**meta["config"], **overrides})), meta
+    return ActorCritic.load(Path(run), model, **overrides)
+
+
 @torch.no_grad()
 def filter_batch(model: WorldModel, batch: dict[str, torch.Tensor]) -> State:
     """Posterior states of every step of a training batch, flattened to (B*T, ...), via `observe`."""
@@ -229,35 +329,27 @@ def filter_batch(model: WorldModel, batch: dict[str, torch.Tensor]) -> State:
     return {k: torch.stack([s[k] for s in states], 1).flatten(0, 1) for k in init}
 
 
-@torch.no_grad()
-def run_episode(model: WorldModel, ac: ActorCritic, env: PixelEnv, seed: int, sample: bool) -> Episode:
-    """Play one real episode with the actor on the filtered latent; returns it in the store's format."""
-    spec = model.action_spec
-    frame, _ = env.reset(seed=seed)
-    state, prev = model.initial(1), torch.zeros(1, spec.dim)
-    frames, acts, rews, done = [frame], [spec.zeros()], [0.0], (False, False)
-    while not any(done):
-        state = model.observe(state, torch.from_numpy(np.array(frame[None])), prev)
-        _, prev = ac.act(model.latent(state).float(), sample)
-        raw = ac.raw_action(prev[0])
-        frame, r, term, trunc, _ = env.step(raw)
-        frames.append(frame)
-        acts.append(np.asarray(raw, dtype=spec.zeros().dtype))
-        rews.append(float(r))
-        done = (term, trunc)
-    return Episode(np.stack(frames), np.stack(acts), np.asarray(rews, np.float32), done[0], done[1], seed=seed)
+def run_episode(
+    model: WorldModel, agent: Agent, env: PixelEnv, seed: int, sample: bool, progress: float = 1.0
+) -> tuple[Episode, list[float]]:
+    """Play one real episode with the agent (exploring when `sample`) -> the episode in the store's format,
+    with the search's targets when the agent searched, and the milliseconds of each move."""
+    choose = agent.chooser(model, sample, progress)
+    episode, ms = plan_episode(model, env, seed, choose)
+    if isinstance(choose, MctsChooser):
+        episode.search_policy, episode.search_value = choose.targets(len(episode))
+    return episode, ms
 
 
 @torch.no_grad()
-def dream_returns(model: WorldModel, ac: ActorCritic, first_frames: np.ndarray, max_steps: int) -> np.ndarray:
-    """Return of the greedy actor inside the dream (through `Dream`) from real first frames (B, H, W, 3)."""
+def dream_returns(model: WorldModel, agent: Agent, first_frames: np.ndarray, max_steps: int) -> np.ndarray:
+    """Return of the greedy agent inside the dream (through `Dream`) from real first frames (B, H, W, 3)."""
     dream = Dream(model, temperature=1.0)
     dream.reset(first_frames[:, None])
     B = len(first_frames)
     total, alive = np.zeros(B), np.ones(B, bool)
     for _ in range(max_steps):
-        _, vec = ac.act(torch.as_tensor(dream.latent()).float(), sample=False)
-        _, reward, ended, _ = dream.step(np.stack([np.asarray(ac.raw_action(v)) for v in vec]))
+        _, reward, ended, _ = dream.step(agent.dream_actions(model, dream.state))
         total += reward * alive
         alive &= ~ended
         if not alive.any():
@@ -265,16 +357,18 @@ def dream_returns(model: WorldModel, ac: ActorCritic, first_frames: np.ndarray, 
     return total
 
 
-def evaluate_agent(model: WorldModel, ac: ActorCritic, env_id: str, episodes: int, seed: int = 0) -> dict[str, Any]:
-    """Greedy real-env returns and dream returns from the same first frames, with the dream - real gap."""
+def evaluate_agent(model: WorldModel, agent: Agent, env_id: str, episodes: int, seed: int = 0) -> dict[str, Any]:
+    """Greedy real-env returns and dream returns from the same first frames, with the dream - real gap and
+    the milliseconds per real move (p50, p95)."""
     env = make_env(env_id)
     try:
-        eps = [run_episode(model, ac, env, 2 * POLICY_SEED_BASE + seed + i, sample=False) for i in range(episodes)]
+        played = [run_episode(model, agent, env, 2 * POLICY_SEED_BASE + seed + i, False) for i in range(episodes)]
         max_steps = (env.spec.max_episode_steps if env.spec else None) or 1000
     finally:
         env.close()
+    eps, ms = [e for e, _ in played], np.concatenate([m for _, m in played])
     real = np.array([e.rew.sum() for e in eps])
-    dream = dream_returns(model, ac, np.stack([e.obs[0] for e in eps]), max_steps)
+    dream = dream_returns(model, agent, np.stack([e.obs[0] for e in eps]), max_steps)
     return {
         "episodes": episodes,
         "real_mean": float(real.mean()),
@@ -282,6 +376,8 @@ def evaluate_agent(model: WorldModel, ac: ActorCritic, env_id: str, episodes: in
         "dream_mean": float(dream.mean()),
         "dream_std": float(dream.std()),
         "gap": float(dream.mean() - real.mean()),
+        "ms_p50": float(np.percentile(ms, 50)),
+        "ms_p95": float(np.percentile(ms, 95)),
         "real": real.tolist(),
         "dream": dream.tolist(),
     }
@@ -297,10 +393,11 @@ def train_agent(
     seed: int = 0,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Collect with the policy, train the world model, train the actor-critic in the dream, repeat.
+    """Collect with the behaviour, train the world model, update the behaviour, repeat (see the module doc).
 
     Continues the world model (and agent) already in `run`, else starts one of `family`/`preset` on
-    `env_id` from random episodes; `overrides` change AgentConfig fields (of the saved agent too). Saves
+    `env_id` from random episodes; `overrides` change AgentConfig fields (of the saved agent too). The
+    behaviour follows the family's capabilities: MCTS for the "mcts" planner, else the actor-critic. Saves
     both into `run` and returns agent.json's content.
     """
     run = Path(run)
@@ -325,23 +422,32 @@ def train_agent(
         model = cls(cls.preset(preset), EpisodeStore.open(data_dir).action_spec, entry.pipeline.size)
         model.set_frame_mean(EpisodeStore.open(data_dir).mean_frame())
     if (run / AGENT_FILE).exists():
-        ac, ameta = ActorCritic.load(run, model, **overrides)
+        agent, ameta = load_agent(run, model, **overrides)
     else:
-        ac, ameta = ActorCritic(config, model.latent(model.initial(1)).shape[1], model.action_spec), {}
-    c, wm_cfg = ac.config, model.config
+        agent, ameta = new_agent(model, config), {}
+    c, wm_cfg = agent.config, model.config
     store = EpisodeStore.create(run / "agent-data", env_id, entry.pipeline, model.action_spec)
     policy_eps = store.episodes()
     wm_opt = torch.optim.Adam(model.parameters(), lr=wm_cfg.lr)
     curve: list[dict[str, Any]] = ameta.get("curve", [])
     t_prior = curve[-1]["seconds"] if curve else 0.0
     env_steps = curve[-1]["env_steps"] if curve else sum(len(e) - 1 for e in random_eps)
+    cpu_prior = curve[-1].get("cpu_seconds", 0.0) if curve else 0.0
     env = make_env(env_id)
-    t0, next_eval, recent = time.perf_counter(), c.eval_every, []
-    say(f"agent on {env_id}: {c.minutes} min budget, world model at step {step}, {len(store)} policy episodes")
+    t0, cpu0, next_eval, recent = time.perf_counter(), time.process_time(), c.eval_every, []
+    kind = "MCTS" if isinstance(agent, MctsAgent) else "actor-critic"
+    say(f"{kind} agent on {env_id}: {c.minutes} min budget, world model at step {step}, {len(store)} policy episodes")
+
+    def progress() -> float:
+        """Share of the budget used (wall-clock, or CPU time when that budget is tighter)."""
+        wall = (time.perf_counter() - t0) / (60 * c.minutes) if c.minutes > 0 else 1.0
+        cpu = (time.process_time() - cpu0) / (60 * c.cpu_minutes) if c.cpu_minutes > 0 else 0.0
+        return max(wall, cpu)
 
     def save(evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
         seconds = t_prior + time.perf_counter() - t0
         budget = {"env_steps": env_steps, "grad_steps": step, "train_seconds": round(seconds, 1), "device": "cpu"}
+        budget |= {"cpu_seconds": round(cpu_prior + time.process_time() - cpu0, 1)}
         budget |= {"threads": torch.get_num_threads(), "peak_rss_mb": round(peak_rss_mb(), 1)}
         data = {"data": {"dir": str(data_dir.resolve())}, "budget": budget}  # keeps the random data findable
         save_checkpoint(
@@ -349,21 +455,27 @@ def train_agent(
         )
         extra = {"env_id": env_id, "curve": curve, "world_model_step": step, "budget": budget}
         extra |= {"evaluation": evaluation or ameta.get("evaluation")}
-        ac.save(run, extra)
+        agent.save(run, extra)
         return {"config": asdict(c), **extra}
 
     try:
-        while (elapsed := time.perf_counter() - t0) < 60 * c.minutes:
+        while progress() < 1.0:
             model.eval()
             collected = 0
             while collected < c.collect_steps:
-                ep = run_episode(model, ac, env, POLICY_SEED_BASE + len(store), sample=True)
+                ep, _ = run_episode(model, agent, env, POLICY_SEED_BASE + len(store), True, progress())
                 store.add(ep)
                 policy_eps.append(ep)
                 collected += len(ep) - 1
                 recent = (recent + [float(ep.rew.sum())])[-10:]
             env_steps += collected
-            eps = random_eps + policy_eps[-400:]  # recent policy data dominates as it grows
+            recent_eps, frames = [], 0  # recent policy data dominates as it grows; memory stays bounded
+            for e in reversed(policy_eps[-400:]):
+                frames += len(e)
+                if frames > c.replay_frames and recent_eps:
+                    break
+                recent_eps.append(e)
+            eps = random_eps + recent_eps[::-1]
             sampler = SequenceSampler(eps, model.action_spec, wm_cfg.seq_len, wm_cfg.batch_size, seed=seed + step)
             model.train()
             for _ in range(c.train_steps):
@@ -375,17 +487,16 @@ def train_agent(
                 wm_opt.step()
                 model.after_step()
                 step += 1
-                model.eval()
-                start = filter_batch(model, batch)
-                ac_metrics = ac.update(model, start, 1.0 - batch["is_terminal"].flatten().float())
-                model.train()
+                agent_metrics = agent.train_step(model, batch)
             elapsed = time.perf_counter() - t0
             point = {"seconds": round(t_prior + elapsed, 1), "env_steps": env_steps, "grad_steps": step}
+            point |= {"cpu_seconds": round(cpu_prior + time.process_time() - cpu0, 1)}
             point |= {"return": float(np.mean(recent)), "wm_loss": wm_metrics["loss"]}
-            point |= {k: round(v, 4) for k, v in ac_metrics.items()}
+            point |= {k: round(v, 4) for k, v in agent_metrics.items()}
+            point |= {k: round(wm_metrics[k], 4) for k in LOGGED if k in wm_metrics}
             if elapsed >= 60 * next_eval:
                 model.eval()
-                ev = evaluate_agent(model, ac, env_id, c.eval_episodes, seed)
+                ev = evaluate_agent(model, agent, env_id, c.eval_episodes, seed)
                 point |= {"eval_return": ev["real_mean"], "dream_return": ev["dream_mean"]}
                 next_eval += c.eval_every
                 save(ev)
@@ -394,7 +505,7 @@ def train_agent(
     finally:
         env.close()
     model.eval()
-    evaluation = evaluate_agent(model, ac, env_id, c.eval_episodes, seed)
+    evaluation = evaluate_agent(model, agent, env_id, c.eval_episodes, seed)
     if curve:
         curve[-1] |= {"eval_return": evaluation["real_mean"], "dream_return": evaluation["dream_mean"]}
     return save(evaluation)

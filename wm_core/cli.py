@@ -225,19 +225,59 @@ def cmd_agent_train(args: argparse.Namespace) -> None:
 
 
 def cmd_agent_eval(args: argparse.Namespace) -> None:
-    """Score RUN's actor in the real env and in the dream from the same first frames."""
-    from .agent import ActorCritic, evaluate_agent
+    """Score RUN's agent (actor or MCTS) in the real env and in the dream from the same first frames."""
+    from .agent import MctsAgent, evaluate_agent, load_agent
     from .checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(args.run)
     if not (Path(args.run) / "agent.json").exists():
         raise UserError(f"{args.run} has no agent.json: train one with `wm agent train {args.run}`")
-    ac, _ = ActorCritic.load(Path(args.run), model)
-    ev = evaluate_agent(model, ac, meta["env_id"], args.episodes, args.seed)
+    agent, _ = load_agent(Path(args.run), model)
+    ev = evaluate_agent(model, agent, meta["env_id"], args.episodes, args.seed)
+    who = f"greedy MCTS ({agent.config.simulations} simulations)" if isinstance(agent, MctsAgent) else "greedy actor"
     print(
-        f"{meta['env_id']}, {args.episodes} episodes, greedy actor: real return {ev['real_mean']:.1f} ± "
+        f"{meta['env_id']}, {args.episodes} episodes, {who}: real return {ev['real_mean']:.1f} ± "
         f"{ev['real_std']:.1f}, dream return {ev['dream_mean']:.1f} ± {ev['dream_std']:.1f} "
-        f"(dream - real {ev['gap']:+.1f})"
+        f"(dream - real {ev['gap']:+.1f}), {ev['ms_p50']:.1f} ms per move (p50; p95 {ev['ms_p95']:.1f})"
+    )
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    """Act in the real env with RUN's planner (MCTS or CEM toward a goal frame); print returns and ms per move."""
+    import numpy as np
+
+    from .agent import POLICY_SEED_BASE
+    from .checkpoint import load_checkpoint
+    from .envs import make_env
+    from .planning import check_planner, load_goal_frame, plan_episode, planner_chooser
+    from .spec import FramePipeline
+
+    model, meta = load_checkpoint(args.run)
+    pipeline = FramePipeline.from_json(meta["pipeline"])
+    planner = check_planner(model, args.planner)
+    goal, goal_label, options = None, "", {}
+    if planner == "mcts" and args.simulations:
+        options["simulations"] = args.simulations
+    if planner == "cem":
+        goal, goal_label = load_goal_frame(args.goal_frame, meta["env_id"], pipeline)
+    env = make_env(meta["env_id"], pipeline)
+    returns, ms = [], []
+    try:
+        for i in range(args.episodes):
+            choose, label = planner_chooser(
+                model, planner=planner, goal_frame=goal, goal_label=goal_label, seed=args.seed + i, **options
+            )
+            seed = 2 * POLICY_SEED_BASE + args.seed + i  # the episodes `wm agent eval` plays
+            episode, took = plan_episode(model, env, seed, choose, args.max_steps)
+            returns.append(float(episode.rew.sum()))
+            ms += took
+            print(f"episode {i + 1}: return {returns[-1]:.1f}, {len(took)} moves", flush=True)
+    finally:
+        env.close()
+    r, t = np.array(returns), np.array(ms)
+    print(
+        f"{meta['env_id']}, {args.episodes} episodes, {label}: return {r.mean():.1f} ± {r.std():.1f}, "
+        f"{np.percentile(t, 50):.1f} ms per move (p50; p95 {np.percentile(t, 95):.1f})"
     )
 
 
@@ -324,6 +364,21 @@ def build_parser(family: str | None = None) -> Parser:
     q.add_argument("run", help="run directory: continues its world model (and agent), or starts one there")
     q.add_argument("--env", help="gymnasium id, when RUN holds no world model yet")
     q.add_argument("--family", choices=sorted(FAMILIES), default="dreamer", help="family of a new world model")
+
+    p = sub.add_parser("plan", help="act in the real env with the run's planner (MCTS, or CEM toward a goal frame)")
+    p.add_argument("run", help="run directory (or its checkpoint.json) of a family with a planner (muzero, jepa)")
+    p.add_argument("--planner", choices=["mcts", "cem"], help="default: the family's own planner")
+    p.add_argument("--episodes", type=positive, default=5)
+    p.add_argument("--simulations", type=positive, default=None, help="MCTS simulations per move (default 25)")
+    p.add_argument(
+        "--goal-frame",
+        default="heldout",
+        help="CEM goal: 'heldout' (first frame of a held-out episode; CartPole: upright pole), 'seed:N' "
+        "(first frame after a reset with seed N) or a .npy / image file of one frame",
+    )
+    p.add_argument("--max-steps", type=positive, default=None, help="cap episode length")
+    p.add_argument("--seed", type=int, default=0, help="episode i resets the env with seed 200000 + seed + i")
+    p.set_defaults(fn=cmd_plan)
     q.add_argument("--preset", default="small", choices=["tiny", "small", "large"], help="preset of a new one")
     q.add_argument("--seed", type=int, default=0)
     _add_config_flags(q.add_argument_group("agent config"), ActorCritic)

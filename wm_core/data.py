@@ -5,6 +5,11 @@ the action that led to `obs[t]` (`act[0]` is `action_spec.zeros()`) and `rew[t]`
 arriving at `obs[t]` (`rew[0] = 0`). `terminated`: the last frame is a true terminal state; `truncated`:
 a time limit cut the episode there. A store is a folder of `ep_000000.npz` files plus `index.json`; every
 write goes to a temp file moved into place with `os.replace`, so nothing is ever half-written.
+
+Episodes collected by a search (MuZero's MCTS) also keep what the search saw at each frame t, the paper's
+training targets: `search_policy[t]` the root visit distribution over actions (the search chose `act[t+1]`
+from it) and `search_value[t]` the root value. Frames without a search (the last one, random-policy data)
+hold a zero row and NaN. Stores written before these fields existed load unchanged.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ class Episode:
     state: np.ndarray | None = None  # (T+1, k) float32 true env state when available
     seed: int | None = None
     ordinal: int = 0
+    search_policy: np.ndarray | None = None  # (T+1, A) float32 root visit distribution; zero row: no search
+    search_value: np.ndarray | None = None  # (T+1,) float32 root value of the search; NaN: no search
 
     def __len__(self) -> int:
         """Number of frames (env steps + 1)."""
@@ -168,11 +175,13 @@ class EpisodeStore:
     def add(self, ep: Episode) -> None:
         """Append one episode: an atomic file write, then an atomic index rewrite."""
         spec, n, size = self.action_spec, len(ep), self.pipeline.size
-        want = [(n, size, size, 3), (n,) if spec.discrete else (n, spec.n), (n,), n]
+        want = [(n, size, size, 3), (n,) if spec.discrete else (n, spec.n), (n,), n, (n, spec.n), (n,)]
         got = [ep.obs.shape, ep.act.shape, ep.rew.shape, n if ep.state is None else len(ep.state)]
+        got += [want[4] if ep.search_policy is None else ep.search_policy.shape]
+        got += [want[5] if ep.search_value is None else ep.search_value.shape]
         if n < 1 or got != want or ep.obs.dtype != np.uint8 or np.any(ep.act[:1]) or np.any(ep.rew[:1]):
             raise DataError(
-                f"malformed episode: obs/act/rew/state shapes {got}, expected {want}, obs {ep.obs.dtype} "
+                f"malformed episode: obs/act/rew/state/search shapes {got}, expected {want}, obs {ep.obs.dtype} "
                 "(want uint8); act[0] and rew[0] must be zero"
             )
         arrays = {
@@ -182,6 +191,9 @@ class EpisodeStore:
             "terminated": np.array(ep.terminated),
             "truncated": np.array(ep.truncated),
         } | ({} if ep.state is None else {"state": ep.state.astype(np.float32)})
+        for key in ("search_policy", "search_value"):
+            if getattr(ep, key) is not None:
+                arrays[key] = getattr(ep, key).astype(np.float32)
         name = f"ep_{len(self):06d}.npz"
         _atomic_write(self.root / name, lambda f: _write_npz(f, arrays))
         entry = {"file": name, "frames": n, "return": float(ep.rew.sum()), "terminated": bool(ep.terminated)}
@@ -216,6 +228,8 @@ class EpisodeStore:
             a.get("state"),
             entry["seed"],
             entry["ordinal"],
+            a.get("search_policy"),
+            a.get("search_value"),
         )
 
     def episodes(self) -> list[Episode]:
@@ -456,6 +470,14 @@ class SequenceSampler:
         self.act[self.is_first] = 0.0  # the raw zero action of a Discrete env would encode as one-hot 0
         has_state = all(ep.state is not None for ep in episodes)
         self.state = np.concatenate([ep.state for ep in episodes]).astype(np.float32) if has_state else None
+        # Search targets, when any episode has them; the others count as "no search" (zero row, NaN).
+        self.search: dict[str, np.ndarray] | None = None
+        if any(ep.search_policy is not None for ep in episodes):
+            A = action_spec.n
+            pol = [np.zeros((len(ep), A)) if ep.search_policy is None else ep.search_policy for ep in episodes]
+            val = [np.full(len(ep), np.nan) if ep.search_value is None else ep.search_value for ep in episodes]
+            self.search = {"search_policy": np.concatenate(pol).astype(np.float32)}
+            self.search["search_value"] = np.concatenate(val).astype(np.float32)
         self._rng = np.random.default_rng(seed)
 
     @property
@@ -464,7 +486,8 @@ class SequenceSampler:
         return len(self.obs)
 
     def sample(self) -> dict[str, torch.Tensor]:
-        """obs (B,T,H,W,3) uint8, act (B,T,dim), rew (B,T), is_first, is_terminal (B,T) [, state (B,T,k)]."""
+        """obs (B,T,H,W,3) uint8, act (B,T,dim), rew (B,T), is_first, is_terminal (B,T) [, state (B,T,k)]
+        [, search_policy (B,T,A), search_value (B,T)]."""
         import torch
 
         starts = self._rng.integers(0, self.num_frames - self.seq_len + 1, size=self.batch_size)
@@ -477,6 +500,8 @@ class SequenceSampler:
         batch["is_terminal"] = self.is_terminal[idx]
         if self.state is not None:
             batch["state"] = self.state[idx]
+        if self.search is not None:
+            batch |= {k: v[idx] for k, v in self.search.items()}
         return {k: torch.from_numpy(v) for k, v in batch.items()}
 
 

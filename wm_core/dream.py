@@ -90,9 +90,25 @@ class Dream:
             "step": self.steps,
             "decoded_by": self.decoded_by,
         }
+        if not self.batched and (extras := self.extras()):
+            info["extras"] = extras
         if self.batched:
             return frame, reward, ended, info
         return frame[0], float(reward[0]), bool(ended[0]), info
+
+    @torch.inference_mode()
+    def extras(self) -> dict[str, str]:
+        """Short texts about the current (single) state that the family's capabilities offer, for display
+        beside the frame: with "value" and "policy" (MuZero's prediction function) the value and the prior
+        over the action spec's named actions, e.g. {"value": "12.3", "policy": "push left 62% · push right 38%"}."""
+        caps, out = self.model.capabilities, {}
+        if self.state is None or not (caps.get("value") and caps.get("policy")):
+            return out
+        policy, value = self.model.policy_value(self.state)
+        names = self.spec.names or tuple(f"action {i}" for i in range(self.spec.n))
+        out["value"] = f"{float(value[0]):.1f}"
+        out["policy"] = " · ".join(f"{name} {p:.0%}" for name, p in zip(names, policy[0].tolist()))
+        return out
 
     def latent(self) -> np.ndarray:
         """The current state's flat latent, (B, D) or (D,)."""

@@ -2,13 +2,16 @@
 
 `mcts` is MuZero's search (Schrittwieser et al. 2020, Appendix B): pUCT selection with the paper's c1, c2,
 Dirichlet noise on the root prior, Q values min-max normalised over the tree, n-step backups with the
-model's rewards and discount. It searches B roots at once: every simulation descends all B trees in lock
+model's rewards and discount (and, an addition, its termination head: a child the model thinks terminal
+passes on its reward but no future value). It searches B roots at once: every simulation descends all B trees in lock
 step (each to its own depth) and expands one leaf per tree with a single batched network call.
 
 `cem` is the cross-entropy method (Rubinstein 1999; PlaNet's planner) over action sequences: sample a
 population, roll each through `model.imagine`, keep the elites, refit, repeat; discrete actions use one
 categorical distribution per step, continuous ones a clipped Gaussian. With `goal_cost` it plans in
 embedding space toward a goal frame's embedding, as V-JEPA 2-AC does (L1 energy to the goal).
+
+`planner_chooser` picks a family's planner through its capabilities, for `wm plan` and the Play tab.
 """
 
 from __future__ import annotations
@@ -17,14 +20,16 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .data import Episode
-from .envs import PixelEnv
+from .data import HELDOUT_SEED_BASE, Episode
+from .envs import PixelEnv, make_env
 from .protocol import State, WorldModel
+from .spec import FramePipeline
 
 
 @dataclass
@@ -51,13 +56,14 @@ class _Tree:
         self.prior = [prior]  # per node: the prediction function's policy over its edges
         self.children = [[-1] * len(prior)]  # per node and action: child node, -1 while unexpanded
         self.reward = [0.0]  # reward on entering the node
+        self.cont = [1.0]  # probability the node's state is not terminal (1 without a termination head)
         self.visits = [0]
         self.value_sum = [0.0]
         self.q_min, self.q_max = math.inf, -math.inf  # the paper's MinMaxStats over the tree
 
     def q(self, node: int) -> float:
         """The node's value seen from its parent: reward on entering it plus the discounted mean value."""
-        return self.reward[node] + self.gamma * self.value_sum[node] / max(self.visits[node], 1)
+        return self.reward[node] + self.gamma * self.cont[node] * self.value_sum[node] / max(self.visits[node], 1)
 
     def select(self, c1: float, c2: float) -> tuple[list[int], int]:
         """Descend by pUCT (paper, equation 2) to an unexpanded edge: (path of nodes, its action)."""
@@ -84,12 +90,13 @@ class _Tree:
             node = kid
             path.append(node)
 
-    def expand(self, parent: int, action: int, prior: list[float], reward: float) -> int:
+    def expand(self, parent: int, action: int, prior: list[float], reward: float, cont: float = 1.0) -> int:
         """Add the child reached from `parent` by `action`; returns its index."""
         self.children[parent][action] = len(self.prior)
         self.prior.append(prior)
         self.children.append([-1] * len(prior))
         self.reward.append(reward)
+        self.cont.append(cont)
         self.visits.append(0)
         self.value_sum.append(0.0)
         return len(self.prior) - 1
@@ -101,7 +108,7 @@ class _Tree:
             self.visits[node] += 1
             q = self.q(node)
             self.q_min, self.q_max = min(self.q_min, q), max(self.q_max, q)
-            value = self.reward[node] + self.gamma * value
+            value = self.reward[node] + self.gamma * self.cont[node] * value
 
 
 @torch.no_grad()
@@ -123,9 +130,9 @@ def mcts(
     `recurrent_inference` on hidden states `state["s"]` (B, D).
 
     temperature 0 picks the most visited action, > 0 samples from visits^(1/temperature) (the paper's
-    training-time choice); noise_fraction 0 turns the root noise off (evaluation). With `use_done` a leaf's
-    value is scaled by 1 - p(terminal) from the termination head, an addition: the paper's Atari games
-    have no episode ends to plan around, CartPole's are the whole game.
+    training-time choice); noise_fraction 0 turns the root noise off (evaluation). With `use_done` every
+    node's future value is scaled by 1 - p(terminal) from the termination head, an addition: the paper's
+    Atari games have no episode ends to plan around, CartPole's are the whole game.
 
     The B trees are walked in plain Python (a node's work is a few float operations, far below the
     overhead of a tensor op); each simulation expands one leaf per tree with one batched network call.
@@ -149,11 +156,10 @@ def mcts(
         actions = torch.tensor([a for _, a in picks], device=s0.device)
         one_hot = torch.nn.functional.one_hot(actions, A).to(s0.dtype)
         s, r, leaf_logits, v, p_done = model.recurrent_inference(latent[rows, parents], one_hot)
-        if use_done:
-            v = v * (1 - p_done)
+        conts = (1 - p_done).tolist() if use_done else [1.0] * B
         priors, rewards, values = leaf_logits.softmax(-1).tolist(), r.tolist(), v.tolist()
         for b, (tree, (path, a)) in enumerate(zip(trees, picks)):
-            new = tree.expand(path[-1], a, priors[b], rewards[b])
+            new = tree.expand(path[-1], a, priors[b], rewards[b], conts[b])
             latent[b, new] = s[b]
             tree.backup(path + [new], values[b])
 
@@ -175,20 +181,39 @@ def mcts(
 Chooser = Callable[[State], tuple[np.ndarray, float]]  # protocol state (1 row) -> raw action, milliseconds
 
 
-def mcts_chooser(model: WorldModel, rng: np.random.Generator | None = None, **search: Any) -> Chooser:
-    """Act by `mcts` (keyword arguments go to it): for `plan_episode`."""
-    rng = rng or np.random.default_rng(0)
+class MctsChooser:
+    """A `Chooser` that acts by `mcts` (keyword arguments go to it) and keeps every search's result, so an
+    episode played with it can store the paper's training targets (`targets`)."""
 
-    def choose(state: State) -> tuple[np.ndarray, float]:
-        result = mcts(model, state, rng=rng, **search)
+    def __init__(self, model: WorldModel, rng: np.random.Generator | None = None, **search: Any) -> None:
+        self.model, self.rng, self.search = model, rng or np.random.default_rng(0), search
+        self.results: list[SearchResult] = []
+
+    def __call__(self, state: State) -> tuple[np.ndarray, float]:
+        """Search from `state` (one row) -> (action index, milliseconds)."""
+        result = mcts(self.model, state, rng=self.rng, **self.search)
+        self.results.append(result)
         return result.action[0], result.ms
 
-    return choose
+    def targets(self, frames: int) -> tuple[np.ndarray, np.ndarray]:
+        """Visit distributions (frames, A) and root values (frames,) of the searches so far, one per frame
+        from the first; frames without a search (the last one) get a zero row and NaN."""
+        policy = np.zeros((frames, self.model.action_spec.n), np.float32)
+        value = np.full(frames, np.nan, np.float32)
+        for t, r in enumerate(self.results[:frames]):
+            policy[t] = r.visits[0] / max(r.visits[0].sum(), 1)
+            value[t] = r.root_value[0]
+        return policy, value
+
+
+def mcts_chooser(model: WorldModel, rng: np.random.Generator | None = None, **search: Any) -> MctsChooser:
+    """Act by `mcts` (keyword arguments go to it): for `plan_episode`."""
+    return MctsChooser(model, rng, **search)
 
 
 def cem_goal_chooser(model: WorldModel, goal_frame: np.ndarray, final_only: bool = True, **plan: Any) -> Chooser:
     """Act by `cem` toward the embedding of `goal_frame` (H, W, 3) uint8 (keyword arguments go to `cem`)."""
-    goal = model.goal_embedding(torch.as_tensor(goal_frame[None]))
+    goal = model.goal_embedding(torch.as_tensor(np.array(goal_frame[None])))
     cost = goal_cost(model, goal, final_only)
 
     def choose(state: State) -> tuple[np.ndarray, float]:
@@ -317,3 +342,88 @@ def cem(
     assert best_plan is not None
     plan = best_plan.cpu().numpy()
     return PlanResult(action=plan[:, 0], plan=plan, cost=best_cost.cpu().numpy(), ms=(time.perf_counter() - t0) * 1e3)
+
+
+# ---- planners by capability: one entry point for `wm plan` and the Play tab -----------------------------
+PLANNERS = {"mcts": "MCTS planner", "cem": "CEM planner"}
+
+
+def default_goal_frame(env_id: str, pipeline: FramePipeline | None = None, seed: int = HELDOUT_SEED_BASE) -> np.ndarray:
+    """The first frame of a held-out episode (reset with `seed`, disjoint from training seeds), (H, W, 3)
+    uint8: for CartPole an upright pole near the centre, the state the task asks to keep."""
+    env = make_env(env_id, pipeline)
+    try:
+        frame, _ = env.reset(seed=seed)
+    finally:
+        env.close()
+    return np.asarray(frame)
+
+
+def load_goal_frame(spec: str | None, env_id: str, pipeline: FramePipeline | None = None) -> tuple[np.ndarray, str]:
+    """A goal frame and its description from `spec`: None or "heldout" (`default_goal_frame`), "seed:N" (the
+    first frame after a reset with seed N), or a path to one frame as .npy or an image (resized to the
+    pipeline's frame size)."""
+    size = (pipeline or FramePipeline()).size
+    if spec in (None, "", "heldout"):
+        return default_goal_frame(env_id, pipeline), "the first frame of a held-out episode"
+    if spec.startswith("seed:"):
+        try:
+            seed = int(spec[5:])
+        except ValueError:
+            raise ValueError(f"goal frame 'seed:N' needs a whole number N, got '{spec}'") from None
+        return default_goal_frame(env_id, pipeline, seed), f"the first frame after a reset with seed {seed}"
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"goal frame '{spec}' is neither 'heldout', 'seed:N' nor an existing .npy or image file")
+    if path.suffix.lower() == ".npy":
+        frame = np.load(path, allow_pickle=False)
+    else:
+        from PIL import Image
+
+        frame = np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.Resampling.BOX))
+    if frame.shape != (size, size, 3):
+        raise ValueError(f"goal frame {path} has shape {frame.shape}; expected ({size}, {size}, 3)")
+    return frame.astype(np.uint8), f"the frame in {path.name}"
+
+
+def check_planner(model: WorldModel, planner: str | None = None) -> str:
+    """The planner `model` acts with: the one named, or its family's (`capabilities["planner"]`). A family
+    without that planner, or MCTS on continuous actions, is a ValueError of one line."""
+    from .registry import FAMILIES
+
+    own, spec = model.capabilities.get("planner"), model.action_spec
+    planner = planner or own
+    if planner == "mcts" and not spec.discrete:
+        raise ValueError(
+            f"MCTS plans over discrete actions only; this env's actions are continuous (Box of {spec.n}): "
+            "plan with CEM (a jepa run) instead"
+        )
+    if planner not in PLANNERS or planner != own:
+        offered = ", ".join(f"{cls.capabilities['planner']} ({name})" for name, cls in FAMILIES.items()
+                            if cls.capabilities.get("planner") in PLANNERS)  # fmt: skip
+        mine = f"plans with {own}" if own else "has no planner"
+        ask = f"the {planner} planner" if planner else "a planner"
+        raise ValueError(f"{model.family} {mine}, so it cannot act with {ask}; planners by family: {offered}")
+    return planner
+
+
+def planner_chooser(
+    model: WorldModel,
+    *,
+    planner: str | None = None,
+    goal_frame: np.ndarray | None = None,
+    goal_label: str = "the goal frame",
+    seed: int = 0,
+    **options: Any,
+) -> tuple[Chooser, str]:
+    """The planner of `check_planner` as a greedy `Chooser` plus a label for it: MCTS without root noise, or
+    CEM toward `goal_frame`'s embedding; `options` go to `mcts` / `cem`."""
+    planner = check_planner(model, planner)
+    if planner == "mcts":
+        search = {"simulations": 25, "noise_fraction": 0.0, "temperature": 0.0} | options
+        label = f"{PLANNERS['mcts']} ({search['simulations']} simulations)"
+        return MctsChooser(model, np.random.default_rng(seed), **search), label
+    if goal_frame is None:
+        raise ValueError("the CEM planner needs a goal frame")
+    generator = torch.Generator(device=model.frame_mean.device).manual_seed(seed)
+    return cem_goal_chooser(model, goal_frame, generator=generator, **options), f"{PLANNERS['cem']} toward {goal_label}"

@@ -18,9 +18,12 @@ import torch
 from .checkpoint import atomic_write_json, load_checkpoint
 from .dream import Dream
 from .envs import KeyController, Keymap, PixelEnv, env_entry, make_env
+from .planning import Chooser
 from .protocol import WorldModel
 from .spec import ActionSpec, FramePipeline
 
+PLAY_SIMULATIONS = 8  # MCTS simulations per move when the planner drives the dream (~3 ms on one core)
+PLAY_CEM = {"horizon": 6, "population": 32, "elites": 4, "iterations": 3}  # CEM when it drives
 _MODELS: OrderedDict[str, tuple[WorldModel, dict[str, Any]]] = OrderedDict()
 _MODELS_LOCK = threading.Lock()
 
@@ -77,6 +80,7 @@ class Frame:
     real_ended: bool = False
     rewards: list[float] = field(default_factory=list)
     driver: str = "you"
+    extras: dict[str, str] = field(default_factory=dict)  # short texts beside the frame (`Dream.extras`)
 
 
 class PlaySession:
@@ -106,26 +110,36 @@ class PlaySession:
         self.recording: list[dict[str, Any]] | None = None
         self.rec_frames: list[np.ndarray] = []
         self.resets = 0
-        self.agent = self._load_agent()
-        self.autopilot = False  # the trained agent drives while no key is held
+        self.agent, self.driver_label = self._load_driver()
+        self.autopilot = False  # the agent (or planner) drives while no key is held
 
-    def _load_agent(self) -> Any:
-        """The actor-critic trained in this run's dream (`wm agent train`), if there is one."""
-        from .agent import AGENT_FILE, ActorCritic
+    def _load_driver(self) -> tuple[Chooser | None, str]:
+        """Who can drive the dream, as a `Chooser` on dream states and a label: the actor-critic trained in
+        this run's dream (`wm agent train`), else the family's planner (its capabilities: MCTS with few
+        simulations, or CEM toward the env's default goal frame), else no one."""
+        from .agent import AGENT_FILE, ActorCritic, load_agent
+        from .planning import PLANNERS, default_goal_frame, planner_chooser
 
         run = Path(self.meta["_dir"])
-        if not (run / AGENT_FILE).exists():
-            return None
-        try:
-            agent, _ = ActorCritic.load(run, self.model)
-        except (OSError, ValueError, KeyError, RuntimeError) as e:
-            raise ValueError(f"the agent saved in {run} cannot be loaded ({e}); delete {AGENT_FILE} to play") from None
-        return agent.eval()
+        if (run / AGENT_FILE).exists():
+            try:
+                agent, _ = load_agent(run, self.model)
+            except (OSError, ValueError, KeyError, RuntimeError) as e:
+                msg = f"the agent saved in {run} cannot be loaded ({e}); delete {AGENT_FILE} to play"
+                raise ValueError(msg) from None
+            if isinstance(agent, ActorCritic):
+                return agent.eval().chooser(self.model, explore=False), "trained agent"
+        planner = self.model.capabilities.get("planner")
+        if planner == "mcts" and self.model.action_spec.discrete:
+            return planner_chooser(self.model, simulations=PLAY_SIMULATIONS)
+        if planner in PLANNERS and planner != "mcts":
+            goal = default_goal_frame(self.env_id, self.pipeline)
+            return planner_chooser(self.model, goal_frame=goal, goal_label="a held-out start frame", **PLAY_CEM)
+        return None, "you"
 
     @torch.inference_mode()
-    def _agent_action(self) -> Any:
-        _, vec = self.agent.act(self.model.latent(self.dream.state), sample=False)
-        return self.agent.raw_action(vec[0])
+    def _agent_action(self) -> tuple[Any, float]:
+        return self.agent(self.dream.state)
 
     @property
     def temperature(self) -> float:
@@ -158,10 +172,11 @@ class PlaySession:
             return self.reset()
         action = self.keys.action(held)
         if self.autopilot and self.agent is not None and not held:  # any key takes over from the agent
-            action = self._agent_action()
+            action, ms = self._agent_action()
             self.keys.reset()
             f = self.step(action)
             f.driver = "agent"
+            f.extras["driver"] = f"{self.driver_label} · {ms:.1f} ms/move"
             return f
         if action is None:
             return self.frame
@@ -181,6 +196,7 @@ class PlaySession:
             ended=ended,
             step=prev.step + 1,
             rewards=(prev.rewards + [reward])[-200:],
+            extras=dict(info.get("extras", {})),
         )
         if self.lockstep and prev.real is not None:
             if prev.real_ended:

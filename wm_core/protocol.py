@@ -166,11 +166,13 @@ class WorldModel(nn.Module):
 
     def set_latent(self, state: State, latent: torch.Tensor) -> State:
         """The state with its latent parts replaced by `latent` (B, D): the inverse of `latent`."""
+        keys = self.latent_keys or tuple(state)
+        total = sum(state[k][0].numel() for k in keys)
+        if latent.shape[1] != total:
+            raise ValueError(f"latent has {latent.shape[1]} dims, the state's latent parts have {total}")
         out, i = dict(state), 0
-        for k in self.latent_keys or tuple(state):
+        for k in keys:
             n = state[k][0].numel()
             out[k] = latent[:, i : i + n].reshape(state[k].shape).to(state[k].dtype)
             i += n
-        if i != latent.shape[1]:
-            raise ValueError(f"latent has {latent.shape[1]} dims, the state's latent parts have {i}")
         return out

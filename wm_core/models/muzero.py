@@ -12,19 +12,24 @@ CartPole's velocities, and the state carries the last frame's conv features so `
 Training (paper Appendix G): from *every* position t of a sampled window the model unrolls K steps of g
 with the logged actions, and at each step k = 0..K regresses
     reward  r_{t+k}        the logged reward on arriving at frame t+k (k >= 1),
-    value   z_{t+k}        n-step return  sum_i gamma^(i-1) r_{t+k+i} + gamma^n v(h(o_{t+k+n})), where v is the
-                           model's own value of the real frame, detached (the paper bootstraps from a target
-                           network or the search value); cut at a terminal (value 0 beyond it) and at the
-                           window's end (bootstrap from the last frame inside it),
-    policy  one-hot of the behaviour action a_{t+k+1}: the data holds actions, not MCTS visit counts, so with
-            random-policy data f learns the behaviour prior (about uniform); with MCTS-collected data it
-            learns the action the search chose.
+    value   z_{t+k}        n-step return  sum_i gamma^(i-1) r_{t+k+i} + gamma^n nu_{t+k+n}, where nu is the
+                           root value the search stored with the frame (the paper's target), or for frames
+                           without a search (random-policy data) the model's own value v(h(o)), detached; cut
+                           at a terminal (value 0 beyond it) and at the window's end (bootstrap from the
+                           last frame inside it),
+    policy  pi_{t+k}       the search's root visit distribution stored with frame t+k (the paper's target);
+                           frames without a search use the one-hot behaviour action a_{t+k+1} (with
+                           random-policy data f then learns the behaviour prior, about uniform).
 Value and reward pass through the invertible transform of Pohlen et al. 2018 (paper Appendix F) and are
 regressed with MSE, not the paper's 601-bin categorical: simpler, and adequate for CartPole's rewards of 1.
 The gradient entering g is halved and each unrolled step's losses are weighted 1/K (Appendix G).
 
 Additions (not in the paper), each with its reason:
-  - a termination head on s: the Dream ends episodes with it and MCTS scales leaf values by 1 - p(end);
+  - a termination head on s: the Dream ends episodes with it and MCTS discounts through it. Its loss counts
+    as much at every unrolled step as at k = 0 (not 1/K) and weights terminal frames up (`done_pos_weight`):
+    with 1/K and plain cross-entropy the head found terminals from real frames (p 0.92) but not after g
+    (p 0.67, 0.38, 0.23 one, three, five steps before the end), so open-loop dreams never ended (end F1 0)
+    and MCTS could not see the pole fall;
   - a probe decoder on detached states: `decode` draws the probe's view and never trains the model;
   - a variance floor on the frame features (VICReg's hinge, `feature_std_floor`) and zero-initialised head
     outputs: with random-policy data every loss above shrank the features' spread across frames tenfold in
@@ -125,7 +130,10 @@ class MuZeroConfig(ProbeConfig, TrainConfig):
     reward_weight: float = 1.0
     """Weight of the reward regression."""
     done_weight: float = 1.0
-    """Weight of the termination head's cross-entropy (an addition for play)."""
+    """Weight of the termination head's cross-entropy (an addition for play), at every unrolled step."""
+    done_pos_weight: float = 5.0
+    """Weight of terminal frames in that cross-entropy: they are one frame per episode (1 in 22 with random
+    CartPole play, 1 in hundreds with a good policy), and unweighted the head learned to say "never"."""
     feature_std_floor: float = 0.1
     """VICReg's variance hinge on the frame features (an addition; 0 turns it off): each feature's std over
     the batch is pushed up to this floor. On random-policy CartPole every MuZero loss, even a constant reward
@@ -277,7 +285,14 @@ class MuZero(WorldModel):
         feat_std = (feat.flatten(0, 1).var(0) + 1e-6).sqrt()  # (F,)
         spread_loss = F.relu(1 - feat_std / c.feature_std_floor).mean() if c.feature_std_floor > 0 else 0.0
         with torch.no_grad():
-            z, has_z = n_step_returns(rew, self.prediction(s)[1], first, term, c.td_steps, c.discount)
+            boot = self.prediction(s)[1]  # the model's value of each real frame ...
+            if "search_value" in batch:  # ... unless a search stored its root value with the frame (paper)
+                searched_value = batch["search_value"].to(dev)
+                boot = torch.where(searched_value.isnan(), boot, searched_value)
+            z, has_z = n_step_returns(rew, boot, first, term, c.td_steps, c.discount)
+        searched = batch["search_policy"].to(dev) if "search_policy" in batch else torch.zeros_like(act)
+        has_pi = searched.sum(-1) > 0  # (B, T): frames whose search visit distribution was stored
+        pos_weight = torch.tensor(c.done_pos_weight, device=dev)
         inside = unroll_mask(first, c.unroll + 1)  # (B, T, K + 2): frame t + k is in t's episode and window
 
         losses = {"reward": 0.0, "value": 0.0, "policy": 0.0, "done": 0.0}
@@ -290,20 +305,23 @@ class MuZero(WorldModel):
             weight = 1.0 if k == 0 else 1.0 / c.unroll  # each unrolled step counts 1/K (Appendix G)
             out = self.prediction_mlp(s)
             logits, v = out[..., :-1], out[..., -1]
-            pi_target = shift(act, k + 1)  # the action taken from frame t + k
+            from_search = shift(has_pi, k)
+            pi_target = torch.where(from_search[..., None], shift(searched, k), shift(act, k + 1))
+            pi_ok = torch.where(from_search, ok, inside[..., k + 1])  # a behaviour action needs frame t+k+1
             step = {
                 "reward": masked_mean(r_err, ok) if k > 0 else torch.zeros((), device=dev),
                 "value": masked_mean((v - value_transform(shift(z, k))).pow(2), ok & shift(has_z, k)),
-                "policy": masked_mean(-(pi_target * logits.log_softmax(-1)).sum(-1), inside[..., k + 1]),
+                "policy": masked_mean(-(pi_target * logits.log_softmax(-1)).sum(-1), pi_ok),
                 "done": masked_mean(
                     F.binary_cross_entropy_with_logits(
-                        self.termination_mlp(s)[..., 0], shift(term, k).float(), reduction="none"
+                        self.termination_mlp(s)[..., 0], shift(term, k).float(), reduction="none", pos_weight=pos_weight
                     ),
                     ok,
                 ),
             }
             for name, value in step.items():
-                losses[name] = losses[name] + weight * value
+                # the done head's steps count evenly, with the same total (2) as the paper's 1 + K * 1/K
+                losses[name] = losses[name] + (2.0 / (c.unroll + 1) if name == "done" else weight) * value
             states.append(s.detach())
 
         # The probe: a random share of (t, k) states, decoded toward the real frame t + k.

@@ -1,0 +1,189 @@
+"""Planners in use: MuZero's MCTS agent loop (`wm agent train` on a muzero run), `wm plan` for MCTS and CEM,
+the planner driving the Play tab's dream, and the value/policy texts the Dream shows beside the frame.
+
+Everything is real: CartPole frames, tiny models trained for a few Adam steps, real subprocesses.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_model, real_frames
+from test_cli import ENV
+
+from playground.hub import PlayHub
+from wm_core.agent import AGENT_FILE, MctsAgent, evaluate_agent, load_agent, train_agent
+from wm_core.checkpoint import load_checkpoint
+from wm_core.data import EpisodeStore, SequenceSampler
+from wm_core.dream import Dream
+from wm_core.planning import check_planner
+from wm_core.play import PlaySession
+from wm_core.train import train_run
+
+
+def _tiny_run(family: str, store: EpisodeStore, out: Path) -> Path:
+    run, report = train_run(
+        family, "CartPole-v1", preset="tiny", overrides={"steps": 3}, data=store.root, out=out, device="cpu",
+        command=f"wm train --family {family} (test_planning)", checkpoint_every=0,
+    )  # fmt: skip
+    assert report.step == 3
+    return run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, cartpole_store: EpisodeStore) -> dict[str, Path]:
+    """Tiny muzero and jepa runs (3 Adam steps each) on the shared CartPole store. Read-only."""
+    root = tmp_path_factory.mktemp("planning-runs")
+    return {family: _tiny_run(family, cartpole_store, root / family) for family in ("muzero", "jepa")}
+
+
+@pytest.fixture(scope="module")
+def mcts_run(tmp_path_factory: pytest.TempPathFactory, cartpole_store: EpisodeStore) -> tuple[Path, dict]:
+    """Two iterations of the MCTS agent loop on a fresh tiny muzero (4 simulations per move)."""
+    run = tmp_path_factory.mktemp("mcts-agent") / "run"
+    shutil.copytree(cartpole_store.root, run / "data")
+    tiny = dict(minutes=0.0001, collect_steps=30, train_steps=2, eval_episodes=2, simulations=4)
+    result = train_agent(run, env_id="CartPole-v1", family="muzero", preset="tiny", overrides=tiny, say=lambda _m: None)
+    result = train_agent(run, overrides=tiny, say=lambda _m: None)  # continues: model, agent and curve resume
+    return run, result
+
+
+def test_mcts_loop_writes_a_loadable_run_with_search_targets(mcts_run: tuple[Path, dict]) -> None:
+    run, result = mcts_run
+    assert (run / AGENT_FILE).exists() and (run / "checkpoint.json").exists()
+    assert [p["grad_steps"] for p in result["curve"]] == [2, 4]
+    ev = result["evaluation"]
+    assert ev["episodes"] == 2 and len(ev["real"]) == 2 and min(ev["real"]) >= 8 and ev["ms_p50"] > 0
+
+    model, meta = load_checkpoint(run)
+    assert meta["step"] == 4 and model.family == "muzero"
+    agent, agent_meta = load_agent(run, model)
+    assert isinstance(agent, MctsAgent) and agent_meta["planner"] == "mcts" and agent.config.simulations == 4
+
+    store = EpisodeStore.open(run / "agent-data")
+    episodes = store.episodes()
+    assert len(episodes) >= 2 and sum(len(e) - 1 for e in episodes) >= 60
+    for ep in episodes:
+        pol, val = ep.search_policy, ep.search_value
+        assert pol is not None and val is not None and pol.shape == (len(ep), 2) and val.shape == (len(ep),)
+        # Every searched frame's target is a distribution of 4 visits; the last frame has no search.
+        np.testing.assert_allclose(pol[:-1].sum(1), 1.0, rtol=1e-6)
+        assert (pol[:-1] >= 0).all() and np.isin(pol[:-1] * 4, np.arange(5)).all()
+        assert not pol[-1].any() and np.isnan(val[-1]) and np.isfinite(val[:-1]).all()
+
+    # Old stores without search fields load unchanged, and a sampler over both kinds marks the difference.
+    old = EpisodeStore.open(run / "data").episodes()
+    assert all(e.search_policy is None and e.search_value is None for e in old)
+    both = old[:1] + episodes[:1]
+    batch = SequenceSampler(both, store.action_spec, sum(map(len, both)), 1, seed=0).sample()  # the whole buffer
+    has = batch["search_policy"].sum(-1) > 0
+    assert torch.equal(has, ~batch["search_value"].isnan()) and has.any() and (~has).any()
+
+
+def test_muzero_trains_toward_the_stored_targets(mcts_run: tuple[Path, dict]) -> None:
+    run, _ = mcts_run
+    model, _ = load_checkpoint(run)
+    store = EpisodeStore.open(run / "agent-data")
+    batch = SequenceSampler(store.episodes(), store.action_spec, 8, 4, seed=1).sample()
+    plain = {k: v for k, v in batch.items() if not k.startswith("search_")}
+    with torch.no_grad():
+        torch.manual_seed(0)
+        searched = model.loss(batch)[1]
+        torch.manual_seed(0)
+        behaviour = model.loss(plain)[1]
+    # Visit distributions (not one-hot actions) as policy targets, root values as bootstraps.
+    assert searched["policy_loss"] != pytest.approx(behaviour["policy_loss"])
+    assert searched["value_target_mean"] != pytest.approx(behaviour["value_target_mean"])
+
+
+def test_loaded_mcts_agent_plays_the_same_greedy_episodes(mcts_run: tuple[Path, dict]) -> None:
+    run, result = mcts_run
+    model, _ = load_checkpoint(run)
+    agent, _ = load_agent(run, model)
+    again = evaluate_agent(model, agent, "CartPole-v1", 2)
+    assert again["real"] == result["evaluation"]["real"]  # no noise, greedy visits: same seeds, same episodes
+
+
+def _wm(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "wm_core.cli", *map(str, args)]
+    return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+PLAN_LINE = re.compile(r"return (\d+\.\d) ± (\d+\.\d), (\d+\.\d) ms per move \(p50; p95 (\d+\.\d)\)")
+
+
+@pytest.mark.parametrize(
+    ("family", "extra", "label"),
+    [("muzero", ("--simulations", "4"), "MCTS planner (4 simulations)"),
+     ("jepa", ("--goal-frame", "seed:5"), "CEM planner toward the first frame after a reset with seed 5")],
+)  # fmt: skip
+def test_wm_plan_acts_and_reports_time_per_move(family, extra, label, runs: dict[str, Path], tmp_path) -> None:
+    proc = _wm("plan", runs[family], "--episodes", "2", "--max-steps", "8", *extra, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert label in last, last
+    m = PLAN_LINE.search(last)
+    assert m, last
+    mean, _, p50, p95 = map(float, m.groups())
+    assert 1 <= mean <= 8 and 0 < p50 <= p95
+
+
+def test_wm_plan_without_a_planner_says_so_in_one_line(trained_run: Path, runs: dict[str, Path], tmp_path) -> None:
+    proc = _wm("plan", trained_run, cwd=tmp_path)  # an ha run
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "ha has no planner" in proc.stderr and "mcts (muzero)" in proc.stderr
+    proc = _wm("plan", runs["jepa"], "--planner", "mcts", cwd=tmp_path)
+    assert proc.returncode == 2 and "jepa plans with cem, so it cannot act with the mcts planner" in proc.stderr
+
+
+def test_mcts_on_continuous_actions_is_refused(pendulum_store: EpisodeStore) -> None:
+    model = make_model("jepa", pendulum_store)
+    with pytest.raises(ValueError, match="MCTS plans over discrete actions only"):
+        check_planner(model, "mcts")
+    assert check_planner(model) == "cem"
+
+
+@pytest.mark.parametrize("family", ["muzero", "ha"])
+def test_dream_extras_show_value_and_policy_where_the_family_has_them(family: str, cartpole_store) -> None:
+    model = make_model(family, cartpole_store)
+    dream = Dream(model)
+    frames, acts = real_frames(cartpole_store, 1, 3)
+    dream.reset(frames[0], acts[0])
+    _, _, _, info = dream.step(1)
+    if family == "ha":
+        assert "extras" not in info
+        return
+    extras = info["extras"]
+    with torch.no_grad():
+        value = float(model.policy_value(dream.state)[1][0])
+    assert set(extras) == {"value", "policy"} and float(extras["value"]) == pytest.approx(value, abs=0.05)
+    shares = re.fullmatch(r"push left (\d+)% · push right (\d+)%", extras["policy"])
+    assert shares and 99 <= sum(map(int, shares.groups())) <= 101, extras
+
+
+@pytest.mark.parametrize(("family", "label"), [("muzero", "MCTS planner"), ("jepa", "CEM planner")])
+def test_planner_drives_the_dream_on_autopilot(family: str, label: str, runs: dict[str, Path]) -> None:
+    session = PlaySession(runs[family], seed=0)
+    assert session.agent is not None and session.driver_label.startswith(label)
+    session.reset()
+    session.autopilot = True
+    frames = [session.tick() for _ in range(3)]
+    stepped = [f for f in frames if f.step > 0]
+    assert stepped and all(f.driver == "agent" for f in stepped)
+    assert all(f.extras["driver"].startswith(label) and "ms/move" in f.extras["driver"] for f in stepped)
+    assert ("value" in stepped[0].extras) == (family == "muzero")
+
+    hub = PlayHub()
+    hub.start("c", str(runs[family]))
+    assert label in hub.control("c", "autopilot", True)
+    r = hub.tick("c", [])
+    assert r["ok"] and r["driver"] == "agent" and r["driver_label"].startswith(label) and "driver" in r["extras"]
+    r = hub.tick("c", ["ArrowLeft"])  # a key takes over
+    assert r["driver"] == "you" and r["driver_label"] == "you"
