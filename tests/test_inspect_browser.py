@@ -29,7 +29,9 @@ EPISODES, SEED, TEMPERATURE = 10, 1, 0.5
 IMAGE_PIXELS = """(img) => { const c = document.createElement('canvas');
   c.width = img.naturalWidth; c.height = img.naturalHeight; const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
   const d = ctx.getImageData(0, 0, c.width, c.height).data; let lo = 255, hi = 0;
-  for (let i = 0; i < d.length; i += 4) { lo = Math.min(lo, d[i], d[i+1], d[i+2]); hi = Math.max(hi, d[i], d[i+1], d[i+2]); }
+  for (let i = 0; i < d.length; i += 4) {
+    lo = Math.min(lo, d[i], d[i+1], d[i+2]); hi = Math.max(hi, d[i], d[i+1], d[i+2]);
+  }
   return {url: c.toDataURL(), width: c.width, contrast: hi - lo}; }"""
 
 
@@ -52,7 +54,7 @@ def pixels(page: Page, elem_id: str) -> dict:
     page.locator(f"#{elem_id}").scroll_into_view_if_needed()  # images load lazily, when scrolled to
     img = page.locator(f"#{elem_id} img").first
     expect(img).to_be_visible(timeout=30_000)
-    loaded = f"(() => {{ const i = document.querySelector('#{elem_id} img'); return i.complete && i.naturalWidth > 0; }})()"
+    loaded = f"(() => {{ const i = document.querySelector('#{elem_id} img'); return i.complete && i.naturalWidth; }})()"
     page.wait_for_function(loaded, timeout=30_000)
     return img.evaluate(IMAGE_PIXELS)
 
