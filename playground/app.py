@@ -1,4 +1,4 @@
-"""The playground's Blocks: Train and Play tabs over `wm_core`'s public API."""
+"""The playground's Blocks: Play, Compare, Inspect and Train tabs over `wm_core`'s public API."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ import torch
 from .compare_hub import CompareHub
 from .compare_tab import build_compare_tab
 from .hub import ROOT, PlayHub
+from .inspect_tab import build_inspect_tab
 from .play_tab import build_play_tab
 from .train_tab import build_train_tab
 
 CSS = """
 .gradio-container { max-width: 1240px !important; }
 #wm-title h1 { margin-bottom: 0; }
+.wm-mono textarea { font-family: ui-monospace, Menlo, Consolas, monospace !important; font-size: 12px !important;
+  white-space: pre; }
 """
 
 
@@ -47,8 +50,10 @@ def build_demo(checkpoint_dir: Path | str | None = None, runs_dir: Path | str | 
                 play = build_play_tab(hub, shipped, runs, runs / "recordings")
             with gr.Tab("Compare", id="compare"):
                 build_compare_tab(CompareHub(), shipped, runs)
+            with gr.Tab("Inspect", id="inspect"):
+                inspect = build_inspect_tab(shipped, runs)
             with gr.Tab("Train", id="train"):
                 finished = build_train_tab(runs)
-        finished.then(play["refresh"], None, play["checkpoint"])
+        finished.then(play["refresh"], None, play["checkpoint"]).then(inspect["refresh"], None, inspect["checkpoint"])
     demo.css = CSS
     return demo

@@ -11,6 +11,7 @@ from .evaluate import format_card, heldout_store, model_card, open_loop, open_lo
 from .play import PlaySession, cached_model, record_dream, write_video
 from .protocol import TrainConfig, WorldModel, field_doc
 from .registry import FAMILIES, get_family
+from .report import Report, evaluate_checkpoint, write_report
 from .spec import ActionSpec, FramePipeline
 from .train import Trainer, TrainReport, resolve_device, train_run
 
@@ -32,6 +33,7 @@ __all__ = [
     "KeyController",
     "Keymap",
     "PlaySession",
+    "Report",
     "SequenceSampler",
     "TrainConfig",
     "TrainReport",
@@ -41,6 +43,7 @@ __all__ = [
     "collect",
     "compare_problem",
     "env_entry",
+    "evaluate_checkpoint",
     "field_doc",
     "format_card",
     "get_family",
@@ -55,5 +58,6 @@ __all__ = [
     "resolve_device",
     "save_checkpoint",
     "train_run",
+    "write_report",
     "write_video",
 ]

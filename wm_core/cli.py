@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import NoReturn
@@ -139,38 +138,29 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    """Print (or write as JSON) the model card of a run on held-out episodes."""
-    from .checkpoint import load_checkpoint
-    from .data import EpisodeStore
-    from .evaluate import format_card, heldout_store, model_card
+    """Print (or write as JSON) the model card of a run on held-out episodes; write report.json/.png."""
+    from .evaluate import format_card
+    from .report import evaluate_checkpoint, write_report
 
-    model, meta = load_checkpoint(args.run)
-    with tempfile.TemporaryDirectory(prefix="wm-heldout-") as tmp:
-        if args.data:
-            store = EpisodeStore.open(args.data)
-            if store.env_id != meta["env_id"]:
-                raise UserError(f"--data holds {store.env_id} episodes but the run models {meta['env_id']}")
-        else:
-            store = heldout_store(meta["env_id"], args.episodes, out=tmp, seed=args.seed_base)
-        s = store.summary()
-        heldout = {
-            "episodes": s["episodes"],
-            "frames": s["frames"],
-            "content_hash": s["content_hash"],
-            "seed": min(store.seeds) if store.seeds else None,
-            "split": store.split,
-        }
-        episodes = store.episodes()
-    card = model_card(
-        model,
-        meta,
-        episodes,
+    report = evaluate_checkpoint(
+        args.run,
+        episodes=args.episodes,
+        seed_base=args.seed_base,
+        data=args.data,
         context=args.context,
         temperature=args.temperature,
         seed=args.seed,
-        heldout=heldout,
     )
-    print(json.dumps(card, indent=2) if args.json else format_card(card))
+    print(json.dumps(report.card, indent=2) if args.json else format_card(report.card))
+    if args.no_report:
+        return
+    run = Path(args.run).parent if Path(args.run).name == "checkpoint.json" else Path(args.run)
+    try:
+        paths = write_report(report, run)
+    except OSError as e:
+        print(f"report not written ({e}); pass --no-report for a read-only run", file=sys.stderr)
+        return
+    print(f"wrote {paths[0]} and {paths[1]}", file=sys.stderr)
 
 
 def cmd_dream(args: argparse.Namespace) -> None:
@@ -331,6 +321,7 @@ def build_parser(family: str | None = None) -> Parser:
     p.add_argument("--temperature", type=nonneg_float, default=1.0)
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--seed-base", type=int, default=1_000_000, help="first held-out env seed")
+    p.add_argument("--no-report", action="store_true", help="do not write report.json and report.png beside the run")
     p.set_defaults(fn=cmd_eval)
 
     p = sub.add_parser("dream", help="write a dream rollout as GIF/MP4")
@@ -364,6 +355,15 @@ def build_parser(family: str | None = None) -> Parser:
     q.add_argument("run", help="run directory: continues its world model (and agent), or starts one there")
     q.add_argument("--env", help="gymnasium id, when RUN holds no world model yet")
     q.add_argument("--family", choices=sorted(FAMILIES), default="dreamer", help="family of a new world model")
+    q.add_argument("--preset", default="small", choices=["tiny", "small", "large"], help="preset of a new one")
+    q.add_argument("--seed", type=int, default=0)
+    _add_config_flags(q.add_argument_group("agent config"), ActorCritic)
+    q.set_defaults(fn=cmd_agent_train)
+    q = agent.add_parser("eval", help="greedy actor: real-env return and dream return")
+    q.add_argument("run", help="run directory holding checkpoint.json and agent.json")
+    q.add_argument("--episodes", type=positive, default=10)
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(fn=cmd_agent_eval)
 
     p = sub.add_parser("plan", help="act in the real env with the run's planner (MCTS, or CEM toward a goal frame)")
     p.add_argument("run", help="run directory (or its checkpoint.json) of a family with a planner (muzero, jepa)")
@@ -379,15 +379,6 @@ def build_parser(family: str | None = None) -> Parser:
     p.add_argument("--max-steps", type=positive, default=None, help="cap episode length")
     p.add_argument("--seed", type=int, default=0, help="episode i resets the env with seed 200000 + seed + i")
     p.set_defaults(fn=cmd_plan)
-    q.add_argument("--preset", default="small", choices=["tiny", "small", "large"], help="preset of a new one")
-    q.add_argument("--seed", type=int, default=0)
-    _add_config_flags(q.add_argument_group("agent config"), ActorCritic)
-    q.set_defaults(fn=cmd_agent_train)
-    q = agent.add_parser("eval", help="greedy actor: real-env return and dream return")
-    q.add_argument("run", help="run directory holding checkpoint.json and agent.json")
-    q.add_argument("--episodes", type=positive, default=10)
-    q.add_argument("--seed", type=int, default=0)
-    q.set_defaults(fn=cmd_agent_eval)
     return root
 
 

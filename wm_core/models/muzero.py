@@ -153,6 +153,7 @@ class MuZero(WorldModel):
         "large": dict(channels=32, feat_dim=256, hidden=256, mlp=512, probe_channels=32, discount=0.997,
                       steps=20000, batch_size=32, seq_len=32, episodes=2000),
     }  # fmt: skip
+    latent_keys = ("s",)  # the hidden state s
     capabilities = {
         "decoder": False,
         "probe_decoder": True,
@@ -265,10 +266,6 @@ class MuZero(WorldModel):
     def done(self, state: State) -> torch.Tensor:
         """The termination head on s."""
         return self.termination(state["s"])
-
-    def latent(self, state: State) -> torch.Tensor:
-        """The hidden state s."""
-        return state["s"]
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         """K-step unrolled reward, value, policy and termination losses, plus the probe decoder's loss."""
