@@ -52,6 +52,7 @@ class CompareHub(ClientHub[CompareSeat]):
                         "done_prob": q.done_prob,
                         "ended": q.ended,
                         "divergence": q.divergence,
+                        "extras": q.extras,
                     }
                     for label, q in zip(s.labels, f.panels)
                 ],

@@ -80,6 +80,7 @@ class Panel:
     done_prob: float = 0.0
     ended: bool = False
     divergence: float = 0.0
+    extras: dict[str, str] = field(default_factory=dict)  # short texts the family offers (`Dream.step`'s info)
 
 
 @dataclass
@@ -216,7 +217,7 @@ class CompareSession:
                 continue
             frame, reward, ended, info = dream.step(action)
             div = float(frame_divergence(frame, real, mean))
-            panels.append(Panel(frame, reward, p.ret + reward, info["done_prob"], ended, div))
+            panels.append(Panel(frame, reward, p.ret + reward, info["done_prob"], ended, div, info.get("extras", {})))
         self.frame = CompareFrame(
             real=real,
             panels=panels,

@@ -33,7 +33,7 @@ function render(r, sentAt) {
   setText(".wm-reward", r.reward.toFixed(2));
   setText(".wm-return", r.ret.toFixed(1));
   setText(".wm-fps", String(stats.fps));
-  setText(".wm-driver", r.driver === "agent" ? "trained agent" : "you");
+  setText(".wm-driver", r.driver === "agent" ? r.driver_label || "trained agent" : "you");
   setText(".wm-latency", latencyText());
   setText(".wm-real-return", r.real ? r.real_ret.toFixed(1) + (r.real_ended ? " (ended)" : "") : "");
   const bar = $(".wm-done-bar");
