@@ -20,6 +20,7 @@ the Inspect tab, so the command line and the app always show the same numbers.
 from __future__ import annotations
 
 import io
+import json
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -89,7 +90,15 @@ def coverage_of_run(meta: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
     if (d / "index.json").exists():
         store = EpisodeStore.open(d)
         entry = env_entry(meta["env_id"])
-        return action_coverage(store.episodes(), store.action_spec, entry.state_names), f"from {d}"
+        return action_coverage(store.episodes(), store.action_spec, entry.state_names), "from the training data"
+    saved = Path(meta["_dir"]) / REPORT_JSON  # written by `wm eval` while the training data was still there
+    if saved.exists():
+        try:
+            card = json.loads(saved.read_text())
+        except (OSError, ValueError):
+            card = {}
+        if card.get("coverage") and card.get("step") == meta["step"]:
+            return card["coverage"], "from the training data, as the saved report.json recorded it"
     return None, "the training data is not here and the checkpoint predates recorded coverage"
 
 
