@@ -3,6 +3,10 @@
     python scripts/screenshots.py [--checkpoint-dir checkpoints] [--out docs/screenshots]
 
 play.png: the first checkpoint started with the real env in lockstep, while a key is held.
+compare.png: the Compare tab with the default CartPole checkpoints beside the real env, a key held,
+    then "Dream from here" (filmstrip and divergence plot below the live panels).
+inspect.png: the Inspect tab after evaluating the first checkpoint on 20 held-out episodes (card, files,
+    open-loop grid); inspect-deeper.png: its counterfactual and state-probe figures.
 train.png: the Train tab after a tiny training run has finished (progress, curves, preview).
 """
 
@@ -41,6 +45,46 @@ def shoot_play(page, out: Path) -> Path:
     return path
 
 
+def scroll_to(page, selector: str) -> None:
+    """Scroll so that `selector` heads the window."""
+    page.locator(selector).evaluate("e => window.scrollTo(0, e.getBoundingClientRect().top + scrollY - 16)")
+
+
+def shoot_compare(page, out: Path) -> Path:
+    """Start Compare on its default picks, hold keys for a while, dream from here, shoot."""
+    page.get_by_role("tab", name="Compare").click()
+    page.click("#wm-cmp-start")
+    page.locator(".wm-cmp-status").filter(has_text="Hold a key").wait_for(timeout=30_000)
+    page.click("canvas.wm-cmp-real")
+    for key in ("ArrowRight", "ArrowLeft", "ArrowLeft", "ArrowRight"):  # short taps: the real pole stays up
+        page.keyboard.down(key)
+        page.wait_for_timeout(120)
+        page.keyboard.up(key)
+    page.click("#wm-cmp-pause")  # freeze the real env where it is, then dream from there
+    page.click("#wm-cmp-dream")
+    page.locator("#wm-cmp-filmstrip img").wait_for(state="visible", timeout=60_000)
+    page.wait_for_timeout(1500)
+    scroll_to(page, "#wm-cmp-info")
+    path = out / "compare.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def shoot_inspect(page, out: Path) -> list[Path]:
+    """Evaluate the first checkpoint on 20 held-out episodes; shoot the card and the deeper figures."""
+    page.get_by_role("tab", name="Inspect").click()
+    page.locator("#wm-inspect-episodes input").fill("20")
+    page.click("#wm-inspect-run")
+    page.locator("#wm-inspect-status").filter(has_text="Evaluated").wait_for(timeout=300_000)
+    paths = []
+    for selector, name in (("#wm-inspect-status", "inspect.png"), ("#wm-fig-counterfactual", "inspect-deeper.png")):
+        scroll_to(page, selector)
+        page.wait_for_timeout(1500)  # figures load lazily once scrolled to
+        page.screenshot(path=str(out / name))
+        paths.append(out / name)
+    return paths
+
+
 def shoot_train(page, out: Path, timeout_s: float) -> Path:
     """Train the default family and env with preset tiny; shoot the tab once the run is done."""
     page.get_by_role("tab", name="Train").click()
@@ -60,7 +104,7 @@ def shoot_train(page, out: Path, timeout_s: float) -> Path:
 
 
 def main() -> None:
-    """Parse flags, launch the app, take both screenshots."""
+    """Parse flags, launch the app, take the screenshots."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint-dir", default=str(ROOT / "checkpoints"), help="runs listed in the Play tab")
     p.add_argument("--out", default=str(ROOT / "docs" / "screenshots"), help="where the PNGs go")
@@ -76,7 +120,8 @@ def main() -> None:
         with sync_playwright() as pw:
             browser, page = open_page(pw, url)
             try:
-                shots = [shoot_play(page, out), shoot_train(page, out, args.train_timeout)]
+                shots = [shoot_play(page, out), shoot_compare(page, out), *shoot_inspect(page, out)]
+                shots.append(shoot_train(page, out, args.train_timeout))
             finally:
                 browser.close()
     finally:
