@@ -158,6 +158,7 @@ def test_muzero_learns_two_cartpole_episodes(two_episodes: EpisodeStore) -> None
     assert after["reward_loss"] < 0.2 * before["reward_loss"], (before, after)
     assert after["done_loss"] < 0.5 * before["done_loss"], (before, after)
     assert after["probe_fg_mse"] < 0.6 * before["probe_fg_mse"], (before, after)  # beats the mean frame
+    assert after["consistency_loss"] < 0.8 * before["consistency_loss"], (before, after)  # g tracks h(o_{t+k})
 
 
 def test_jepa_learns_two_cartpole_episodes(two_episodes: EpisodeStore) -> None:

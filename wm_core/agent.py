@@ -52,7 +52,8 @@ from .spec import ActionSpec
 from .train import peak_rss_mb
 
 AGENT_FILE = "agent.json"
-LOGGED = ("value_loss", "policy_loss", "done_loss", "value_target_mean")  # world-model metrics in MCTS curves
+# world-model metrics that the curve logs too (MuZero's; an actor-critic's own metrics come from its update)
+LOGGED = ("value_loss", "policy_loss", "done_loss", "consistency_loss", "value_target_mean")
 POLICY_SEED_BASE = 100_000  # policy episodes use env seeds from here: disjoint from random and held-out data
 
 
