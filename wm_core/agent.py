@@ -49,7 +49,7 @@ from .planning import Chooser, MctsChooser, mcts, plan_episode
 from .protocol import State, WorldModel
 from .registry import get_family
 from .spec import ActionSpec
-from .train import peak_rss_mb
+from .train import cli_command, peak_rss_mb
 
 AGENT_FILE = "agent.json"
 # world-model metrics that the curve logs too (MuZero's; an actor-critic's own metrics come from its update)
@@ -405,9 +405,12 @@ def train_agent(
     torch.manual_seed(seed)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     config = ActorCritic.preset(**overrides)
+    command = cli_command()
     if (run / "checkpoint.json").exists():
         model, meta = load_checkpoint(run)
         env_id, step = meta["env_id"], int(meta["step"])
+        if meta.get("command") and not meta["command"].endswith(command):  # the run's history, oldest first
+            command = f"{meta['command']} && {command}"
         data_dir = Path(meta.get("data", {}).get("dir") or run / "data")
     else:
         if env_id is None:
@@ -451,9 +454,7 @@ def train_agent(
         budget |= {"cpu_seconds": round(cpu_prior + time.process_time() - cpu0, 1)}
         budget |= {"threads": torch.get_num_threads(), "peak_rss_mb": round(peak_rss_mb(), 1)}
         data = {"data": {"dir": str(data_dir.resolve())}, "budget": budget}  # keeps the random data findable
-        save_checkpoint(
-            run, model, env_id=env_id, pipeline=entry.pipeline, step=step, command="wm agent train", extra=data
-        )
+        save_checkpoint(run, model, env_id=env_id, pipeline=entry.pipeline, step=step, command=command, extra=data)
         extra = {"env_id": env_id, "curve": curve, "world_model_step": step, "budget": budget}
         extra |= {"evaluation": evaluation or ameta.get("evaluation")}
         agent.save(run, extra)
