@@ -78,6 +78,15 @@ def test_train_help_shows_every_config_field(family: str, tmp_path: Path) -> Non
         assert "--z-dim" in text
 
 
+def test_agent_train_help_shows_every_agent_field(tmp_path: Path) -> None:
+    from wm_core.agent import AgentConfig
+    from wm_core.protocol import field_doc
+
+    text = _flat(ok(wm("agent", "train", "--help", cwd=tmp_path)))  # docstrings hold a literal "%"
+    for f in fields(AgentConfig):
+        assert field_doc(AgentConfig, f.name) in _option_help(text, "--" + f.name.replace("_", "-"))
+
+
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_train_help_states_the_small_preset_values(family: str, tmp_path: Path) -> None:
     """Each flag says "(preset default; small: X)": X must be what `--preset small` really uses."""

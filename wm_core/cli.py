@@ -64,7 +64,10 @@ def _add_config_flags(p: argparse.ArgumentParser, family_cls: type) -> None:
             type=kind,
             default=None,
             metavar=type(f.default).__name__.upper(),
-            help=f"{field_doc(config_cls, f.name)} (default: the preset's; small: {getattr(small, f.name)})",
+            # argparse %-formats help strings: a literal % in a docstring must be doubled
+            help=f"{field_doc(config_cls, f.name)} (default: the preset's; small: {getattr(small, f.name)})".replace(
+                "%", "%%"
+            ),
         )
 
 
