@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
+import subprocess
+import sys
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
@@ -210,3 +213,17 @@ def test_process_frame_thickening_keeps_thin_lines() -> None:
     img[10:30, 50:70] = (255, 0, 0)
     out = process_frame(img, FramePipeline(crop=(10, 30, 50, 70), size=8))
     assert out.shape == (8, 8, 3) and (out == (255, 0, 0)).all()
+
+
+def test_sigterm_still_stops_a_process_that_rendered_an_env() -> None:
+    code = (
+        "import time, wm_core; env = wm_core.make_env('CartPole-v1'); env.reset(seed=0); "
+        "print('ready', flush=True); time.sleep(120)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == -signal.SIGTERM
+    finally:
+        proc.kill()
