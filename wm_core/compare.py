@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 
 from .checkpoint import read_meta
 from .dream import Dream
-from .envs import KeyController, Keymap, PixelEnv, env_entry, make_env
+from .envs import KeyController, Keymap, PixelEnv, env_entry, make_env, replay
 from .evaluate import _frame_errors
 from .play import cached_model, real_context
 from .spec import FramePipeline
@@ -235,9 +235,7 @@ class CompareSession:
         if self._replay_env is None:
             self._replay_env = make_env(self.env_id, self.pipeline)
         env = self._replay_env
-        frame, _ = env.reset(seed=self.real_seed)
-        for a in self.actions:
-            frame, *_ = env.step(a)
+        frame, _ = replay(env, self.real_seed, self.actions)
         if self.frame is not None and not np.array_equal(frame, self.frame.real):
             raise ValueError(
                 f"{self.env_id} did not come back to the same frame when replayed from its seed and actions "

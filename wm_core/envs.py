@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 # pygame (used by the classic-control and box2d renderers) must never try to open a window.
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -399,6 +400,17 @@ class PixelEnv(gymnasium.Wrapper):
                 break
         info = self._info(obs, info)
         return self.frame(), total, bool(terminated), bool(truncated), info
+
+
+def replay(env: PixelEnv, seed: int, actions: Iterable[Any]) -> tuple[np.ndarray, bool]:
+    """Reset `env` with `seed` and step it through `actions` (stopping at an episode end): a deterministic
+    env comes back to the same state. Returns (last frame, ended)."""
+    frame, _ = env.reset(seed=seed)
+    for a in actions:
+        frame, _, term, trunc, _ = env.step(a)
+        if term or trunc:
+            return frame, True
+    return frame, False
 
 
 def make_env(env_id: str, pipeline: FramePipeline | None = None) -> PixelEnv:

@@ -33,7 +33,7 @@ import torch
 from .checkpoint import atomic_write_json, load_checkpoint
 from .data import HELDOUT_SEED_BASE, Episode, EpisodeStore
 from .dream import Dream
-from .envs import env_entry, make_env
+from .envs import env_entry, make_env, replay
 from .evaluate import HORIZONS, _frame_errors, card_from_rollout, heldout_store, open_loop
 from .protocol import WorldModel
 from .spec import ActionSpec, FramePipeline
@@ -237,13 +237,7 @@ def action_sequences(spec: ActionSpec, horizon: int, seed: int = 0) -> list[tupl
 def replay_env(env_id: str, pipeline: FramePipeline, seed: int, actions: Sequence[Any]):
     """A fresh env reset with `seed` and stepped through `actions`; returns (env, last frame, ended)."""
     env = make_env(env_id, pipeline)
-    frame, _ = env.reset(seed=seed)
-    ended = False
-    for a in actions:
-        frame, _, term, trunc, _ = env.step(a)
-        ended = term or trunc
-        if ended:
-            break
+    frame, ended = replay(env, seed, actions)
     return env, frame, ended
 
 
