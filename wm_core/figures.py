@@ -67,12 +67,14 @@ def open_loop_figure(card: dict[str, Any], roll: dict[str, np.ndarray], episode:
     fig, ax = plt.subplots(figsize=(w, 2.6))
     ax.imshow(grid, interpolation="nearest")
     S2 = grid.shape[0] / 3
-    ax.set_yticks([S2 * (i + 0.5) for i in range(3)], ["real", "predicted", "|difference|"], fontsize=8)
+    predicted = "predicted" if card["decoded_by"] == "decoder" else "probe view"
+    ax.set_yticks([S2 * (i + 0.5) for i in range(3)], ["real", predicted, "|difference|"], fontsize=8)
     step = max(1, n // 10)
     cell = grid.shape[1] / max(n, 1)
     ax.set_xticks([cell * (k + 0.5) for k in range(0, n, step)], [str(k + 1) for k in range(0, n, step)], fontsize=7)
     ax.set_xlabel(f"k (steps after {card['context']} real frames), episode {episode}", fontsize=8)
-    fig.suptitle(f"Open loop, temperature {card['temperature']}\n{budget_line(card)}", fontsize=8)
+    drawn = "the decoder" if card["decoded_by"] == "decoder" else "a probe decoder (what the latent knows)"
+    fig.suptitle(f"Open loop, temperature {card['temperature']}, frames from {drawn}\n{budget_line(card)}", fontsize=8)
     fig.tight_layout()
     return to_image(fig)
 
