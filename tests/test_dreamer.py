@@ -231,7 +231,10 @@ def test_agent_loop_saves_and_evaluates(cartpole_store: EpisodeStore, tmp_path) 
     assert result["curve"] and result["curve"][-1]["grad_steps"] == 2
     ev = result["evaluation"]
     assert ev["episodes"] == 2 and len(ev["real"]) == len(ev["dream"]) == 2 and ev["real_mean"] >= 8
-    model, _ = load_checkpoint(run)
+    model, wm_meta = load_checkpoint(run)
+    trained_on = cartpole_store.episodes() + EpisodeStore.open(run / "agent-data").episodes()
+    coverage = wm_meta["data"]["coverage"]  # counts the random and the policy episodes alike
+    assert coverage["steps"] == sum(len(e) - 1 for e in trained_on) == sum(coverage["counts"])
     ac, meta = ActorCritic.load(run, model)
     assert ac.config.horizon == 4 and meta["env_id"] == "CartPole-v1"
     again = evaluate_agent(model, ac, "CartPole-v1", 2)

@@ -48,6 +48,7 @@ from .models.nn import Mlp
 from .planning import Chooser, MctsChooser, mcts, plan_episode
 from .protocol import State, WorldModel
 from .registry import get_family
+from .report import action_coverage
 from .spec import ActionSpec
 from .train import cli_command, peak_rss_mb
 
@@ -453,7 +454,9 @@ def train_agent(
         budget = {"env_steps": env_steps, "grad_steps": step, "train_seconds": round(seconds, 1), "device": "cpu"}
         budget |= {"cpu_seconds": round(cpu_prior + time.process_time() - cpu0, 1)}
         budget |= {"threads": torch.get_num_threads(), "peak_rss_mb": round(peak_rss_mb(), 1)}
-        data = {"data": {"dir": str(data_dir.resolve())}, "budget": budget}  # keeps the random data findable
+        # the random data stays findable; coverage counts every episode the world model has trained on
+        coverage = action_coverage(random_eps + policy_eps, model.action_spec, entry.state_names)
+        data = {"data": {"dir": str(data_dir.resolve()), "coverage": coverage}, "budget": budget}
         save_checkpoint(run, model, env_id=env_id, pipeline=entry.pipeline, step=step, command=command, extra=data)
         extra = {"env_id": env_id, "curve": curve, "world_model_step": step, "budget": budget}
         extra |= {"evaluation": evaluation or ameta.get("evaluation")}
