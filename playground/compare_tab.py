@@ -11,7 +11,7 @@ import gradio as gr
 import wm_core
 
 from .compare_hub import CompareHub
-from .hub import friendly, list_checkpoints
+from .hub import friendly, list_checkpoints, tick_server_function
 from .play_tab import keymap_markdown, player_assets
 
 MAX_RUNS = 4
@@ -66,13 +66,6 @@ def build_compare_tab(hub: CompareHub, shipped_dir: Path, runs_dir: Path) -> dic
         plural = "s" * (len(runs) > 1)
         return f"{len(runs)} checkpoint{plural} of **{env_id}**: press Start.  \n{keymap_markdown(env_id)}"
 
-    def tick(request: dict) -> dict:
-        """Server function the browser loop calls ~30 times a second: {"client": id, "keys": [...]}."""
-        try:
-            return hub.tick(str(request.get("client", "")), [str(k) for k in request.get("keys") or []])
-        except Exception as e:  # a broken checkpoint or env must not kill the loop
-            return {"ok": False, "message": friendly(e)}
-
     gr.Markdown(
         "Up to four models of one environment, driven by **one key stream** in lockstep with the real "
         "environment, all started from the same real frames. Each panel shows the model's own prediction and "
@@ -97,7 +90,7 @@ def build_compare_tab(hub: CompareHub, shipped_dir: Path, runs_dir: Path) -> dic
                 value="",
                 html_template=COMPARE_HTML,
                 **player_assets("compare"),
-                server_functions=[tick],
+                server_functions=[tick_server_function(hub)],
                 elem_id="wm-compare",
             )
         with gr.Column(scale=1, min_width=220):

@@ -10,6 +10,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -131,6 +132,20 @@ class ClientHub(Generic[P]):
         if p is not None:
             p.last_used = time.monotonic()
         return p
+
+
+def tick_server_function(hub: Any) -> Callable[[dict], dict]:
+    """The server function a tab's browser loop calls ~30 times a second with {"client": id, "keys": [...]};
+    `hub` is a PlayHub or CompareHub. Errors come back as one line, so a broken checkpoint or env never
+    stops the loop."""
+
+    def tick(request: dict) -> dict:
+        try:
+            return hub.tick(str(request.get("client", "")), [str(k) for k in request.get("keys") or []])
+        except Exception as e:
+            return {"ok": False, "message": friendly(e)}
+
+    return tick
 
 
 class PlayHub(ClientHub[_Player]):

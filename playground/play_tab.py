@@ -8,7 +8,7 @@ import gradio as gr
 
 import wm_core
 
-from .hub import PlayHub, friendly, list_checkpoints
+from .hub import PlayHub, friendly, list_checkpoints, tick_server_function
 
 STATIC = Path(__file__).parent / "static"
 
@@ -68,13 +68,6 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
         except Exception as e:
             return f"**This checkpoint cannot be read:** {friendly(e)}"
 
-    def tick(request: dict) -> dict:
-        """Server function the browser loop calls ~30 times a second: {"client": id, "keys": [...]}."""
-        try:
-            return hub.tick(str(request.get("client", "")), [str(k) for k in request.get("keys") or []])
-        except Exception as e:  # a broken checkpoint or env must not kill the loop
-            return {"ok": False, "message": friendly(e)}
-
     gr.Markdown(
         "Drive a learned dream with your keyboard. The dream starts from a few real frames of the "
         "environment, then the model predicts every frame, reward and episode end."
@@ -98,7 +91,7 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
                     '<div class="wm-player">', '<div class="wm-player" data-client="${value}">'
                 ),
                 **player_assets("player"),
-                server_functions=[tick],
+                server_functions=[tick_server_function(hub)],
                 elem_id="wm-player",
             )
         with gr.Column(scale=1, min_width=260):

@@ -10,6 +10,7 @@ import re
 import socket
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -46,20 +47,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The app over a shipped dir holding one tiny trained CartPole run, with an empty runs dir."""
-    root = tmp_path_factory.mktemp("app")
-    train_tiny(root / "shipped" / "ha-cartpole")
+@contextmanager
+def serve(shipped: Path, runs: Path) -> Iterator[str]:
+    """The app over `shipped` and `runs`, launched in this process on a free port; yields its URL."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WM_THREADS", "1")  # 2 shared cores: the server, chromium and pytest all need one
-        demo = build_demo(checkpoint_dir=root / "shipped", runs_dir=root / "runs")
+        demo = build_demo(checkpoint_dir=shipped, runs_dir=runs)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app over a shipped dir holding one tiny trained CartPole run, with an empty runs dir."""
+    root = tmp_path_factory.mktemp("app")
+    train_tiny(root / "shipped" / "ha-cartpole")
+    with serve(root / "shipped", root / "runs") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

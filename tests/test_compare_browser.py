@@ -17,7 +17,6 @@ from playwright.sync_api import Page, expect
 from test_hub import TINY_STEPS, train_tiny
 
 import wm_core
-from playground import build_demo
 from playground.hub import ROOT, CheckpointInfo, list_checkpoints
 
 pytestmark = pytest.mark.browser
@@ -58,15 +57,8 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def app_url(shipped: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app over the shipped checkpoints with an empty runs dir (test_app_browser's `page` opens it)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("WM_THREADS", "1")  # 2 shared cores: the server, chromium and pytest all need one
-        demo = build_demo(checkpoint_dir=shipped, runs_dir=tmp_path_factory.mktemp("compare-runs"))
-    port = test_app_browser.free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with test_app_browser.serve(shipped, tmp_path_factory.mktemp("compare-runs")) as url:
+        yield url
 
 
 def shown(page: Page, selector: str) -> list[str]:

@@ -17,7 +17,6 @@ import pytest
 import test_app_browser
 from playwright.sync_api import Page, expect
 
-from playground import build_demo
 from playground.hub import ROOT, list_checkpoints
 from playground.inspect_tab import EXPLORER_SLIDERS, FIGURES
 
@@ -39,15 +38,8 @@ IMAGE_PIXELS = """(img) => { const c = document.createElement('canvas');
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app over the repo's checkpoints/ with an empty runs dir (test_app_browser's `page` opens it)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("WM_THREADS", "1")  # one thread, as the `wm eval` run it is compared with
-        demo = build_demo(checkpoint_dir=SHIPPED, runs_dir=tmp_path_factory.mktemp("inspect-runs"))
-    port = test_app_browser.free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with test_app_browser.serve(SHIPPED, tmp_path_factory.mktemp("inspect-runs")) as url:  # one torch thread,
+        yield url  # as the `wm eval` run it is compared with
 
 
 def pixels(page: Page, elem_id: str) -> dict:
