@@ -11,7 +11,7 @@ import gradio as gr
 import wm_core
 
 from .compare_hub import CompareHub
-from .hub import friendly, list_checkpoints, tick_server_function
+from .hub import control_handler, friendly, list_checkpoints, tick_server_function
 from .play_tab import keymap_markdown, player_assets
 
 MAX_RUNS = 4
@@ -128,15 +128,6 @@ def build_compare_tab(hub: CompareHub, shipped_dir: Path, runs_dir: Path) -> dic
         text = f"**{len(s.labels)} model{'s' * (len(s.labels) > 1)}** on **{s.env_id}**  \n{keymap_markdown(s.env_id)}"
         return cid, cid, text, "Click a frame and hold the keys."
 
-    def control(action: str):
-        def handler(cid: str, value=None) -> str:
-            try:
-                return hub.control(cid, action, value)
-            except Exception as e:
-                return f"**{friendly(e)}**"
-
-        return handler
-
     def on_dream(cid: str, k: float, h: float):
         try:
             text, futures = hub.dream_from_here(cid, int(k), int(h))
@@ -150,8 +141,8 @@ def build_compare_tab(hub: CompareHub, shipped_dir: Path, runs_dir: Path) -> dic
     picked.change(describe, picked, info)
     refresh.click(lambda: gr.update(choices=choices()), None, picked)
     start.click(on_start, [client, picked, temperature], [client, board, info, status])
-    temperature.change(control("temperature"), [client, temperature], status)
-    pause.click(control("pause"), client, status)
-    reset.click(control("reset"), client, status)
+    temperature.change(control_handler(hub, "temperature"), [client, temperature], status)
+    pause.click(control_handler(hub, "pause"), client, status)
+    reset.click(control_handler(hub, "reset"), client, status)
     dream.click(on_dream, [client, samples, horizon], [status, strip, plot])
     return {"runs": picked, "refresh": lambda: gr.update(choices=choices())}

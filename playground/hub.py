@@ -134,6 +134,18 @@ class ClientHub(Generic[P]):
         return p
 
 
+def control_handler(hub: Any, action: str) -> Callable[..., str]:
+    """A Gradio handler (client id, optional value) -> status line for `hub.control(client, action, value)`."""
+
+    def handler(cid: str, value: Any = None) -> str:
+        try:
+            return hub.control(cid, action, value)
+        except Exception as e:
+            return f"**{friendly(e)}**"
+
+    return handler
+
+
 def tick_server_function(hub: Any) -> Callable[[dict], dict]:
     """The server function a tab's browser loop calls ~30 times a second with {"client": id, "keys": [...]};
     `hub` is a PlayHub or CompareHub. Errors come back as one line, so a broken checkpoint or env never

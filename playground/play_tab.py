@@ -8,7 +8,7 @@ import gradio as gr
 
 import wm_core
 
-from .hub import PlayHub, friendly, list_checkpoints, tick_server_function
+from .hub import PlayHub, control_handler, friendly, list_checkpoints, tick_server_function
 
 STATIC = Path(__file__).parent / "static"
 
@@ -143,15 +143,6 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
         )
         return cid, cid, text, "Click the dream and hold the keys."
 
-    def control(action: str):
-        def handler(cid: str, value=None) -> str:
-            try:
-                return hub.control(cid, action, value)
-            except Exception as e:
-                return f"**{friendly(e)}**"
-
-        return handler
-
     def on_record(cid: str):
         try:
             text, paths = hub.record(cid, records_dir)
@@ -162,11 +153,11 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
     ckpt.change(describe, ckpt, info)
     start.click(on_start, [client, ckpt, temperature, lockstep, autopilot], [client, player, info, status])
     refresh.click(lambda: gr.update(choices=choices()), None, ckpt)
-    temperature.change(control("temperature"), [client, temperature], status)
-    lockstep.change(control("lockstep"), [client, lockstep], status)
-    autopilot.change(control("autopilot"), [client, autopilot], status)
-    pause.click(control("pause"), client, status)
-    step.click(control("step"), client, status)
-    reset.click(control("reset"), client, status)
+    temperature.change(control_handler(hub, "temperature"), [client, temperature], status)
+    lockstep.change(control_handler(hub, "lockstep"), [client, lockstep], status)
+    autopilot.change(control_handler(hub, "autopilot"), [client, autopilot], status)
+    pause.click(control_handler(hub, "pause"), client, status)
+    step.click(control_handler(hub, "step"), client, status)
+    reset.click(control_handler(hub, "reset"), client, status)
     record.click(on_record, client, [status, files])
     return {"checkpoint": ckpt, "refresh": lambda: gr.update(choices=choices())}
