@@ -90,7 +90,7 @@ def coverage_of_run(meta: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
     if (d / "index.json").exists():
         store = EpisodeStore.open(d)
         entry = env_entry(meta["env_id"])
-        return action_coverage(store.episodes(), store.action_spec, entry.state_names), "from the training data"
+        return action_coverage(store.episodes(), store.action_spec, entry.state_names), "from the run's data directory"
     saved = Path(meta["_dir"]) / REPORT_JSON  # written by `wm eval` while the training data was still there
     if saved.exists():
         try:
@@ -98,7 +98,7 @@ def coverage_of_run(meta: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
         except (OSError, ValueError):
             card = {}
         if card.get("coverage") and card.get("step") == meta["step"]:
-            return card["coverage"], "from the training data, as the saved report.json recorded it"
+            return card["coverage"], "from the run's data directory, as the saved report.json recorded it"
     return None, "the training data is not here and the checkpoint predates recorded coverage"
 
 
