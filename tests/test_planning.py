@@ -177,13 +177,13 @@ def test_planner_drives_the_dream_on_autopilot(family: str, label: str, runs: di
     frames = [session.tick() for _ in range(3)]
     stepped = [f for f in frames if f.step > 0]
     assert stepped and all(f.driver == "agent" for f in stepped)
-    assert all(f.extras["driver"].startswith(label) and "ms/move" in f.extras["driver"] for f in stepped)
+    assert all(f.extras["time per move"].endswith(" ms") for f in stepped)
     assert ("value" in stepped[0].extras) == (family == "muzero")
 
     hub = PlayHub()
     hub.start("c", str(runs[family]))
     assert label in hub.control("c", "autopilot", True)
     r = hub.tick("c", [])
-    assert r["ok"] and r["driver"] == "agent" and r["driver_label"].startswith(label) and "driver" in r["extras"]
+    assert r["ok"] and r["driver"] == "agent" and r["driver_label"].startswith(label) and "time per move" in r["extras"]
     r = hub.tick("c", ["ArrowLeft"])  # a key takes over
     assert r["driver"] == "you" and r["driver_label"] == "you"

@@ -176,7 +176,7 @@ class PlaySession:
             self.keys.reset()
             f = self.step(action)
             f.driver = "agent"
-            f.extras["driver"] = f"{self.driver_label} · {ms:.1f} ms/move"
+            f.extras["time per move"] = f"{ms:.1f} ms"  # the driver row already names who drives
             return f
         if action is None:
             return self.frame
