@@ -131,7 +131,9 @@ def two_episodes(tmp_path_factory: pytest.TempPathFactory) -> EpisodeStore:
     return store
 
 
-def _train(family: str, store: EpisodeStore) -> tuple[dict[str, float], dict[str, float], WorldModel]:
+def _train(
+    family: str, store: EpisodeStore, steps: int = STEPS
+) -> tuple[dict[str, float], dict[str, float], WorldModel]:
     episodes = store.episodes()
     torch.manual_seed(0)
     cls = get_family(family)
@@ -147,18 +149,20 @@ def _train(family: str, store: EpisodeStore) -> tuple[dict[str, float], dict[str
 
     before = evaluate()
     sampler = SequenceSampler(episodes, store.action_spec, 8, 8, seed=0)
-    report = Trainer(model, sampler, device=torch.device("cpu")).run(STEPS, log_every=50)
-    assert report.step == STEPS and all(np.isfinite(h["loss"]) for h in report.history)
+    report = Trainer(model, sampler, device=torch.device("cpu")).run(steps, log_every=50)
+    assert report.step == steps and all(np.isfinite(h["loss"]) for h in report.history)
     return before, evaluate(), model
 
 
 def test_muzero_learns_two_cartpole_episodes(two_episodes: EpisodeStore) -> None:
-    before, after, _ = _train("muzero", two_episodes)
+    before, after, _ = _train("muzero", two_episodes, steps=2 * STEPS)  # g needs more steps than the heads
     assert after["loss"] < 0.5 * before["loss"], (before, after)
     assert after["reward_loss"] < 0.2 * before["reward_loss"], (before, after)
     assert after["done_loss"] < 0.5 * before["done_loss"], (before, after)
     assert after["probe_fg_mse"] < 0.6 * before["probe_fg_mse"], (before, after)  # beats the mean frame
-    assert after["consistency_loss"] < 0.8 * before["consistency_loss"], (before, after)  # g tracks h(o_{t+k})
+    # g tracks h(o_{t+k}) better than a g that leaves the state alone (which is what g is at initialisation)
+    assert abs(before["consistency_loss"] - before["consistency_still"]) < 1e-4, before
+    assert after["consistency_loss"] < 0.8 * after["consistency_still"], after
 
 
 def test_jepa_learns_two_cartpole_episodes(two_episodes: EpisodeStore) -> None:

@@ -464,7 +464,7 @@ def train_agent(
         return {"config": asdict(c), **extra}
 
     try:
-        while progress() < 1.0:
+        while True:  # at least one iteration per call, however small the budget
             model.eval()
             collected = 0
             while collected < c.collect_steps:
@@ -507,6 +507,8 @@ def train_agent(
                 save(ev)
             curve.append(point)
             say(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in point.items()))
+            if progress() >= 1.0:
+                break
     finally:
         env.close()
     model.eval()

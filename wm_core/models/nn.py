@@ -15,12 +15,13 @@ def _norm(channels: int) -> nn.Module:
 
 
 class ConvEncoder(nn.Module):
-    """(N, 3, S, S) pixels in [0, 1] -> (N, out_dim) features; four stride-2 convs, widths c, 2c, 4c, 8c."""
+    """(N, in_channels, S, S) pixels in [0, 1] -> (N, out_dim) features; four stride-2 convs, widths c, 2c,
+    4c, 8c. `in_channels` is 3 for one RGB frame, 3k for k frames stacked as input planes."""
 
-    def __init__(self, channels: int, out_dim: int, frame_size: int = 64) -> None:
+    def __init__(self, channels: int, out_dim: int, frame_size: int = 64, in_channels: int = 3) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        c_in = 3
+        c_in = in_channels
         for i in range(4):
             c_out = channels * 2**i
             layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), _norm(c_out), nn.SiLU()]
@@ -30,7 +31,7 @@ class ConvEncoder(nn.Module):
         self.head = nn.Linear(self.flat_dim, out_dim)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Pixels (N, 3, S, S) in [0, 1] -> (N, out_dim)."""
+        """Pixels (N, in_channels, S, S) in [0, 1] -> (N, out_dim)."""
         return self.head(self.convs(pixels - 0.5).flatten(1))
 
 
@@ -156,8 +157,8 @@ class ProbeDecoder(nn.Module):
 def previous_in_episode(x: torch.Tensor, is_first: torch.Tensor) -> torch.Tensor:
     """x (B, T, ...) -> x at t-1, or x at t itself where `is_first[:, t]` (nothing came before).
 
-    Used for two-frame inputs: a single CartPole frame shows positions but not velocities, so the
-    decoder-free families read the previous frame's features too (MuZero's Atari networks stack 32 frames).
+    Used for multi-frame inputs: a single CartPole frame shows positions but not velocities, so the
+    decoder-free families read earlier frames too (MuZero's Atari networks stack 32 frames).
     """
     prev = torch.cat([x[:, :1], x[:, :-1]], dim=1)
     keep = is_first.view(*is_first.shape, *([1] * (x.dim() - 2)))
