@@ -220,6 +220,37 @@ def test_mcts_finds_the_rewarding_action() -> None:
     assert (result.root_value > 2.0).all()
 
 
+class _NearTie:
+    """A hand-made model for MCTS: action 0 pays 1 and action 1 pays 0.95, forever; the value of a state is
+    10 at odd depths and 0 at even ones, for both actions alike (as CartPole's values span from "about to
+    fall" to "safe" while one push changes them little)."""
+
+    action_spec = ActionSpec("discrete", 2)
+    config = type("Config", (), {"discount": 0.97})()
+
+    def prediction(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros(s.shape[0], 2), torch.zeros(s.shape[0])
+
+    def recurrent_inference(self, s: torch.Tensor, action: torch.Tensor):
+        r, depth = 1.0 - 0.05 * action[:, 1], s + 1
+        value = 10.0 * (depth[:, 0] % 2)
+        return depth, r, torch.zeros(s.shape[0], 2), value, torch.zeros(s.shape[0])
+
+
+def test_mcts_sibling_normalisation_separates_near_ties() -> None:
+    state = {"s": torch.zeros(1, 4)}
+    share = {}
+    for normalize in ("tree", "siblings"):
+        result = mcts(_NearTie(), state, simulations=50, noise_fraction=0.0, normalize=normalize)  # type: ignore[arg-type]
+        assert result.visits.sum() == 50 and result.action[0] == 0, (normalize, result.visits)
+        share[normalize] = result.visits[0, 0] / 50
+    # Over the tree, Q spans the values' 10 and the 0.05 a step between the two actions is a sliver of it;
+    # over the root's two children it is the whole span.
+    assert share["siblings"] > 0.75 and share["siblings"] > share["tree"] + 0.15, share
+    with pytest.raises(ValueError, match="normalize must be"):
+        mcts(_NearTie(), state, simulations=4, normalize="root")  # type: ignore[arg-type]
+
+
 def test_mcts_is_reproducible_with_a_seeded_rng(muzero_model: WorldModel, cartpole_store) -> None:
     state = context_state(muzero_model, cartpole_store, 2, 3)
     a = mcts(muzero_model, state, simulations=12, rng=np.random.default_rng(5))

@@ -87,6 +87,8 @@ class AgentConfig:
     """MCTS: Dirichlet alpha of the root noise while collecting (paper: 0.25 for Atari)."""
     noise_fraction: float = 0.25
     """MCTS: share of the root prior replaced by that noise while collecting (paper: 0.25)."""
+    q_normalization: str = "tree"
+    """MCTS: min-max normalise Q over the whole "tree" (the paper) or over each node's "siblings"."""
     minutes: float = 30.0
     """Wall-clock budget of `wm agent train`."""
     cpu_minutes: float = 0.0
@@ -279,13 +281,14 @@ class MctsAgent:
         temperature, else no noise and the most visited action."""
         c = self.config
         temperature = c.visit_temperature * (1.0 if progress < 0.5 else 0.5 if progress < 0.75 else 0.25)
-        search = dict(simulations=c.simulations, dirichlet_alpha=c.dirichlet_alpha)
+        search = dict(simulations=c.simulations, dirichlet_alpha=c.dirichlet_alpha, normalize=c.q_normalization)
         search |= dict(noise_fraction=c.noise_fraction if explore else 0.0, temperature=temperature if explore else 0.0)
         return MctsChooser(model, np.random.default_rng(), **search)
 
     def dream_actions(self, model: WorldModel, state: State) -> np.ndarray:
         """Greedy search from B dream states at once."""
-        return mcts(model, state, simulations=self.config.simulations, noise_fraction=0.0).action
+        c = self.config
+        return mcts(model, state, simulations=c.simulations, noise_fraction=0.0, normalize=c.q_normalization).action
 
     def train_step(self, model: WorldModel, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """Nothing to update: the world model's own loss trains the policy and value the search uses."""

@@ -352,9 +352,9 @@ def build_parser(family: str | None = None) -> Parser:
 
     from .agent import ActorCritic
 
-    p = sub.add_parser("agent", help="actor-critic learned in a world model's dream")
+    p = sub.add_parser("agent", help="behaviour on a world model: actor-critic in its dream, or MCTS (muzero)")
     agent = p.add_subparsers(dest="agent_command", required=True, parser_class=Parser)
-    q = agent.add_parser("train", help="collect with the policy, train world model and actor-critic, repeat")
+    q = agent.add_parser("train", help="collect with the behaviour, train the world model (and actor-critic), repeat")
     q.add_argument("run", help="run directory: continues its world model (and agent), or starts one there")
     q.add_argument("--env", help="gymnasium id, when RUN holds no world model yet")
     q.add_argument("--family", choices=sorted(FAMILIES), default="dreamer", help="family of a new world model")
@@ -362,7 +362,7 @@ def build_parser(family: str | None = None) -> Parser:
     q.add_argument("--seed", type=int, default=0)
     _add_config_flags(q.add_argument_group("agent config"), ActorCritic)
     q.set_defaults(fn=cmd_agent_train)
-    q = agent.add_parser("eval", help="greedy actor: real-env return and dream return")
+    q = agent.add_parser("eval", help="greedy behaviour: real-env return and dream return")
     q.add_argument("run", help="run directory holding checkpoint.json and agent.json")
     q.add_argument("--episodes", type=positive, default=10)
     q.add_argument("--seed", type=int, default=0)

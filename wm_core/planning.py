@@ -65,22 +65,27 @@ class _Tree:
         """The node's value seen from its parent: reward on entering it plus the discounted mean value."""
         return self.reward[node] + self.gamma * self.cont[node] * self.value_sum[node] / max(self.visits[node], 1)
 
-    def select(self, c1: float, c2: float) -> tuple[list[int], int]:
-        """Descend by pUCT (paper, equation 2) to an unexpanded edge: (path of nodes, its action)."""
+    def select(self, c1: float, c2: float, siblings: bool = False) -> tuple[list[int], int]:
+        """Descend by pUCT (paper, equation 2) to an unexpanded edge: (path of nodes, its action). Q values
+        are min-max normalised over the tree, or with `siblings` over the visited children of each node."""
         node, path = 0, [0]
         while True:
             n_parent = self.visits[node]
             # sqrt(max(N, 1)): at a fresh root (N = 0) the paper's formula scores every edge 0 and picks
             # action 0; with 1 the first visit follows the (noisy) prior instead.
             explore = (math.log((n_parent + c2 + 1) / c2) + c1) * math.sqrt(max(n_parent, 1))
-            span = self.q_max - self.q_min
+            lo, hi = self.q_min, self.q_max
+            if siblings:
+                seen = [self.q(kid) for kid in self.children[node] if kid >= 0 and self.visits[kid] > 0]
+                lo, hi = (min(seen), max(seen)) if seen else (0.0, 0.0)
+            span = hi - lo
             best, best_a = -math.inf, 0
             for a, (kid, p) in enumerate(zip(self.children[node], self.prior[node])):
                 n_kid = self.visits[kid] if kid >= 0 else 0
                 q = 0.0  # unvisited edges score 0, as in the paper's pseudocode
                 if n_kid > 0:
                     q = self.q(kid)
-                    q = (q - self.q_min) / span if span > 0 else q
+                    q = (q - lo) / span if span > 0 else (0.5 if siblings else q)
                 score = q + p * explore / (1 + n_kid)
                 if score > best:
                     best, best_a = score, a
@@ -124,6 +129,7 @@ def mcts(
     c2: float = 19652.0,
     discount: float | None = None,
     use_done: bool = True,
+    normalize: str = "tree",
     rng: np.random.Generator | None = None,
 ) -> SearchResult:
     """MuZero MCTS from the B protocol states in `state`; the model must offer `prediction` and
@@ -134,9 +140,16 @@ def mcts(
     node's future value is scaled by 1 - p(terminal) from the termination head, an addition: the paper's
     Atari games have no episode ends to plan around, CartPole's are the whole game.
 
+    normalize "tree" min-max normalises Q over the whole tree (the paper's MinMaxStats); "siblings" over the
+    visited children of the node being descended (an addition, as Gumbel MuZero rescales the root's
+    children, Danihelka et al. 2022): on CartPole the tree's span runs from nodes the model thinks terminal
+    to safe ones, so the small Q differences between a node's own actions barely moved its visits.
+
     The B trees are walked in plain Python (a node's work is a few float operations, far below the
     overhead of a tensor op); each simulation expands one leaf per tree with one batched network call.
     """
+    if normalize not in ("tree", "siblings"):
+        raise ValueError(f"normalize must be 'tree' or 'siblings', got {normalize!r}")
     t0 = time.perf_counter()
     rng = rng or np.random.default_rng()
     gamma = float(model.config.discount if discount is None else discount)
@@ -151,7 +164,7 @@ def mcts(
     rows = torch.arange(B, device=s0.device)
 
     for _ in range(simulations):
-        picks = [tree.select(c1, c2) for tree in trees]
+        picks = [tree.select(c1, c2, normalize == "siblings") for tree in trees]
         parents = torch.tensor([path[-1] for path, _ in picks], device=s0.device)
         actions = torch.tensor([a for _, a in picks], device=s0.device)
         one_hot = torch.nn.functional.one_hot(actions, A).to(s0.dtype)
