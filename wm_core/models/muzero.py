@@ -124,11 +124,11 @@ class MuZeroConfig(ProbeConfig, TrainConfig):
     slow pole moves less than a pixel per step. Encoding each frame apart and joining the features (tried
     first) lost it: a linear probe read the pole's angular velocity from h with R^2 0.52, and from h on two
     stacked frames with 0.73; MCTS on the stacked model scored 112 against 62 (both after 2,000 steps on
-    the same data). Four frames cost 1.7x per step and scored no better at 1,000 steps."""
+    the same data). Four frames cost 1.5x per step and scored no better at 1,000 steps."""
     gray: bool = True
     """Stack the frames as luminance planes, one per frame (DQN's Atari input, Mnih et al. 2015), not RGB:
-    CartPole's shapes carry the state, and the first conv's cost grows with its input planes (one training
-    step of the small preset took 0.32 s with two RGB frames, 0.18 s with one)."""
+    CartPole's shapes carry the state, and the cost of the first conv and of stacking grows with the planes
+    (a training step of the small preset, one thread: 0.19 s with two luma frames, 0.27 s with two RGB)."""
     hidden: int = 64
     """Size of the hidden state s (min-max normalised to [0, 1])."""
     mlp: int = 128
