@@ -313,3 +313,10 @@ def test_goal_cost_is_zero_at_the_goal(cartpole_store: EpisodeStore) -> None:
     state = context_state(model, cartpole_store, 2, 3)
     cost = goal_cost(model, model.embedding(state))([state])
     assert cost.shape == (2,) and torch.allclose(cost, torch.zeros(2))
+
+
+def test_agent_config_refuses_an_unknown_q_normalisation() -> None:
+    from wm_core.agent import ActorCritic
+
+    with pytest.raises(ValueError, match="--q-normalization must be 'tree' or 'siblings', got 'root'"):
+        ActorCritic.preset(q_normalization="root")

@@ -106,6 +106,10 @@ class AgentConfig:
     eval_episodes: int = 10
     """Episodes per evaluation."""
 
+    def __post_init__(self) -> None:
+        if self.q_normalization not in ("tree", "siblings"):
+            raise ValueError(f"--q-normalization must be 'tree' or 'siblings', got {self.q_normalization!r}")
+
 
 def lambda_return(rew: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
     """TD(lambda) returns R_0 .. R_{H-1}, (N, H), from rew and cont (N, H) and values of s_0 .. s_H (N, H+1)."""

@@ -74,18 +74,19 @@ class _Tree:
             # sqrt(max(N, 1)): at a fresh root (N = 0) the paper's formula scores every edge 0 and picks
             # action 0; with 1 the first visit follows the (noisy) prior instead.
             explore = (math.log((n_parent + c2 + 1) / c2) + c1) * math.sqrt(max(n_parent, 1))
+            kids = self.children[node]
+            qs = [self.q(kid) if kid >= 0 and self.visits[kid] > 0 else None for kid in kids]  # None: unvisited
             lo, hi = self.q_min, self.q_max
             if siblings:
-                seen = [self.q(kid) for kid in self.children[node] if kid >= 0 and self.visits[kid] > 0]
+                seen = [q for q in qs if q is not None]
                 lo, hi = (min(seen), max(seen)) if seen else (0.0, 0.0)
             span = hi - lo
             best, best_a = -math.inf, 0
-            for a, (kid, p) in enumerate(zip(self.children[node], self.prior[node])):
+            for a, (kid, p, q_kid) in enumerate(zip(kids, self.prior[node], qs)):
                 n_kid = self.visits[kid] if kid >= 0 else 0
                 q = 0.0  # unvisited edges score 0, as in the paper's pseudocode
-                if n_kid > 0:
-                    q = self.q(kid)
-                    q = (q - lo) / span if span > 0 else (0.5 if siblings else q)
+                if q_kid is not None:
+                    q = (q_kid - lo) / span if span > 0 else (0.5 if siblings else q_kid)
                 score = q + p * explore / (1 + n_kid)
                 if score > best:
                     best, best_a = score, a

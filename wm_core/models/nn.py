@@ -16,7 +16,7 @@ def _norm(channels: int) -> nn.Module:
 
 class ConvEncoder(nn.Module):
     """(N, in_channels, S, S) pixels in [0, 1] -> (N, out_dim) features; four stride-2 convs, widths c, 2c,
-    4c, 8c. `in_channels` is 3 for one RGB frame, 3k for k frames stacked as input planes."""
+    4c, 8c. `in_channels` counts the input planes: 3 per RGB frame, 1 per luma frame, stacked."""
 
     def __init__(self, channels: int, out_dim: int, frame_size: int = 64, in_channels: int = 3) -> None:
         super().__init__()
