@@ -16,7 +16,7 @@ from wm_core.data import EpisodeStore, SequenceSampler, collect
 from wm_core.envs import make_env
 from wm_core.models.jepa import effective_rank
 from wm_core.models.muzero import inverse_value_transform, n_step_returns, value_transform
-from wm_core.planning import cem, cem_goal_chooser, goal_cost, mcts, mcts_chooser, plan_episode
+from wm_core.planning import MctsChooser, cem, cem_goal_chooser, goal_cost, mcts, mcts_chooser, plan_episode
 from wm_core.protocol import WorldModel
 from wm_core.registry import get_family
 from wm_core.spec import ActionSpec
@@ -251,6 +251,38 @@ def test_mcts_sibling_normalisation_separates_near_ties() -> None:
         mcts(_NearTie(), state, simulations=4, normalize="root")  # type: ignore[arg-type]
 
 
+class _Steady(_NearTie):
+    """Action 0 pays 1 and action 1 pays `other`, forever; every state is worth always taking action 0."""
+
+    def __init__(self, other: float = 0.95) -> None:
+        self.other = other
+
+    def recurrent_inference(self, s: torch.Tensor, action: torch.Tensor):
+        r = 1.0 - (1.0 - self.other) * action[:, 1]
+        value = torch.full((s.shape[0],), 1.0 / (1.0 - self.config.discount))
+        return s + 1, r, torch.zeros(s.shape[0], 2), value, torch.zeros(s.shape[0])
+
+
+def test_improved_policy_targets_follow_q_and_leave_ties_at_the_prior() -> None:
+    state = {"s": torch.zeros(1, 4)}
+    near = mcts(_Steady(), state, simulations=25, noise_fraction=0.0)  # type: ignore[arg-type]
+    # Action 0's Q is the root children's max, action 1's the min: sigma adds (50 + max N) * 0.1 to action
+    # 0's logit, with the uniform prior's logits equal.
+    boost = (50 + near.visits.max()) * 0.1
+    np.testing.assert_allclose(near.improved[0], [1 / (1 + np.exp(-boost)), 1 / (1 + np.exp(boost))], rtol=1e-6)
+    assert near.visits[0, 0] / 25 < 0.99 < near.improved[0, 0], (near.visits, near.improved)
+    tie = mcts(_Steady(other=1.0), state, simulations=25, noise_fraction=0.0)  # type: ignore[arg-type]
+    np.testing.assert_allclose(tie.improved[0], tie.prior[0], rtol=1e-6)
+
+    chooser = MctsChooser(_Steady(), policy_target="improved", simulations=25, noise_fraction=0.0)  # type: ignore[arg-type]
+    chooser(state), chooser(state)
+    policy, value = chooser.targets(3)
+    np.testing.assert_allclose(policy[:2], np.repeat(near.improved, 2, 0), rtol=1e-6)
+    assert not policy[2].any() and np.isnan(value[2]) and np.isfinite(value[:2]).all()
+    with pytest.raises(ValueError, match="policy_target must be 'visits' or 'improved', got 'q'"):
+        MctsChooser(_Steady(), policy_target="q")  # type: ignore[arg-type]
+
+
 def test_mcts_is_reproducible_with_a_seeded_rng(muzero_model: WorldModel, cartpole_store) -> None:
     state = context_state(muzero_model, cartpole_store, 2, 3)
     a = mcts(muzero_model, state, simulations=12, rng=np.random.default_rng(5))
@@ -320,3 +352,12 @@ def test_agent_config_refuses_an_unknown_q_normalisation() -> None:
 
     with pytest.raises(ValueError, match="--q-normalization must be 'tree' or 'siblings', got 'root'"):
         ActorCritic.preset(q_normalization="root")
+    with pytest.raises(ValueError, match="--policy-target must be 'visits' or 'improved', got 'q'"):
+        ActorCritic.preset(policy_target="q")
+
+
+def test_training_keeps_freed_memory_for_reuse() -> None:
+    from wm_core.train import keep_freed_memory
+
+    # glibc (Linux) accepts both malloc settings; the call is safe to repeat.
+    assert keep_freed_memory() is True and keep_freed_memory() is True

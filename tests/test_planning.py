@@ -101,6 +101,13 @@ def test_muzero_trains_toward_the_stored_targets(mcts_run: tuple[Path, dict]) ->
     # Visit distributions (not one-hot actions) as policy targets, root values as bootstraps.
     assert searched["policy_loss"] != pytest.approx(behaviour["policy_loss"])
     assert searched["value_target_mean"] != pytest.approx(behaviour["value_target_mean"])
+    # fresh_values bootstraps from the model's own value of each frame: the stored root values go unused.
+    model.config.fresh_values = True
+    with torch.no_grad():
+        torch.manual_seed(0)
+        fresh = model.loss(batch)[1]
+    assert fresh["value_target_mean"] == pytest.approx(behaviour["value_target_mean"], rel=1e-6)
+    assert fresh["policy_loss"] == pytest.approx(searched["policy_loss"], rel=1e-6)
 
 
 def test_loaded_mcts_agent_plays_the_same_greedy_episodes(mcts_run: tuple[Path, dict]) -> None:

@@ -50,7 +50,7 @@ from .protocol import State, WorldModel
 from .registry import get_family
 from .report import action_coverage
 from .spec import ActionSpec
-from .train import cli_command, peak_rss_mb
+from .train import cli_command, keep_freed_memory, peak_rss_mb
 
 AGENT_FILE = "agent.json"
 # world-model metrics that the curve logs too (MuZero's; an actor-critic's own metrics come from its update)
@@ -89,6 +89,9 @@ class AgentConfig:
     """MCTS: share of the root prior replaced by that noise while collecting (paper: 0.25)."""
     q_normalization: str = "tree"
     """MCTS: min-max normalise Q over the whole "tree" (the paper) or over each node's "siblings"."""
+    policy_target: str = "visits"
+    """MCTS: what the policy learns from each search: the root "visits" distribution (the paper) or Gumbel
+    MuZero's "improved" policy (prior sharpened toward the children with the higher Q)."""
     minutes: float = 30.0
     """Wall-clock budget of `wm agent train`."""
     cpu_minutes: float = 0.0
@@ -109,6 +112,8 @@ class AgentConfig:
     def __post_init__(self) -> None:
         if self.q_normalization not in ("tree", "siblings"):
             raise ValueError(f"--q-normalization must be 'tree' or 'siblings', got {self.q_normalization!r}")
+        if self.policy_target not in ("visits", "improved"):
+            raise ValueError(f"--policy-target must be 'visits' or 'improved', got {self.policy_target!r}")
 
 
 def lambda_return(rew: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
@@ -287,7 +292,7 @@ class MctsAgent:
         temperature = c.visit_temperature * (1.0 if progress < 0.5 else 0.5 if progress < 0.75 else 0.25)
         search = dict(simulations=c.simulations, dirichlet_alpha=c.dirichlet_alpha, normalize=c.q_normalization)
         search |= dict(noise_fraction=c.noise_fraction if explore else 0.0, temperature=temperature if explore else 0.0)
-        return MctsChooser(model, np.random.default_rng(), **search)
+        return MctsChooser(model, np.random.default_rng(), policy_target=c.policy_target, **search)
 
     def dream_actions(self, model: WorldModel, state: State) -> np.ndarray:
         """Greedy search from B dream states at once."""
@@ -410,6 +415,7 @@ def train_agent(
     both into `run` and returns agent.json's content.
     """
     run = Path(run)
+    keep_freed_memory()
     torch.manual_seed(seed)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     config = ActorCritic.preset(**overrides)

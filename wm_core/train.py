@@ -5,6 +5,7 @@ The loop knows nothing about models beyond `loss(batch) -> (loss, metrics)` and 
 
 from __future__ import annotations
 
+import ctypes
 import resource
 import shlex
 import sys
@@ -38,6 +39,27 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers (malloc.h)
+_KEPT: bool | None = None
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of handing it back to the kernel: never trim
+    the heap, and serve blocks up to 64 MiB from it rather than from fresh mmaps. A training step frees and
+    reallocates its activations (tens of MiB); by default each reuse page-faulted them in again, which cost
+    a jepa small step 42 ms of system time on top of 357 ms of compute (24,500 page faults per step; one
+    thread, measured). The price: the process keeps its peak memory until it exits. Idempotent; a no-op
+    (False) where the C library is not glibc."""
+    global _KEPT
+    if _KEPT is None:
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            _KEPT = bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30) and libc.mallopt(M_MMAP_THRESHOLD, 64 << 20))
+        except (OSError, AttributeError):
+            _KEPT = False
+    return _KEPT
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -60,6 +82,7 @@ class Trainer:
     """Adam on `model.loss` over batches from a sampler; bf16 autocast optional; stops cleanly."""
 
     def __init__(self, model: WorldModel, sampler: SequenceSampler, *, device: torch.device, bf16: bool = False):
+        keep_freed_memory()
         self.model = model.to(device)
         self.sampler = sampler
         self.device = device

@@ -140,6 +140,10 @@ class MuZeroConfig(ProbeConfig, TrainConfig):
     discount: float = 0.97
     """Discount of value targets and of MCTS backups (the paper: 0.997 for Atari; CartPole's random-policy
     episodes last about 22 steps, so a shorter horizon keeps the values' scale close to what the data shows)."""
+    fresh_values: bool = False
+    """Bootstrap every n-step value target from the current model's value of the real frame, v(h(o)), also
+    where a search stored its root value: a stored value is as old as the model that played the episode
+    (MuZero Reanalyze refreshes targets with a new search; this refreshes them without one)."""
     value_weight: float = 1.0
     """Weight of the value loss (1 as in the paper's equation 1; its Reanalyse runs use 0.25)."""
     policy_weight: float = 1.0
@@ -316,7 +320,7 @@ class MuZero(WorldModel):
         spread_loss = F.relu(1 - feat_std / c.feature_std_floor).mean() if c.feature_std_floor > 0 else 0.0
         with torch.no_grad():
             boot = self.prediction(s)[1]  # the model's value of each real frame ...
-            if "search_value" in batch:  # ... unless a search stored its root value with the frame (paper)
+            if "search_value" in batch and not c.fresh_values:  # ... unless a search stored its root value with the frame (paper)
                 searched_value = batch["search_value"].to(dev)
                 boot = torch.where(searched_value.isnan(), boot, searched_value)
             z, has_z = n_step_returns(rew, boot, first, term, c.td_steps, c.discount)
