@@ -283,6 +283,25 @@ def test_improved_policy_targets_follow_q_and_leave_ties_at_the_prior() -> None:
         MctsChooser(_Steady(), policy_target="q")  # type: ignore[arg-type]
 
 
+class _Misled(_Steady):
+    """_Steady with a prior that favours the worse action 1, three to one."""
+
+    def prediction(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = torch.tensor([0.0, float(np.log(3.0))]).expand(s.shape[0], 2)
+        return logits, torch.zeros(s.shape[0])
+
+
+def test_greedy_improved_choice_follows_q_where_the_visits_follow_the_prior() -> None:
+    state = {"s": torch.zeros(1, 4)}
+    by_visits = mcts(_Misled(), state, simulations=25, noise_fraction=0.0)  # type: ignore[arg-type]
+    by_q = mcts(_Misled(), state, simulations=25, noise_fraction=0.0, greedy="improved")  # type: ignore[arg-type]
+    assert np.array_equal(by_visits.visits, by_q.visits)  # the same search, a different final choice
+    assert by_visits.action[0] == 1 and by_visits.visits[0, 1] > by_visits.visits[0, 0], by_visits.visits
+    assert by_q.action[0] == 0 and by_q.improved[0, 0] > 0.5, by_q.improved
+    with pytest.raises(ValueError, match="greedy must be 'visits' or 'improved'"):
+        mcts(_Misled(), state, simulations=2, greedy="q")  # type: ignore[arg-type]
+
+
 def test_mcts_is_reproducible_with_a_seeded_rng(muzero_model: WorldModel, cartpole_store) -> None:
     state = context_state(muzero_model, cartpole_store, 2, 3)
     a = mcts(muzero_model, state, simulations=12, rng=np.random.default_rng(5))
@@ -354,6 +373,8 @@ def test_agent_config_refuses_an_unknown_q_normalisation() -> None:
         ActorCritic.preset(q_normalization="root")
     with pytest.raises(ValueError, match="--policy-target must be 'visits' or 'improved', got 'q'"):
         ActorCritic.preset(policy_target="q")
+    with pytest.raises(ValueError, match="--greedy-choice must be 'visits' or 'improved', got 'q'"):
+        ActorCritic.preset(greedy_choice="q")
 
 
 def test_training_keeps_freed_memory_for_reuse() -> None:

@@ -92,6 +92,9 @@ class AgentConfig:
     policy_target: str = "visits"
     """MCTS: what the policy learns from each search: the root "visits" distribution (the paper) or Gumbel
     MuZero's "improved" policy (prior sharpened toward the children with the higher Q)."""
+    greedy_choice: str = "visits"
+    """MCTS: the move evaluation (and the dream) plays: the most "visits" (the paper) or the "improved"
+    policy's favourite (Gumbel MuZero's final choice: the prior plus the children's normalised Q)."""
     minutes: float = 30.0
     """Wall-clock budget of `wm agent train`."""
     cpu_minutes: float = 0.0
@@ -114,6 +117,8 @@ class AgentConfig:
             raise ValueError(f"--q-normalization must be 'tree' or 'siblings', got {self.q_normalization!r}")
         if self.policy_target not in ("visits", "improved"):
             raise ValueError(f"--policy-target must be 'visits' or 'improved', got {self.policy_target!r}")
+        if self.greedy_choice not in ("visits", "improved"):
+            raise ValueError(f"--greedy-choice must be 'visits' or 'improved', got {self.greedy_choice!r}")
 
 
 def lambda_return(rew: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
@@ -287,17 +292,19 @@ class MctsAgent:
 
     def chooser(self, model: WorldModel, explore: bool, progress: float = 1.0) -> MctsChooser:
         """Search each move; exploring adds root noise and samples from the visits at the scheduled
-        temperature, else no noise and the most visited action."""
+        temperature, else no noise and the greedy move (`greedy_choice`)."""
         c = self.config
         temperature = c.visit_temperature * (1.0 if progress < 0.5 else 0.5 if progress < 0.75 else 0.25)
         search = dict(simulations=c.simulations, dirichlet_alpha=c.dirichlet_alpha, normalize=c.q_normalization)
+        search |= dict(greedy=c.greedy_choice)
         search |= dict(noise_fraction=c.noise_fraction if explore else 0.0, temperature=temperature if explore else 0.0)
         return MctsChooser(model, np.random.default_rng(), policy_target=c.policy_target, **search)
 
     def dream_actions(self, model: WorldModel, state: State) -> np.ndarray:
         """Greedy search from B dream states at once."""
         c = self.config
-        return mcts(model, state, simulations=c.simulations, noise_fraction=0.0, normalize=c.q_normalization).action
+        search = dict(simulations=c.simulations, normalize=c.q_normalization, greedy=c.greedy_choice)
+        return mcts(model, state, noise_fraction=0.0, **search).action
 
     def train_step(self, model: WorldModel, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """Nothing to update: the world model's own loss trains the policy and value the search uses."""

@@ -133,13 +133,15 @@ def mcts(
     discount: float | None = None,
     use_done: bool = True,
     normalize: str = "tree",
+    greedy: str = "visits",
     rng: np.random.Generator | None = None,
 ) -> SearchResult:
     """MuZero MCTS from the B protocol states in `state`; the model must offer `prediction` and
     `recurrent_inference` on hidden states `state["s"]` (B, D).
 
-    temperature 0 picks the most visited action, > 0 samples from visits^(1/temperature) (the paper's
-    training-time choice); noise_fraction 0 turns the root noise off (evaluation). With `use_done` every
+    temperature 0 picks the most visited action (`greedy` "visits", the paper) or the improved policy's
+    favourite (`greedy` "improved", Gumbel MuZero's final choice: the prior plus the children's normalised Q,
+    see `improved_policy`), > 0 samples from visits^(1/temperature) (the paper's training-time choice); noise_fraction 0 turns the root noise off (evaluation). With `use_done` every
     node's future value is scaled by 1 - p(terminal) from the termination head, an addition: the paper's
     Atari games have no episode ends to plan around, CartPole's are the whole game.
 
@@ -153,6 +155,8 @@ def mcts(
     """
     if normalize not in ("tree", "siblings"):
         raise ValueError(f"normalize must be 'tree' or 'siblings', got {normalize!r}")
+    if greedy not in ("visits", "improved"):
+        raise ValueError(f"greedy must be 'visits' or 'improved', got {greedy!r}")
     t0 = time.perf_counter()
     rng = rng or np.random.default_rng()
     gamma = float(model.config.discount if discount is None else discount)
@@ -180,7 +184,10 @@ def mcts(
             tree.backup(path + [new], values[b])
 
     root_visits = np.array([[tree.visits[k] if k >= 0 else 0 for k in tree.children[0]] for tree in trees])
-    if temperature <= 0:
+    improved = np.stack([improved_policy(tree, row) for tree, row in zip(trees, root_prior)])
+    if temperature <= 0 and greedy == "improved":
+        chosen = improved.argmax(-1)
+    elif temperature <= 0:
         chosen = (root_visits + 1e-3 * root_prior).argmax(-1)  # ties go to the prior's favourite
     else:
         p = root_visits ** (1.0 / temperature)
@@ -190,7 +197,7 @@ def mcts(
         visits=root_visits.astype(np.int64),
         root_value=np.array([tree.value_sum[0] / max(tree.visits[0], 1) for tree in trees]),
         prior=root_prior,
-        improved=np.stack([improved_policy(tree, row) for tree, row in zip(trees, root_prior)]),
+        improved=improved,
         ms=(time.perf_counter() - t0) * 1e3,
     )
 
