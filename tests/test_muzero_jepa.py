@@ -375,10 +375,3 @@ def test_agent_config_refuses_an_unknown_q_normalisation() -> None:
         ActorCritic.preset(policy_target="q")
     with pytest.raises(ValueError, match="--greedy-choice must be 'visits' or 'improved', got 'q'"):
         ActorCritic.preset(greedy_choice="q")
-
-
-def test_training_keeps_freed_memory_for_reuse() -> None:
-    from wm_core.train import keep_freed_memory
-
-    # glibc (Linux) accepts both malloc settings; the call is safe to repeat.
-    assert keep_freed_memory() is True and keep_freed_memory() is True

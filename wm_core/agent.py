@@ -9,6 +9,9 @@ weights of its own (the model's prediction function is its prior and value), so 
 each move searches with Dirichlet noise at the root, samples the action from the root visit counts at a
 temperature that falls over training (the paper's 1, 0.5, 0.25), and the episode keeps every search's
 visit distribution and root value, which the model then regresses (its policy and value targets).
+Two options take from Gumbel MuZero (Danihelka et al. 2022): `policy_target` "improved" stores the improved
+policy instead of the visits, and `greedy_choice` "improved" plays its favourite instead of the most
+visited move (see `planning.improved_policy`).
 
 The actor and critic read `model.latent(state)` and dream with `imagine`, `reward` and `done` only, so
 they stay outside the world-model protocol and work on any family with reward and done heads. The actor

@@ -14,9 +14,9 @@ with the logged actions, and at each step k = 0..K regresses
     reward  r_{t+k}        the logged reward on arriving at frame t+k (k >= 1),
     value   z_{t+k}        n-step return  sum_i gamma^(i-1) r_{t+k+i} + gamma^n nu_{t+k+n}, where nu is the
                            root value the search stored with the frame (the paper's target), or for frames
-                           without a search (random-policy data) the model's own value v(h(o)), detached; cut
-                           at a terminal (value 0 beyond it) and at the window's end (bootstrap from the
-                           last frame inside it),
+                           without a search (random-policy data, or every frame with `fresh_values`) the
+                           model's own value v(h(o)), detached; cut at a terminal (value 0 beyond it) and
+                           at the window's end (bootstrap from the last frame inside it),
     policy  pi_{t+k}       the search's root visit distribution stored with frame t+k (the paper's target);
                            frames without a search use the one-hot behaviour action a_{t+k+1} (with
                            random-policy data f then learns the behaviour prior, about uniform).
