@@ -121,6 +121,7 @@ class PlaySession:
         from .planning import PLANNERS, default_goal_frame, planner_chooser
 
         run = Path(self.meta["_dir"])
+        search: dict[str, Any] = {}  # an MCTS agent's run plays its search's greedy choice
         if (run / AGENT_FILE).exists():
             try:
                 agent, _ = load_agent(run, self.model)
@@ -129,9 +130,10 @@ class PlaySession:
                 raise ValueError(msg) from None
             if isinstance(agent, ActorCritic):
                 return agent.eval().chooser(self.model, explore=False), "trained agent"
+            search = {"greedy": agent.config.greedy_choice, "normalize": agent.config.q_normalization}
         planner = self.model.capabilities.get("planner")
         if planner == "mcts" and self.model.action_spec.discrete:
-            return planner_chooser(self.model, simulations=PLAY_SIMULATIONS)
+            return planner_chooser(self.model, simulations=PLAY_SIMULATIONS, **search)
         if planner in PLANNERS and planner != "mcts":
             goal = default_goal_frame(self.env_id, self.pipeline)
             return planner_chooser(self.model, goal_frame=goal, goal_label="a held-out start frame", **PLAY_CEM)
