@@ -140,10 +140,11 @@ def mcts(
     `recurrent_inference` on hidden states `state["s"]` (B, D).
 
     temperature 0 picks the most visited action (`greedy` "visits", the paper) or the improved policy's
-    favourite (`greedy` "improved", Gumbel MuZero's final choice: the prior plus the children's normalised Q,
-    see `improved_policy`), > 0 samples from visits^(1/temperature) (the paper's training-time choice); noise_fraction 0 turns the root noise off (evaluation). With `use_done` every
-    node's future value is scaled by 1 - p(terminal) from the termination head, an addition: the paper's
-    Atari games have no episode ends to plan around, CartPole's are the whole game.
+    favourite (`greedy` "improved", Gumbel MuZero's final choice: the prior plus the children's normalised
+    Q, see `improved_policy`), > 0 samples from visits^(1/temperature) (the paper's training-time choice);
+    noise_fraction 0 turns the root noise off (evaluation). With `use_done` every node's future value is
+    scaled by 1 - p(terminal) from the termination head, an addition: the paper's Atari games have no
+    episode ends to plan around, CartPole's are the whole game.
 
     normalize "tree" min-max normalises Q over the whole tree (the paper's MinMaxStats); "siblings" over the
     visited children of the node being descended (an addition, as Gumbel MuZero rescales the root's

@@ -320,7 +320,8 @@ class MuZero(WorldModel):
         spread_loss = F.relu(1 - feat_std / c.feature_std_floor).mean() if c.feature_std_floor > 0 else 0.0
         with torch.no_grad():
             boot = self.prediction(s)[1]  # the model's value of each real frame ...
-            if "search_value" in batch and not c.fresh_values:  # ... unless a search stored its root value with the frame (paper)
+            # ... unless a search stored its root value with the frame (the paper) and fresh_values is off
+            if "search_value" in batch and not c.fresh_values:
                 searched_value = batch["search_value"].to(dev)
                 boot = torch.where(searched_value.isnan(), boot, searched_value)
             z, has_z = n_step_returns(rew, boot, first, term, c.td_steps, c.discount)
