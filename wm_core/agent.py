@@ -48,7 +48,7 @@ from .dream import Dream
 from .envs import PixelEnv, env_entry, make_env
 from .models.dreamer import TwoHot
 from .models.nn import Mlp
-from .planning import Chooser, MctsChooser, mcts, plan_episode
+from .planning import SEARCH_CHOICES, Chooser, MctsChooser, mcts, plan_episode
 from .protocol import State, WorldModel
 from .registry import get_family
 from .report import action_coverage
@@ -118,9 +118,9 @@ class AgentConfig:
     def __post_init__(self) -> None:
         if self.q_normalization not in ("tree", "siblings"):
             raise ValueError(f"--q-normalization must be 'tree' or 'siblings', got {self.q_normalization!r}")
-        if self.policy_target not in ("visits", "improved"):
+        if self.policy_target not in SEARCH_CHOICES:
             raise ValueError(f"--policy-target must be 'visits' or 'improved', got {self.policy_target!r}")
-        if self.greedy_choice not in ("visits", "improved"):
+        if self.greedy_choice not in SEARCH_CHOICES:
             raise ValueError(f"--greedy-choice must be 'visits' or 'improved', got {self.greedy_choice!r}")
 
 

@@ -31,6 +31,8 @@ from .envs import PixelEnv, make_env
 from .protocol import State, WorldModel
 from .spec import FramePipeline
 
+SEARCH_CHOICES = ("visits", "improved")  # what a search's policy target and greedy move are taken from
+
 
 @dataclass
 class SearchResult:
@@ -156,7 +158,7 @@ def mcts(
     """
     if normalize not in ("tree", "siblings"):
         raise ValueError(f"normalize must be 'tree' or 'siblings', got {normalize!r}")
-    if greedy not in ("visits", "improved"):
+    if greedy not in SEARCH_CHOICES:
         raise ValueError(f"greedy must be 'visits' or 'improved', got {greedy!r}")
     t0 = time.perf_counter()
     rng = rng or np.random.default_rng()
@@ -231,7 +233,7 @@ class MctsChooser:
     def __init__(
         self, model: WorldModel, rng: np.random.Generator | None = None, policy_target: str = "visits", **search: Any
     ) -> None:
-        if policy_target not in ("visits", "improved"):
+        if policy_target not in SEARCH_CHOICES:
             raise ValueError(f"policy_target must be 'visits' or 'improved', got {policy_target!r}")
         self.model, self.rng, self.search = model, rng or np.random.default_rng(0), search
         self.policy_target = policy_target
