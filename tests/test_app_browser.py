@@ -7,6 +7,7 @@ The app is built with `build_demo` and launched in this process on a free port; 
 from __future__ import annotations
 
 import re
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import wm_core
 from playground import build_demo
 
 pytestmark = pytest.mark.browser
+SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -211,3 +213,28 @@ def test_errors_are_readable(page: Page) -> None:
     assert "NoSuchEnv-v0" in text(page, "#wm-train-message")
     assert "Traceback" not in page.inner_text("body") and "Error" not in text(page, "#wm-train-message")
     assert not page.locator(".toast-body").all_inner_texts(), "a Gradio error toast instead of the message"
+
+
+def test_shipped_mcts_agent_drives_on_autopilot(browser: Browser, tmp_path: Path) -> None:
+    shipped = tmp_path / "shipped"
+    shutil.copytree(SHIPPED / "muzero-cartpole-agent", shipped / "muzero-cartpole-agent")
+    with serve(shipped, tmp_path / "runs") as url:
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_selector("#wm-start")
+        start_playing(page)
+        page.get_by_label("Let the trained agent or planner drive (any key takes over)").check()
+        # The agent run's own search (25 simulations, as trained and evaluated), named in the status line.
+        status = page.locator(".wm-status")
+        expect(status).to_contain_text("The MCTS planner (25 simulations) is driving", timeout=10_000)
+        start = shown_step(page)
+        page.wait_for_timeout(1500)
+        assert shown_step(page) >= start + 5, "the planner did not step the dream without a key held"
+        assert text(page, ".wm-driver").startswith("MCTS planner")
+        assert "value" in text(page, ".wm-extras") and "time per move" in text(page, ".wm-extras")
+        page.keyboard.down("ArrowLeft")  # a held key takes over ...
+        expect(page.locator(".wm-driver")).to_have_text("you", timeout=5_000)
+        page.keyboard.up("ArrowLeft")  # ... and the planner drives again once it is released
+        expect(page.locator(".wm-driver")).to_contain_text("MCTS planner", timeout=5_000)
+        context.close()

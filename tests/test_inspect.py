@@ -46,6 +46,10 @@ def test_card_sections_are_complete_and_consistent(report: wm_core.Report) -> No
     probe = card["state_probe"]
     assert probe["names"] == list(env_entry("CartPole-v1").state_names)
     assert all(np.isfinite(probe["r2_model"])) and all(r <= 1.0 for r in probe["r2_model"] + probe["r2_random"])
+    runs = np.asarray(probe["r2_random_runs"])  # one row per random twin, each its own initialisation
+    assert runs.shape == (probe["twins"], len(probe["names"])) and probe["twins"] > 1
+    assert np.allclose(runs.mean(0), probe["r2_random"], atol=1e-4) and np.allclose(runs.max(0), probe["r2_random_max"])
+    assert len({tuple(row) for row in runs.tolist()}) == probe["twins"], "the twins share an initialisation"
     cov = card["coverage"]
     assert card["coverage_source"] == "recorded when the model was trained"
     assert sum(cov["counts"]) == cov["steps"] and len(cov["counts"]) == 2

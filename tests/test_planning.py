@@ -87,6 +87,16 @@ def test_mcts_loop_writes_a_loadable_run_with_search_targets(mcts_run: tuple[Pat
     assert torch.equal(has, ~batch["search_value"].isnan()) and has.any() and (~has).any()
 
 
+def test_an_mcts_agent_run_drives_the_dream_with_its_own_search(mcts_run: tuple[Path, dict]) -> None:
+    run, _ = mcts_run
+    session = PlaySession(run, seed=0)
+    assert session.driver_label == "MCTS planner (4 simulations)", session.driver_label  # the agent's, not 8
+    session.reset()
+    session.autopilot = True
+    stepped = [f for f in (session.tick() for _ in range(3)) if f.step > 0]
+    assert stepped and all(f.driver == "agent" and "value" in f.extras for f in stepped)
+
+
 def test_muzero_trains_toward_the_stored_targets(mcts_run: tuple[Path, dict]) -> None:
     run, _ = mcts_run
     model, _ = load_checkpoint(run)

@@ -238,9 +238,15 @@ def _deeper_sections(card: dict[str, Any]) -> list[str]:
             for s in cf["sequences"]
         ]
     if sp := card.get("state_probe"):
-        head = f"linear state probe, R² ({sp['folds']}-fold over episodes, {sp['frames']} frames): model / random"
+        twins = sp.get("twins", 1)
+        head = (f"linear state probe, R² ({sp['folds']}-fold over episodes, {sp['frames']} frames): "
+                f"model / {twins} random models of the same size, mean ± sd (best)")  # fmt: skip
         lines += ["", head]
-        lines += [f"  {n:<24} {m:>7.3f} / {r:.3f}" for n, m, r in zip(sp["names"], sp["r2_model"], sp["r2_random"])]
+        sd, best = sp.get("r2_random_sd", [0.0] * len(sp["names"])), sp.get("r2_random_max", sp["r2_random"])
+        lines += [
+            f"  {n:<24} {m:>7.3f} / {r:.3f} ± {d:.3f} ({b:.3f})"
+            for n, m, r, d, b in zip(sp["names"], sp["r2_model"], sp["r2_random"], sd, best)
+        ]
     if "coverage" in card:
         cov = card["coverage"]
         if cov:

@@ -170,14 +170,16 @@ def counterfactual_figure(card: dict[str, Any], cf: dict[str, np.ndarray], every
 
 
 def probe_figure(card: dict[str, Any]) -> np.ndarray | None:
-    """State-probe R^2 per true-state dim: trained model vs a randomly initialised one."""
+    """State-probe R^2 per true-state dim: trained model vs randomly initialised ones (mean ± sd)."""
     p = card.get("state_probe")
     if not p:
         return None
     fig, axes = _figure(card, 1, "Linear state probe on held-out episodes (R², higher is better)", height=3.2)
     ax, x = axes[0], np.arange(len(p["names"]))
     ax.bar(x - 0.2, p["r2_model"], 0.4, color=COLORS["model"], label="trained model")
-    ax.bar(x + 0.2, p["r2_random"], 0.4, color=COLORS["random"], label="random model, same size")
+    twins = p.get("twins", 1)
+    label = f"random models, same size (mean ± sd of {twins})" if twins > 1 else "random model, same size"
+    ax.bar(x + 0.2, p["r2_random"], 0.4, yerr=p.get("r2_random_sd"), capsize=3, color=COLORS["random"], label=label)
     ax.set_xticks(x, p["names"], fontsize=7)
     ax.set_ylim(min(0.0, *p["r2_model"], *p["r2_random"]), 1.0)
     ax.legend(fontsize=7)

@@ -22,7 +22,7 @@ from .planning import Chooser
 from .protocol import WorldModel
 from .spec import ActionSpec, FramePipeline
 
-PLAY_SIMULATIONS = 8  # MCTS simulations per move when the planner drives the dream (~3 ms on one core)
+PLAY_SIMULATIONS = 8  # MCTS simulations per move (~3 ms on one core), unless an MCTS agent's run gives its own
 PLAY_CEM = {"horizon": 6, "population": 32, "elites": 4, "iterations": 3}  # CEM when it drives
 _MODELS: OrderedDict[str, tuple[WorldModel, dict[str, Any]]] = OrderedDict()
 _MODELS_LOCK = threading.Lock()
@@ -121,7 +121,7 @@ class PlaySession:
         from .planning import PLANNERS, default_goal_frame, planner_chooser
 
         run = Path(self.meta["_dir"])
-        search: dict[str, Any] = {}  # an MCTS agent's run plays its search's greedy choice
+        search: dict[str, Any] = {}  # an MCTS agent's run plays its own search
         if (run / AGENT_FILE).exists():
             try:
                 agent, _ = load_agent(run, self.model)
@@ -130,10 +130,11 @@ class PlaySession:
                 raise ValueError(msg) from None
             if isinstance(agent, ActorCritic):
                 return agent.eval().chooser(self.model, explore=False), "trained agent"
-            search = {"greedy": agent.config.greedy_choice, "normalize": agent.config.q_normalization}
+            c = agent.config  # the search the agent was trained and evaluated with
+            search = {"greedy": c.greedy_choice, "normalize": c.q_normalization, "simulations": c.simulations}
         planner = self.model.capabilities.get("planner")
         if planner == "mcts" and self.model.action_spec.discrete:
-            return planner_chooser(self.model, simulations=PLAY_SIMULATIONS, **search)
+            return planner_chooser(self.model, **{"simulations": PLAY_SIMULATIONS, **search})
         if planner in PLANNERS and planner != "mcts":
             goal = default_goal_frame(self.env_id, self.pipeline)
             return planner_chooser(self.model, goal_frame=goal, goal_label="a held-out start frame", **PLAY_CEM)

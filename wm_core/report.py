@@ -196,26 +196,43 @@ def _ridge_r2(zs: list[np.ndarray], ys: list[np.ndarray]) -> tuple[np.ndarray, l
     return scores[best, np.arange(y.shape[1])], [RIDGES[i] for i in best]
 
 
-def state_probe(model: WorldModel, episodes: Sequence[Episode], state_names: Sequence[str] = (), seed: int = 0):
-    """Linear probe R^2 from latent to true state, for the model and for a random model of the same config."""
+TWINS = 5
+
+
+def state_probe(
+    model: WorldModel, episodes: Sequence[Episode], state_names: Sequence[str] = (), seed: int = 0, twins: int = TWINS
+):
+    """Linear probe R^2 from latent to true state, for the model and for `twins` randomly initialised models
+    of the same config (seeds `seed`, `seed` + 1, ...). One random twin is a noisy baseline: on 200 held-out
+    CartPole episodes, four seeds of a random jepa read pole angle with R^2 from 0.82 to 0.95, so the card
+    gives their mean, spread and best."""
     eps = [e for e in episodes if e.state is not None and len(e) > 1]
     if len(eps) < 2 * FOLDS:
         return None
     ys = [e.state for e in eps]
-    torch.manual_seed(seed)
-    random_model = type(model)(model.config, model.action_spec, model.frame_size).to(model.frame_mean.device)
-    random_model.frame_mean.copy_(model.frame_mean)
     r2, ridge = _ridge_r2(filtered_latents(model.eval(), eps), ys)
-    r2_random, ridge_random = _ridge_r2(filtered_latents(random_model.eval(), eps), ys)
+    runs, ridges = [], []
+    for i in range(twins):
+        torch.manual_seed(seed + i)
+        twin = type(model)(model.config, model.action_spec, model.frame_size).to(model.frame_mean.device)
+        twin.frame_mean.copy_(model.frame_mean)
+        r2_twin, ridge_twin = _ridge_r2(filtered_latents(twin.eval(), eps), ys)
+        runs.append(r2_twin)
+        ridges.append(ridge_twin)
+    runs_arr = np.stack(runs)  # (twins, dims)
     k = ys[0].shape[1]
     names = list(state_names) if len(state_names) == k else [f"state {i}" for i in range(k)]
     return {
         "names": names,
         "r2_model": np.round(r2, 4).tolist(),
-        "r2_random": np.round(r2_random, 4).tolist(),
+        "r2_random": np.round(runs_arr.mean(0), 4).tolist(),
+        "r2_random_sd": np.round(runs_arr.std(0), 4).tolist(),
+        "r2_random_max": np.round(runs_arr.max(0), 4).tolist(),
+        "r2_random_runs": np.round(runs_arr, 4).tolist(),
+        "twins": twins,
         "frames": int(sum(len(e) for e in eps)),
         "folds": FOLDS,
-        "ridge": {"model": ridge, "random": ridge_random},
+        "ridge": {"model": ridge, "random": ridges},
     }
 
 

@@ -12,7 +12,8 @@ let lastStep = -1, paints = [];
 
 const $ = (sel) => element.querySelector(sel);
 const visible = () => element.offsetParent !== null;   // a hidden tab neither takes keys nor ticks
-const typing = (t) => t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
+// Keys go to the game unless they edit something; a ticked checkbox (lockstep, autopilot) keeps focus but edits nothing.
+const typing = (t) => t && ((t.tagName === "INPUT" && t.type !== "checkbox") || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
 
 function normKey(k) { return k === "Spacebar" ? " " : k.length === 1 ? k.toLowerCase() : k; }
 

@@ -45,7 +45,7 @@ function render(r, sentAt) {
   const status = showEnd ? "Episode end predicted: the dream restarted from a new real context"
     : r.real_ended ? "The real episode ended; the dream goes on. Reset restarts both"
     : r.paused ? "Paused: press Step for one frame, Pause to resume"
-    : r.driver === "agent" ? "The trained agent is driving: press a key to take over"
+    : r.driver === "agent" ? "The " + (r.driver_label || "trained agent") + " is driving: press a key to take over"
     : r.waiting ? "Hold a key to drive the dream (this env has no 'do nothing' action)"
     : r.recording ? "● Recording" : "Playing: hold the keys listed above";
   setText(".wm-status", status);
