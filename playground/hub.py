@@ -192,6 +192,7 @@ class PlayHub(ClientHub[_Player]):
                 and not f.ended
                 and not (s.autopilot and s.agent is not None)
             )
+            driver = "you" if waiting else f.driver  # a frame the agent made before the autopilot went off
             return {
                 "ok": True,
                 "frame": b64_frame(f.dream),
@@ -210,8 +211,8 @@ class PlayHub(ClientHub[_Player]):
                 "resets": s.resets,
                 "recording": s.recording is not None,
                 "temperature": s.temperature,
-                "driver": f.driver,
-                "driver_label": s.driver_label if f.driver == "agent" else "you",
+                "driver": driver,
+                "driver_label": s.driver_label if driver == "agent" else "you",
                 "has_agent": s.agent is not None,
                 "extras": f.extras,
             }

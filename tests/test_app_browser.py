@@ -224,7 +224,8 @@ def test_shipped_mcts_agent_drives_on_autopilot(browser: Browser, tmp_path: Path
         page.goto(url)
         page.wait_for_selector("#wm-start")
         start_playing(page)
-        page.get_by_label("Let the trained agent or planner drive (any key takes over)").check()
+        autopilot = page.get_by_label("Let the trained agent or planner drive (any key takes over)")
+        autopilot.check()  # the checkbox keeps the focus: the arrow keys below must still reach the game
         # The agent run's own search (25 simulations, as trained and evaluated), named in the status line.
         status = page.locator(".wm-status")
         expect(status).to_contain_text("The MCTS planner (25 simulations) is driving", timeout=10_000)
@@ -237,4 +238,7 @@ def test_shipped_mcts_agent_drives_on_autopilot(browser: Browser, tmp_path: Path
         expect(page.locator(".wm-driver")).to_have_text("you", timeout=5_000)
         page.keyboard.up("ArrowLeft")  # ... and the planner drives again once it is released
         expect(page.locator(".wm-driver")).to_contain_text("MCTS planner", timeout=5_000)
+        page.keyboard.press(" ")  # space still toggles the focused checkbox: the autopilot is off again
+        expect(autopilot).not_to_be_checked()
+        expect(status).to_contain_text("Hold a key", timeout=10_000)
         context.close()

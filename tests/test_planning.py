@@ -204,3 +204,7 @@ def test_planner_drives_the_dream_on_autopilot(family: str, label: str, runs: di
     assert r["ok"] and r["driver"] == "agent" and r["driver_label"].startswith(label) and "time per move" in r["extras"]
     r = hub.tick("c", ["ArrowLeft"])  # a key takes over
     assert r["driver"] == "you" and r["driver_label"] == "you"
+    assert hub.tick("c", [])["driver"] == "agent"  # and hands back when released
+    hub.control("c", "autopilot", False)
+    r = hub.tick("c", [])  # the agent's last frame is still shown, but no one drives it now
+    assert r["waiting"] and r["driver"] == "you" and r["driver_label"] == "you"

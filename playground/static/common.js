@@ -12,14 +12,15 @@ let lastStep = -1, paints = [];
 
 const $ = (sel) => element.querySelector(sel);
 const visible = () => element.offsetParent !== null;   // a hidden tab neither takes keys nor ticks
-// Keys go to the game unless they edit something; a ticked checkbox (lockstep, autopilot) keeps focus but edits nothing.
-const typing = (t) => t && ((t.tagName === "INPUT" && t.type !== "checkbox") || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
+// Keys go to the game unless they edit the focused element. A checkbox just ticked (lockstep, autopilot) keeps
+// the focus, but only space edits it: arrows and letters still drive.
+const typing = (t, k) => t && ((t.tagName === "INPUT" && (t.type !== "checkbox" || k === " ")) || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
 
 function normKey(k) { return k === "Spacebar" ? " " : k.length === 1 ? k.toLowerCase() : k; }
 
 document.addEventListener("keydown", (e) => {
-  if (!visible() || typing(e.target)) return;
   const k = normKey(e.key);
+  if (!visible() || typing(e.target, k)) return;
   if (e.ctrlKey || e.metaKey || e.altKey) return;
   if (SCROLL_KEYS.has(k)) e.preventDefault();   // arrows and space must never scroll the page
   if (!held.has(k)) { held.add(k); keyDownAt = performance.now(); }
@@ -27,7 +28,7 @@ document.addEventListener("keydown", (e) => {
 document.addEventListener("keyup", (e) => {
   const k = normKey(e.key);
   held.delete(k);
-  if (SCROLL_KEYS.has(k) && visible()) e.preventDefault();
+  if (SCROLL_KEYS.has(k) && visible() && !typing(e.target, k)) e.preventDefault();
 });
 window.addEventListener("blur", () => held.clear());   // no stuck keys after alt-tab
 
