@@ -11,8 +11,8 @@ the Inspect tab, so the command line and the app always show the same numbers.
   env from the same seed; "spread" is the mean pairwise foreground MSE between the futures, so a dream
   whose spread is far below the real one ignores its actions.
 - state probe: ridge regression from the filtered latent to the env's true state (classic control), scored
-  by R^2 in 5-fold cross-validation over whole held-out episodes, beside the same probe on a randomly
-  initialised model of the same family and size: what training added beyond a random projection.
+  by R^2 in 5-fold cross-validation over whole held-out episodes, beside the same probe on five randomly
+  initialised models of the same family and size: what training added beyond a random projection.
 - coverage: how often each action occurred in the training data, overall and per bin of each true-state
   dim, so a user sees which actions a dream never saw in which situations.
 """
@@ -179,7 +179,7 @@ def _ridge_r2(zs: list[np.ndarray], ys: list[np.ndarray]) -> tuple[np.ndarray, l
     """Cross-validated R^2 per target dim of a ridge probe: episodes split into 5 folds, each predicted by a
     probe fitted on the other four, R^2 pooled over all predictions. Folds are whole episodes, because
     neighbouring frames of one episode nearly repeat each other. The ridge strength is the best of
-    `RIDGES` per dim (the same search for the model and its random twin)."""
+    `RIDGES` per dim (the same search for the model and its random twins)."""
     cat = lambda a: np.concatenate(a).astype(np.float64)  # noqa: E731
     y = cat(ys)
     fold = np.concatenate([np.full(len(z), i % FOLDS) for i, z in enumerate(zs)])
