@@ -375,3 +375,5 @@ def test_agent_config_refuses_an_unknown_q_normalisation() -> None:
         ActorCritic.preset(policy_target="q")
     with pytest.raises(ValueError, match="--greedy-choice must be 'visits' or 'improved', got 'q'"):
         ActorCritic.preset(greedy_choice="q")
+    with pytest.raises(ValueError, match=r"--wm-lr-decay is the end learning rate's share of the start, in \(0, 1\]"):
+        ActorCritic.preset(wm_lr_decay=0.0)

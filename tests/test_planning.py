@@ -97,6 +97,22 @@ def test_an_mcts_agent_run_drives_the_dream_with_its_own_search(mcts_run: tuple[
     assert stepped and all(f.driver == "agent" and "value" in f.extras for f in stepped)
 
 
+def test_world_model_learning_rate_decays_over_the_budget(tmp_path: Path, cartpole_store: EpisodeStore) -> None:
+    # A budget this small is spent before the first gradient step, so that step already runs at the end rate.
+    tiny = dict(minutes=0.0001, collect_steps=20, train_steps=2, eval_episodes=1, simulations=2)
+    moved = {}
+    for decay in (1.0, 1e-9):
+        run = tmp_path / f"decay-{decay}"
+        shutil.copytree(cartpole_store.root, run / "data")
+        train_agent(run, env_id="CartPole-v1", family="muzero", preset="tiny", overrides=tiny | {"wm_lr_decay": decay},
+                    say=lambda _m: None)  # fmt: skip
+        trained, _ = load_checkpoint(run)
+        torch.manual_seed(0)  # the initial model of train_agent (seed 0)
+        start = type(trained)(trained.config, trained.action_spec, trained.frame_size)
+        moved[decay] = max((a - b).abs().max().item() for a, b in zip(trained.parameters(), start.parameters()))
+    assert moved[1.0] > 1e-4 and moved[1e-9] < 1e-6, moved
+
+
 def test_muzero_trains_toward_the_stored_targets(mcts_run: tuple[Path, dict]) -> None:
     run, _ = mcts_run
     model, _ = load_checkpoint(run)

@@ -98,6 +98,10 @@ class AgentConfig:
     greedy_choice: str = "visits"
     """MCTS: the move evaluation (and the dream) plays: the most "visits" (the paper) or the "improved"
     policy's favourite (Gumbel MuZero's final choice: the prior plus the children's normalised Q)."""
+    wm_lr_decay: float = 1.0
+    """The world model's learning rate at the end of the budget, as a share of its own `lr`: it decays
+    exponentially with the share of the budget used (MuZero decays its rate exponentially with training
+    steps; 1 keeps it constant)."""
     minutes: float = 30.0
     """Wall-clock budget of `wm agent train`."""
     cpu_minutes: float = 0.0
@@ -122,6 +126,9 @@ class AgentConfig:
             raise ValueError(f"--policy-target must be 'visits' or 'improved', got {self.policy_target!r}")
         if self.greedy_choice not in SEARCH_CHOICES:
             raise ValueError(f"--greedy-choice must be 'visits' or 'improved', got {self.greedy_choice!r}")
+        if not 0 < self.wm_lr_decay <= 1:
+            msg = f"--wm-lr-decay is the end learning rate's share of the start, in (0, 1]; got {self.wm_lr_decay}"
+            raise ValueError(msg)
 
 
 def lambda_return(rew: torch.Tensor, cont: torch.Tensor, value: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
@@ -506,6 +513,8 @@ def train_agent(
             eps = random_eps + recent_eps[::-1]
             sampler = SequenceSampler(eps, model.action_spec, wm_cfg.seq_len, wm_cfg.batch_size, seed=seed + step)
             model.train()
+            for group in wm_opt.param_groups:
+                group["lr"] = wm_cfg.lr * c.wm_lr_decay ** min(progress(), 1.0)
             for _ in range(c.train_steps):
                 batch = sampler.sample()
                 loss, wm_metrics = model.loss(batch)
