@@ -119,6 +119,34 @@ def test_jepa_logs_collapse_metrics(cartpole_store: EpisodeStore) -> None:
     assert effective_rank(torch.randn(256, 1) * torch.ones(1, 8)) < 1.01  # every unit the same: rank 1
 
 
+def _with_past_actions(family: str, store: EpisodeStore) -> WorldModel:
+    torch.manual_seed(0)
+    cls = get_family(family)
+    model = cls(cls.preset("tiny", past_actions=True), store.action_spec, store.pipeline.size)
+    model.set_frame_mean(store.mean_frame())
+    return model.eval()
+
+
+def test_muzero_representation_reads_the_actions_that_led_to_its_frames(cartpole_store: EpisodeStore) -> None:
+    model = _with_past_actions("muzero", cartpole_store)
+    batch = sampler_for(cartpole_store, model, batch_size=1).sample()
+    first = batch["is_first"].clone()
+    first[:, 0] = True  # start the window as an episode so `observe` sees the same history
+    with torch.no_grad():
+        windows, _ = model.represent_windows(model.to_pixels(batch["obs"]), batch["act"].float(), first)
+        state, stepped = model.initial(1), []
+        for t in range(first.shape[1]):
+            state = model.initial(1) if first[0, t] else state
+            state = model.observe(state, batch["obs"][:, t], batch["act"][:, t].float())
+            stepped.append(state["s"])
+        # training (every t at once) and play (one frame at a time) build the same state
+        torch.testing.assert_close(torch.cat(stepped), windows[0], rtol=1e-4, atol=1e-5)
+        # the last action reaches h: the same frames after the other push give another state
+        before = model.observe(model.initial(1), batch["obs"][:, 0], torch.zeros(1, 2))
+        pushes = [model.observe(before, batch["obs"][:, 1], torch.eye(2)[i : i + 1])["s"] for i in range(2)]
+    assert (pushes[0] - pushes[1]).abs().max() > 1e-4
+
+
 # Learning tests: 150 steps of the tiny preset on two short real episodes (about 5 s each on 2 cores).
 STEPS = 150
 

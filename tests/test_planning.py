@@ -19,7 +19,7 @@ from conftest import make_model, real_frames
 from test_cli import ENV
 
 from playground.hub import PlayHub
-from wm_core.agent import AGENT_FILE, MctsAgent, evaluate_agent, load_agent, train_agent
+from wm_core.agent import AGENT_FILE, KEPT_SEED_OFFSET, MctsAgent, evaluate_agent, load_agent, train_agent
 from wm_core.checkpoint import load_checkpoint
 from wm_core.data import EpisodeStore, SequenceSampler
 from wm_core.dream import Dream
@@ -112,6 +112,26 @@ def test_world_model_learning_rate_decays_over_the_budget(tmp_path: Path, cartpo
         moved[decay] = max((a - b).abs().max().item() for a, b in zip(trained.parameters(), start.parameters()))
     assert moved[1.0] > 1e-4 and moved[1e-9] < 1e-6, moved
 
+
+def test_keep_best_finishes_with_the_best_evaluated_weights(tmp_path: Path, cartpole_store: EpisodeStore) -> None:
+    run = tmp_path / "keep"
+    shutil.copytree(cartpole_store.root, run / "data")
+    # an evaluation after every iteration, for 15 seconds: several evaluations of different weights
+    tiny = dict(minutes=0.25, eval_every=1e-6, collect_steps=20, train_steps=2, eval_episodes=2, simulations=2)
+    tiny |= {"keep_best": True}
+    result = train_agent(run, env_id="CartPole-v1", family="muzero", preset="tiny", overrides=tiny, say=lambda _m: None)
+    evaluated = [p for p in result["curve"] if "eval_return" in p]
+    kept = result["kept"]
+    assert len(evaluated) >= 2 and kept["eval_return"] == max(p["eval_return"] for p in evaluated)
+    assert kept["grad_steps"] in [p["grad_steps"] for p in evaluated]
+    model, meta = load_checkpoint(run)
+    agent, _ = load_agent(run, model)
+    assert meta["step"] == result["world_model_step"] == kept["grad_steps"]
+    # the saved weights are the ones that made the best score on the evaluation seeds ...
+    assert evaluate_agent(model, agent, "CartPole-v1", 2)["real_mean"] == kept["eval_return"]
+    # ... and the reported evaluation played other seeds with them
+    fresh = evaluate_agent(model, agent, "CartPole-v1", 2, KEPT_SEED_OFFSET)
+    assert fresh["real"] == result["evaluation"]["real"] and kept["fresh_seeds_from"] == 2 * 100_000 + KEPT_SEED_OFFSET
 
 def test_muzero_trains_toward_the_stored_targets(mcts_run: tuple[Path, dict]) -> None:
     run, _ = mcts_run

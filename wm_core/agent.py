@@ -59,6 +59,7 @@ AGENT_FILE = "agent.json"
 # world-model metrics that the curve logs too (MuZero's; an actor-critic's own metrics come from its update)
 LOGGED = ("value_loss", "policy_loss", "done_loss", "consistency_loss", "value_target_mean")
 POLICY_SEED_BASE = 100_000  # policy episodes use env seeds from here: disjoint from random and held-out data
+KEPT_SEED_OFFSET = 50_000  # `keep_best`'s closing evaluation: env seeds no in-training evaluation played
 
 
 @dataclass
@@ -118,6 +119,10 @@ class AgentConfig:
     """Minutes between greedy evaluations in the real env during training."""
     eval_episodes: int = 10
     """Episodes per evaluation."""
+    keep_best: bool = False
+    """Finish with the weights of the best evaluation (the in-training ones and the last), not the last
+    weights: early stopping on the evaluations. The kept weights are then evaluated again on env seeds no
+    evaluation played, so the luck that made them the best is not reported as their return."""
 
     def __post_init__(self) -> None:
         if self.q_normalization not in ("tree", "siblings"):
@@ -470,6 +475,8 @@ def train_agent(
     cpu_prior = curve[-1].get("cpu_seconds", 0.0) if curve else 0.0
     env = make_env(env_id)
     t0, cpu0, next_eval, recent = time.perf_counter(), time.process_time(), c.eval_every, []
+    best: dict[str, Any] = {}  # keep_best: the best evaluation so far, with its weights
+    kept: dict[str, Any] | None = None  # keep_best: which evaluation's weights the run finished with
     kind = "MCTS" if isinstance(agent, MctsAgent) else "actor-critic"
     say(f"{kind} agent on {env_id}: {c.minutes} min budget, world model at step {step}, {len(store)} policy episodes")
 
@@ -490,8 +497,17 @@ def train_agent(
         save_checkpoint(run, model, env_id=env_id, pipeline=entry.pipeline, step=step, command=command, extra=data)
         extra = {"env_id": env_id, "curve": curve, "world_model_step": step, "budget": budget}
         extra |= {"evaluation": evaluation or ameta.get("evaluation")}
+        extra |= {"kept": kept} if kept else {}
         agent.save(run, extra)
         return {"config": asdict(c), **extra}
+
+    def remember_if_best(ev: dict[str, Any], point: dict[str, Any]) -> None:
+        if best and ev["real_mean"] <= best["eval_return"]:
+            return
+        copy = lambda module: {k: v.detach().clone() for k, v in module.state_dict().items()}  # noqa: E731
+        best.clear()
+        best.update(eval_return=ev["real_mean"], cpu_seconds=point.get("cpu_seconds", 0.0), grad_steps=step)
+        best.update(model=copy(model), agent=copy(agent) if isinstance(agent, nn.Module) else None)
 
     try:
         while True:  # at least one iteration per call, however small the budget
@@ -536,6 +552,8 @@ def train_agent(
                 ev = evaluate_agent(model, agent, env_id, c.eval_episodes, seed)
                 point |= {"eval_return": ev["real_mean"], "dream_return": ev["dream_mean"]}
                 next_eval += c.eval_every
+                if c.keep_best:
+                    remember_if_best(ev, point)
                 save(ev)
             curve.append(point)
             say(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in point.items()))
@@ -547,4 +565,17 @@ def train_agent(
     evaluation = evaluate_agent(model, agent, env_id, c.eval_episodes, seed)
     if curve:
         curve[-1] |= {"eval_return": evaluation["real_mean"], "dream_return": evaluation["dream_mean"]}
+    if c.keep_best:
+        remember_if_best(evaluation, curve[-1] if curve else {})
+        model.load_state_dict(best["model"])
+        if isinstance(agent, nn.Module):
+            agent.load_state_dict(best["agent"])
+        step = best["grad_steps"]
+        evaluation = evaluate_agent(model, agent, env_id, c.eval_episodes, seed + KEPT_SEED_OFFSET)
+        kept = {k: best[k] for k in ("eval_return", "cpu_seconds", "grad_steps")}
+        kept |= {"fresh_seeds_from": 2 * POLICY_SEED_BASE + seed + KEPT_SEED_OFFSET}
+        say(
+            f"kept the weights evaluated at {kept['cpu_seconds'] / 60:.1f} CPU-min (return {kept['eval_return']:.1f}"
+            f" there); on fresh env seeds they score {evaluation['real_mean']:.1f} ± {evaluation['real_std']:.1f}"
+        )
     return save(evaluation)
