@@ -2,12 +2,16 @@
 with a Learned Model"), scaled down to 64x64 frames on a CPU.
 
 The paper's three functions:
-    representation  s_t = h(o_{t-1}, o_t)   a conv net on the last two frames stacked as planes -> hidden state
+    representation  s_t = h(o_{t-1}, o_t; the actions that led to them)
+                                            a conv net on the last two frames stacked as planes, its features
+                                            joined by the one-hot past actions (`past_actions`) -> hidden state
     dynamics        s', r = g(s, a)         an MLP on (s, one-hot a), residual on s
     prediction      pi, v = f(s)            policy logits and value
 Hidden states are min-max normalised to [0, 1] after h and after every g ("we scale the hidden state to the
-same range as the action input", paper Appendix G). The paper stacks 32 frames; two (`frames`) are enough to
-see CartPole's velocities, and the state carries the frames before the last so `observe` can stack them.
+same range as the action input", paper Appendix G). The paper stacks 32 frames and the 32 actions that led
+to them; here two frames (`frames`) and their actions: the frames show CartPole's velocities as they were
+before the last push, the action says how that push changed them. The state carries the frames and actions
+before the last so `observe` can stack them.
 
 Training (paper Appendix G): from *every* position t of a sampled window the model unrolls K steps of g
 with the logged actions, and at each step k = 0..K regresses
