@@ -133,6 +133,7 @@ def test_keep_best_finishes_with_the_best_evaluated_weights(tmp_path: Path, cart
     fresh = evaluate_agent(model, agent, "CartPole-v1", 2, KEPT_SEED_OFFSET)
     assert fresh["real"] == result["evaluation"]["real"] and kept["fresh_seeds_from"] == 2 * 100_000 + KEPT_SEED_OFFSET
 
+
 def test_muzero_trains_toward_the_stored_targets(mcts_run: tuple[Path, dict]) -> None:
     run, _ = mcts_run
     model, _ = load_checkpoint(run)
