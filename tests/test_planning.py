@@ -116,9 +116,10 @@ def test_world_model_learning_rate_decays_over_the_budget(tmp_path: Path, cartpo
 def test_keep_best_finishes_with_the_best_evaluated_weights(tmp_path: Path, cartpole_store: EpisodeStore) -> None:
     run = tmp_path / "keep"
     shutil.copytree(cartpole_store.root, run / "data")
-    # an evaluation after every iteration, for 15 seconds: several evaluations of different weights
-    tiny = dict(minutes=0.25, eval_every=1e-6, collect_steps=20, train_steps=2, eval_episodes=2, simulations=2)
-    tiny |= {"keep_best": True}
+    # an evaluation after every iteration, for 6 CPU-seconds (not wall-clock, which a busy machine stretches):
+    # several evaluations of different weights
+    tiny = dict(minutes=10.0, cpu_minutes=0.1, eval_every=1e-6, collect_steps=20, train_steps=2, eval_episodes=2)
+    tiny |= {"simulations": 2, "keep_best": True}
     result = train_agent(run, env_id="CartPole-v1", family="muzero", preset="tiny", overrides=tiny, say=lambda _m: None)
     evaluated = [p for p in result["curve"] if "eval_return" in p]
     kept = result["kept"]
@@ -127,6 +128,7 @@ def test_keep_best_finishes_with_the_best_evaluated_weights(tmp_path: Path, cart
     model, meta = load_checkpoint(run)
     agent, _ = load_agent(run, model)
     assert meta["step"] == result["world_model_step"] == kept["grad_steps"]
+    assert result["budget"]["grad_steps"] == result["curve"][-1]["grad_steps"]  # the budget counts every step
     # the saved weights are the ones that made the best score on the evaluation seeds ...
     assert evaluate_agent(model, agent, "CartPole-v1", 2)["real_mean"] == kept["eval_return"]
     # ... and the reported evaluation played other seeds with them

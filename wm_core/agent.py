@@ -494,8 +494,9 @@ def train_agent(
         # the random data stays findable; coverage counts every episode the world model has trained on
         coverage = action_coverage(random_eps + policy_eps, model.action_spec, entry.state_names)
         data = {"data": {"dir": str(data_dir.resolve()), "coverage": coverage}, "budget": budget}
-        save_checkpoint(run, model, env_id=env_id, pipeline=entry.pipeline, step=step, command=command, extra=data)
-        extra = {"env_id": env_id, "curve": curve, "world_model_step": step, "budget": budget}
+        at = kept["grad_steps"] if kept else step  # the saved weights' step; the budget counts every step
+        save_checkpoint(run, model, env_id=env_id, pipeline=entry.pipeline, step=at, command=command, extra=data)
+        extra = {"env_id": env_id, "curve": curve, "world_model_step": at, "budget": budget}
         extra |= {"evaluation": evaluation or ameta.get("evaluation")}
         extra |= {"kept": kept} if kept else {}
         agent.save(run, extra)
@@ -570,7 +571,6 @@ def train_agent(
         model.load_state_dict(best["model"])
         if isinstance(agent, nn.Module):
             agent.load_state_dict(best["agent"])
-        step = best["grad_steps"]
         evaluation = evaluate_agent(model, agent, env_id, c.eval_episodes, seed + KEPT_SEED_OFFSET)
         kept = {k: best[k] for k in ("eval_return", "cpu_seconds", "grad_steps")}
         kept |= {"fresh_seeds_from": 2 * POLICY_SEED_BASE + seed + KEPT_SEED_OFFSET}
