@@ -309,7 +309,8 @@ class MuZero(WorldModel):
         return state
 
     def observe(self, state: State, frame: torch.Tensor, prev_action: torch.Tensor) -> State:
-        """s = h(the last `frames` frames); the reward is g's prediction for (previous s, prev_action)."""
+        """s = h(the last `frames` frames, with `past_actions` also the actions that led to them); the reward is
+        g's prediction for (previous s, prev_action)."""
         prev_action = prev_action.to(self.frame_mean.device)
         planes = self.planes(self.to_pixels(frame))  # (B, P, H, W)
         seen = state["seen"]
