@@ -119,16 +119,9 @@ def test_jepa_logs_collapse_metrics(cartpole_store: EpisodeStore) -> None:
     assert effective_rank(torch.randn(256, 1) * torch.ones(1, 8)) < 1.01  # every unit the same: rank 1
 
 
-def _with_past_actions(family: str, store: EpisodeStore) -> WorldModel:
-    torch.manual_seed(0)
-    cls = get_family(family)
-    model = cls(cls.preset("tiny", past_actions=True), store.action_spec, store.pipeline.size)
-    model.set_frame_mean(store.mean_frame())
-    return model.eval()
-
-
 def test_muzero_representation_reads_the_actions_that_led_to_its_frames(cartpole_store: EpisodeStore) -> None:
-    model = _with_past_actions("muzero", cartpole_store)
+    model = make_model("muzero", cartpole_store).eval()
+    assert model.config.past_actions  # on in the presets
     batch = sampler_for(cartpole_store, model, batch_size=1).sample()
     first = batch["is_first"].clone()
     first[:, 0] = True  # start the window as an episode so `observe` sees the same history

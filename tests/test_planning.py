@@ -19,7 +19,15 @@ from conftest import make_model, real_frames
 from test_cli import ENV
 
 from playground.hub import PlayHub
-from wm_core.agent import AGENT_FILE, KEPT_SEED_OFFSET, MctsAgent, evaluate_agent, load_agent, train_agent
+from wm_core.agent import (
+    AGENT_FILE,
+    KEPT_SEED_OFFSET,
+    POLICY_SEED_BASE,
+    MctsAgent,
+    evaluate_agent,
+    load_agent,
+    train_agent,
+)
 from wm_core.checkpoint import load_checkpoint
 from wm_core.data import EpisodeStore, SequenceSampler
 from wm_core.dream import Dream
@@ -133,7 +141,10 @@ def test_keep_best_finishes_with_the_best_evaluated_weights(tmp_path: Path, cart
     assert evaluate_agent(model, agent, "CartPole-v1", 2)["real_mean"] == kept["eval_return"]
     # ... and the reported evaluation played other seeds with them
     fresh = evaluate_agent(model, agent, "CartPole-v1", 2, KEPT_SEED_OFFSET)
-    assert fresh["real"] == result["evaluation"]["real"] and kept["fresh_seeds_from"] == 2 * 100_000 + KEPT_SEED_OFFSET
+    assert (
+        fresh["real"] == result["evaluation"]["real"]
+        and kept["fresh_seeds_from"] == 2 * POLICY_SEED_BASE + KEPT_SEED_OFFSET
+    )
 
 
 def test_muzero_trains_toward_the_stored_targets(mcts_run: tuple[Path, dict]) -> None:
