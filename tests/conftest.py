@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from wm_core.data import EpisodeStore, SequenceSampler, collect
-from wm_core.protocol import WorldModel
+from wm_core.protocol import WorldModel, make_optimizer
 from wm_core.registry import get_family
 from wm_core.train import train_run
 
@@ -75,8 +75,8 @@ def sampler_for(store: EpisodeStore, model: WorldModel, seed: int = 0, batch_siz
 
 
 def adam_steps(model: WorldModel, sampler: SequenceSampler, steps: int, lr: float = 1e-3) -> torch.optim.Adam:
-    """Take `steps` real Adam steps on sampled batches; returns the optimizer."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    """Take `steps` real Adam steps on sampled batches (the optimizer `wm train` builds); returns it."""
+    opt = make_optimizer(model, lr)
     model.train()
     for _ in range(steps):
         loss, _ = model.loss(sampler.sample())

@@ -17,7 +17,7 @@ from wm_core.envs import make_env
 from wm_core.models.jepa import effective_rank
 from wm_core.models.muzero import inverse_value_transform, n_step_returns, value_transform
 from wm_core.planning import MctsChooser, cem, cem_goal_chooser, goal_cost, mcts, mcts_chooser, plan_episode
-from wm_core.protocol import WorldModel
+from wm_core.protocol import WorldModel, make_optimizer
 from wm_core.registry import get_family
 from wm_core.spec import ActionSpec
 from wm_core.train import Trainer
@@ -107,6 +107,25 @@ def test_jepa_target_encoder_is_an_ema_without_gradients(cartpole_store: Episode
     moved = [(t - b).abs().sum() for t, b in zip(model.target_encoder.parameters(), target_before)]
     online = [(o - b).abs().sum() for o, b in zip(model.encoder.parameters(), target_before)]
     assert sum(moved) > 0 and sum(moved) < (1 - ema) * 3 * sum(online)
+
+
+def test_jepa_conv_layers_learn_at_their_share_of_the_rate(cartpole_store: EpisodeStore) -> None:
+    model = make_model("jepa", cartpole_store)
+    scale = model.config.encoder_lr_scale
+    assert scale < 1.0  # the preset under test slows the convs
+    opt = make_optimizer(model, 1e-3)
+    fast, slow = opt.param_groups
+    assert fast["lr"] == 1e-3 and slow["lr"] == pytest.approx(1e-3 * scale)
+    convs = {id(p) for p in model.encoder.convs.parameters()}
+    assert {id(p) for p in slow["params"]} == convs
+    assert sorted(map(id, fast["params"] + slow["params"])) == sorted(map(id, model.parameters()))
+    # Adam's first step moves every weight by at most its group's rate.
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    adam_steps(model, sampler_for(cartpole_store, model), 1, lr=1e-3)
+    step = {n: float((p.detach() - before[n]).abs().max()) for n, p in model.named_parameters()}
+    conv_step = max(v for n, v in step.items() if n.startswith("encoder.convs."))
+    assert 0 < conv_step <= 1e-3 * scale * 1.001
+    assert step["encoder.head.weight"] > 1e-3 * scale * 2
 
 
 def test_jepa_logs_collapse_metrics(cartpole_store: EpisodeStore) -> None:

@@ -49,7 +49,7 @@ from .envs import PixelEnv, env_entry, make_env
 from .models.dreamer import TwoHot
 from .models.nn import Mlp
 from .planning import SEARCH_CHOICES, Chooser, MctsChooser, mcts, plan_episode
-from .protocol import State, WorldModel
+from .protocol import State, WorldModel, make_optimizer
 from .registry import get_family
 from .report import action_coverage
 from .spec import ActionSpec
@@ -468,7 +468,7 @@ def train_agent(
     c, wm_cfg = agent.config, model.config
     store = EpisodeStore.create(run / "agent-data", env_id, entry.pipeline, model.action_spec)
     policy_eps = store.episodes()
-    wm_opt = torch.optim.Adam(model.parameters(), lr=wm_cfg.lr)
+    wm_opt = make_optimizer(model, wm_cfg.lr)
     curve: list[dict[str, Any]] = ameta.get("curve", [])
     t_prior = curve[-1]["seconds"] if curve else 0.0
     env_steps = curve[-1]["env_steps"] if curve else sum(len(e) - 1 for e in random_eps)
@@ -531,7 +531,7 @@ def train_agent(
             sampler = SequenceSampler(eps, model.action_spec, wm_cfg.seq_len, wm_cfg.batch_size, seed=seed + step)
             model.train()
             for group in wm_opt.param_groups:
-                group["lr"] = wm_cfg.lr * c.wm_lr_decay ** min(progress(), 1.0)
+                group["lr"] = wm_cfg.lr * group.get("lr_scale", 1.0) * c.wm_lr_decay ** min(progress(), 1.0)
             for _ in range(c.train_steps):
                 batch = sampler.sample()
                 loss, wm_metrics = model.loss(batch)

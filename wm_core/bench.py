@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .dream import Dream
+from .protocol import make_optimizer
 from .registry import FAMILIES, get_family
 from .spec import ActionSpec
 from .train import peak_rss_mb, resolve_device
@@ -82,7 +83,7 @@ def bench_family(
         "is_first": first.to(dev),
         "is_terminal": torch.zeros(B, T, dtype=torch.bool, device=dev),
     }
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    opt = make_optimizer(model, 1e-4)
     model.train()
     times = []
     for i in range(train_steps + 1):

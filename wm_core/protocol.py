@@ -160,6 +160,12 @@ class WorldModel(nn.Module):
     def after_step(self) -> None:
         """Called after each optimizer step (EMA target networks and the like)."""
 
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups: dicts with "params" and an optional "lr_scale", a factor on
+        the configured learning rate (see `make_optimizer`). One group at the full rate unless a family
+        says otherwise."""
+        return [{"params": list(self.parameters())}]
+
     def latent(self, state: State) -> torch.Tensor:
         """A flat (B, D) view of the state (its `latent_keys` parts), for probes and the latent explorer."""
         return torch.cat([state[k].flatten(1) for k in self.latent_keys or tuple(state)], dim=1)
@@ -176,3 +182,12 @@ class WorldModel(nn.Module):
             out[k] = latent[:, i : i + n].reshape(state[k].shape).to(state[k].dtype)
             i += n
         return out
+
+
+def make_optimizer(model: WorldModel, lr: float) -> torch.optim.Adam:
+    """Adam over the model's `param_groups`, each at `lr` times its "lr_scale" (kept in the group, so a
+    schedule can set `group["lr"] = base * group["lr_scale"]`)."""
+    groups = [{**g, "lr_scale": g.get("lr_scale", 1.0)} for g in model.param_groups()]
+    for g in groups:
+        g["lr"] = lr * g["lr_scale"]
+    return torch.optim.Adam(groups, lr=lr)

@@ -20,7 +20,7 @@ import torch
 from .checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from .data import DataError, EpisodeStore, SequenceSampler, collect
 from .envs import env_entry
-from .protocol import WorldModel
+from .protocol import WorldModel, make_optimizer
 from .registry import get_family
 from .report import action_coverage
 from .spec import FramePipeline
@@ -87,7 +87,7 @@ class Trainer:
         self.sampler = sampler
         self.device = device
         self.bf16 = bf16
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=model.config.lr)
+        self.optimizer = make_optimizer(model, model.config.lr)
 
     def run(
         self,

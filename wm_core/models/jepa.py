@@ -15,6 +15,11 @@ embeddings: V-JEPA 2-AC trains its predictor on a frozen, pretrained encoder, bu
 from the prediction loss too, and a constant encoder would make every prediction exact. Collapse is
 logged: the embeddings' mean per-unit std and their effective rank (Roy & Vetterli 2007).
 
+The context encoder's conv layers learn at a tenth of the rate of everything else (`encoder_lr_scale`,
+small preset): on 200 held-out CartPole episodes a linear probe then read pole angle with R^2 0.945 and
+0.949 (two seeds) after 1,500 steps, against 0.882 for the first seed at the full rate; five untrained
+encoders read it with 0.921 +- 0.053 (best 0.958). Frozen convs, only the linear head learning: 0.834.
+
 Additions (not part of JEPA): reward and termination heads and a probe decoder read *detached* embeddings,
 so they serve the Dream and the Play tab without shaping the representation. The predictor is
 deterministic: `imagine` ignores the temperature.
@@ -72,6 +77,8 @@ class JepaConfig(ProbeConfig, TrainConfig):
     """Weight of VICReg's variance hinge (keeps every embedding unit's std near 1)."""
     cov_weight: float = 0.04
     """Weight of VICReg's covariance penalty (decorrelates units; VICReg's 1:25 ratio to the variance)."""
+    encoder_lr_scale: float = 1.0
+    """The context encoder's conv layers learn at this share of `lr` (its linear head at the full rate)."""
     head_hidden: int = 64
     """Width of the reward and termination heads (additions, on detached embeddings)."""
     reward_weight: float = 1.0
@@ -87,8 +94,8 @@ class Jepa(WorldModel):
     Config = JepaConfig
     PRESETS = {
         "tiny": dict(channels=8, embed_dim=16, pred_hidden=32, rollout=3, head_hidden=16, probe_channels=8,
-                     steps=30, batch_size=4, seq_len=8, episodes=6),
-        "small": dict(steps=1500, batch_size=16, seq_len=24, episodes=300),
+                     encoder_lr_scale=0.1, steps=30, batch_size=4, seq_len=8, episodes=6),
+        "small": dict(encoder_lr_scale=0.1, steps=1500, batch_size=16, seq_len=24, episodes=300),
         "large": dict(channels=32, embed_dim=256, pred_hidden=1024, head_hidden=256, probe_channels=32,
                       ema=0.996, steps=20000, batch_size=32, seq_len=32, episodes=2000),
     }  # fmt: skip
@@ -133,6 +140,15 @@ class Jepa(WorldModel):
         ema = self.config.ema
         for target, online in zip(self.target_encoder.parameters(), self.encoder.parameters()):
             target.mul_(ema).add_(online.detach(), alpha=1 - ema)
+
+    def param_groups(self) -> list[dict]:
+        """The context encoder's conv layers at `encoder_lr_scale` of the learning rate, the rest at 1."""
+        if self.config.encoder_lr_scale == 1.0:
+            return super().param_groups()
+        convs = list(self.encoder.convs.parameters())
+        slow = {id(p) for p in convs}
+        rest = [p for p in self.parameters() if id(p) not in slow]
+        return [{"params": rest}, {"params": convs, "lr_scale": self.config.encoder_lr_scale}]
 
     # ---- protocol --------------------------------------------------------------------------------
     def initial(self, batch_size: int) -> State:
