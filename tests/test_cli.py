@@ -185,6 +185,15 @@ def test_train_resume_with_family(work: Path, tmp_path: Path) -> None:
     assert meta["step"] == 7 and "--resume" in meta["command"] and meta["budget"]["grad_steps"] == 7
 
 
+def test_train_resume_refuses_config_it_would_ignore(work: Path, tmp_path: Path) -> None:
+    run = Path(shutil.copytree(work / "R", tmp_path / "R"))
+    before = (run / "checkpoint.json").read_text()
+    proc = wm("train", "--resume", run, "--steps", "7", "--lr", "0.5", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--lr" in proc.stderr and "--resume" in proc.stderr and "new run" in proc.stderr
+    assert (run / "checkpoint.json").read_text() == before  # the run is untouched
+
+
 def test_eval_prints_the_model_card(work: Path) -> None:
     out = ok(wm("eval", "R", "--episodes", "4", cwd=work))
     assert "copy-last" in out and "mean-frame" in out and "fg-MSE" in out

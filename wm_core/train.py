@@ -154,6 +154,9 @@ def cli_command(argv: list[str] | None = None) -> str:
     return shlex.join(args)
 
 
+RESUME_OVERRIDES = ("steps", "episodes")  # what `train_run(resume=...)` may change; the rest is the run's
+
+
 def train_run(
     family: str | None = None,
     env_id: str | None = None,
@@ -188,6 +191,13 @@ def train_run(
     torch.manual_seed(seed)
     overrides = dict(overrides or {})
     if resume is not None:
+        fixed = sorted(k for k, v in overrides.items() if v is not None and k not in RESUME_OVERRIDES)
+        if fixed:
+            flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
+            raise ValueError(
+                f"--resume continues a run with its own config; {flags} cannot change it "
+                f"(only --steps and --episodes can): start a new run with --out to train with other settings"
+            )
         model, meta = load_checkpoint(resume, dev)
         family, env_id = meta["family"], meta["env_id"]
         pipeline = FramePipeline.from_json(meta["pipeline"])
