@@ -184,7 +184,8 @@ def train_run(
 
     `slim` saves weights without optimizer state (a third the size; resuming restarts Adam's moments).
     With `resume`, family, env, config and data come from that checkpoint and training continues to
-    `overrides["steps"]` (default: the config's steps) with the saved optimizer state.
+    `overrides["steps"]` (default: the config's steps) with the saved optimizer state; overrides other than
+    `RESUME_OVERRIDES` raise a ValueError rather than being ignored.
     """
     say = on_status or (lambda _msg: None)
     dev = resolve_device(device)
@@ -195,8 +196,9 @@ def train_run(
         if fixed:
             flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
             raise ValueError(
-                f"--resume continues a run with its own config; {flags} cannot change it "
-                f"(only --steps and --episodes can): start a new run with --out to train with other settings"
+                f"--resume continues a run with its own config; {flags} cannot change it (only "
+                f"{' and '.join('--' + k for k in RESUME_OVERRIDES)} can): start a new run with --out to train "
+                "with other settings"
             )
         model, meta = load_checkpoint(resume, dev)
         family, env_id = meta["family"], meta["env_id"]

@@ -144,7 +144,7 @@ class Jepa(WorldModel):
 
     def param_groups(self) -> list[dict]:
         """The context encoder's conv layers at `encoder_lr_scale` of the learning rate, the rest at 1."""
-        if self.config.encoder_lr_scale == 1.0:
+        if self.config.encoder_lr_scale == 1.0:  # one group, as in checkpoints saved before this option
             return super().param_groups()
         convs = list(self.encoder.convs.parameters())
         slow = {id(p) for p in convs}
