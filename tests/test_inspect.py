@@ -20,7 +20,14 @@ import wm_core
 from playground.inspector import Inspection
 from wm_core.envs import env_entry
 from wm_core.explorer import LatentExplorer
-from wm_core.report import _ridge_r2, action_coverage, card_equal, counterfactuals, evaluate_checkpoint
+from wm_core.report import (
+    _ridge_r2,
+    action_coverage,
+    card_equal,
+    counterfactuals,
+    evaluate_checkpoint,
+    frame_pair_components,
+)
 
 EPISODES = 12  # the fewest that give the state probe its five folds of whole episodes with room to spare
 
@@ -50,11 +57,30 @@ def test_card_sections_are_complete_and_consistent(report: wm_core.Report) -> No
     assert runs.shape == (probe["twins"], len(probe["names"])) and probe["twins"] > 1
     assert np.allclose(runs.mean(0), probe["r2_random"], atol=1e-4) and np.allclose(runs.max(0), probe["r2_random_max"])
     assert len({tuple(row) for row in runs.tolist()}) == probe["twins"], "the twins share an initialisation"
+    pixels = probe["r2_pixels"]  # the same probe on the raw frame pairs
+    assert len(pixels) == len(probe["names"]) and all(np.isfinite(pixels)) and max(pixels) <= 1.0
     cov = card["coverage"]
     assert card["coverage_source"] == "recorded when the model was trained"
     assert sum(cov["counts"]) == cov["steps"] and len(cov["counts"]) == 2
     for dim in cov["state"]:
         assert np.asarray(dim["counts"]).sum() == cov["steps"]
+
+
+def test_frame_pair_components_are_the_principal_scores_of_frame_pairs(report: wm_core.Report) -> None:
+    eps = report.episodes[:4]
+    scores = frame_pair_components(eps, components=5)
+    assert [len(s) for s in scores] == [len(e) for e in eps] and scores[0].shape[1] == 5
+    pairs = []
+    for e in eps:  # each frame beside the one before it, the first frame standing for its own past
+        x = e.obs.reshape(len(e), -1).astype(np.float64) / 255.0
+        pairs.append(np.concatenate([x, np.concatenate([x[:1], x[:-1]])], axis=1))
+    centred = np.concatenate(pairs) - np.concatenate(pairs).mean(0)
+    u, sv, _ = np.linalg.svd(centred, full_matrices=False)
+    direct = u[:, :5] * sv[:5]  # principal scores straight from the SVD of the (N, D) pixel matrix
+    got = np.concatenate(scores)
+    for j in range(5):  # each component agrees up to its sign
+        sign = np.sign(direct[:, j] @ got[:, j])
+        assert np.allclose(got[:, j], sign * direct[:, j], rtol=1e-3, atol=1e-3 * sv[0])
 
 
 def test_counterfactuals_replay_the_real_env(report: wm_core.Report) -> None:

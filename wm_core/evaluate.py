@@ -241,12 +241,14 @@ def _deeper_sections(card: dict[str, Any]) -> list[str]:
         twins = sp.get("twins", 1)
         head = (f"linear state probe, R² ({sp['folds']}-fold over episodes, {sp['frames']} frames): "
                 f"model / {twins} random models of the same size, mean ± sd (best)")  # fmt: skip
+        pixels = sp.get("r2_pixels")
+        if pixels:
+            head += f" / raw frame pairs ({sp['pixel_components']} principal components)"
         lines += ["", head]
         sd, best = sp.get("r2_random_sd", [0.0] * len(sp["names"])), sp.get("r2_random_max", sp["r2_random"])
-        lines += [
-            f"  {n:<24} {m:>7.3f} / {r:.3f} ± {d:.3f} ({b:.3f})"
-            for n, m, r, d, b in zip(sp["names"], sp["r2_model"], sp["r2_random"], sd, best)
-        ]
+        for i, (n, m, r, d, b) in enumerate(zip(sp["names"], sp["r2_model"], sp["r2_random"], sd, best)):
+            tail = f" / {pixels[i]:.3f}" if pixels else ""
+            lines.append(f"  {n:<24} {m:>7.3f} / {r:.3f} ± {d:.3f} ({b:.3f}){tail}")
     if "coverage" in card:
         cov = card["coverage"]
         if cov:

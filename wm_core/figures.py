@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-COLORS = {"model": "#2563eb", "copy_last": "#f97316", "mean_frame": "#6b7280", "random": "#9ca3af"}
+COLORS = {"model": "#2563eb", "copy_last": "#f97316", "mean_frame": "#6b7280", "random": "#9ca3af", "pixels": "#059669"}
 LABELS = {"model": "model", "copy_last": "copy last frame", "mean_frame": "mean frame"}
 
 
@@ -176,13 +176,20 @@ def probe_figure(card: dict[str, Any]) -> np.ndarray | None:
         return None
     fig, axes = _figure(card, 1, "Linear state probe on held-out episodes (R², higher is better)", height=3.2)
     ax, x = axes[0], np.arange(len(p["names"]))
-    ax.bar(x - 0.2, p["r2_model"], 0.4, color=COLORS["model"], label="trained model")
+    pixels = p.get("r2_pixels")
+    w = 0.27 if pixels else 0.4
+    ax.bar(x - w / 2 * (2 if pixels else 1), p["r2_model"], w, color=COLORS["model"], label="trained model")
     twins = p.get("twins", 1)
     label = f"random models, same size (mean ± sd of {twins})" if twins > 1 else "random model, same size"
-    ax.bar(x + 0.2, p["r2_random"], 0.4, yerr=p.get("r2_random_sd"), capsize=3, color=COLORS["random"], label=label)
+    at = x if pixels else x + w / 2
+    ax.bar(at, p["r2_random"], w, yerr=p.get("r2_random_sd"), capsize=3, color=COLORS["random"], label=label)
+    if pixels:
+        label = f"raw frame pairs ({p['pixel_components']} principal components)"
+        ax.bar(x + w, pixels, w, color=COLORS["pixels"], label=label)
     ax.set_xticks(x, p["names"], fontsize=7)
-    ax.set_ylim(min(0.0, *p["r2_model"], *p["r2_random"]), 1.0)
-    ax.legend(fontsize=7)
+    ax.set_ylim(min(0.0, *p["r2_model"], *p["r2_random"], *(pixels or [])), 1.25)  # headroom for the legend
+    ax.set_yticks([t for t in ax.get_yticks() if t <= 1.0])
+    ax.legend(fontsize=7, loc="upper center", ncol=3)
     fig.tight_layout()
     return to_image(fig)
 

@@ -12,7 +12,8 @@ the Inspect tab, so the command line and the app always show the same numbers.
   whose spread is far below the real one ignores its actions.
 - state probe: ridge regression from the filtered latent to the env's true state (classic control), scored
   by R^2 in 5-fold cross-validation over whole held-out episodes, beside the same probe on five randomly
-  initialised models of the same family and size: what training added beyond a random projection.
+  initialised models of the same family and size: what training added beyond a random projection; and the
+  same probe on the top principal components of the raw frame pairs: what the pixels hold linearly.
 - coverage: how often each action occurred in the training data, overall and per bin of each true-state
   dim, so a user sees which actions a dream never saw in which situations.
 """
@@ -197,6 +198,28 @@ def _ridge_r2(zs: list[np.ndarray], ys: list[np.ndarray]) -> tuple[np.ndarray, l
 
 
 TWINS = 5
+PIXEL_COMPONENTS = 64
+
+
+def frame_pair_components(episodes: Sequence[Episode], components: int = PIXEL_COMPONENTS) -> list[np.ndarray]:
+    """Per episode, each frame joined to the one before it (an episode's first frame stands for its past too,
+    as in the families' states) and projected on the top `components` principal directions of all such pairs
+    in `episodes`: what a linear read of two raw frames holds, the reference a latent is measured against.
+    The directions come from the frames alone (no state labels), over all the episodes the probe folds split."""
+    pairs = []
+    for e in episodes:
+        x = e.obs.reshape(len(e), -1).astype(np.float32) / 255.0  # (T, H*W*3)
+        pairs.append(np.concatenate([x, np.concatenate([x[:1], x[:-1]])], axis=1))
+    allx = np.concatenate(pairs)
+    mu = allx.mean(0)
+    centred = allx - mu
+    # Eigenvectors of the (N, N) Gram matrix give the principal scores without a (D, D) covariance: N frames
+    # are far fewer than 2 * 64 * 64 * 3 pixels.
+    gram = (centred @ centred.T).astype(np.float64)
+    vals, vecs = np.linalg.eigh(gram)
+    top = np.argsort(vals)[::-1][: min(components, len(allx))]
+    scores = vecs[:, top] * np.sqrt(np.maximum(vals[top], 0.0))  # (N, k)
+    return np.split(scores.astype(np.float32), np.cumsum([len(p) for p in pairs])[:-1])
 
 
 def state_probe(
@@ -205,7 +228,9 @@ def state_probe(
     """Linear probe R^2 from latent to true state, for the model and for `twins` randomly initialised models
     of the same config (seeds `seed`, `seed` + 1, ...). One random twin is a noisy baseline: on 200 held-out
     CartPole episodes, four seeds of a random jepa read pole angle with R^2 from 0.82 to 0.95, so the card
-    gives their mean, spread and best."""
+    gives their mean, spread and best. `r2_pixels` is the same probe on the raw frame pairs' principal
+    components (`frame_pair_components`): on these CartPole frames it reads pole angle with R^2 0.98, so a
+    random conv net's 0.92 is a loss against the pixels, not a floor set by them."""
     eps = [e for e in episodes if e.state is not None and len(e) > 1]
     if len(eps) < 2 * FOLDS:
         return None
@@ -219,6 +244,7 @@ def state_probe(
         r2_twin, ridge_twin = _ridge_r2(filtered_latents(twin.eval(), eps), ys)
         runs.append(r2_twin)
         ridges.append(ridge_twin)
+    r2_pixels, _ = _ridge_r2(frame_pair_components(eps), ys)
     runs_arr = np.stack(runs)  # (twins, dims)
     k = ys[0].shape[1]
     names = list(state_names) if len(state_names) == k else [f"state {i}" for i in range(k)]
@@ -230,6 +256,8 @@ def state_probe(
         "r2_random_max": np.round(runs_arr.max(0), 4).tolist(),
         "r2_random_runs": np.round(runs_arr, 4).tolist(),
         "twins": twins,
+        "r2_pixels": np.round(r2_pixels, 4).tolist(),
+        "pixel_components": PIXEL_COMPONENTS,
         "frames": int(sum(len(e) for e in eps)),
         "folds": FOLDS,
         "ridge": {"model": ridge, "random": ridges},
