@@ -81,6 +81,15 @@ def test_frame_pair_components_are_the_principal_scores_of_frame_pairs(report: w
     for j in range(5):  # each component agrees up to its sign
         sign = np.sign(direct[:, j] @ got[:, j])
         assert np.allclose(got[:, j], sign * direct[:, j], rtol=1e-3, atol=1e-3 * sv[0])
+    # With fewer basis frames than frames, the directions come from evenly spaced pairs and every pair is
+    # projected on them.
+    picked = centred[np.linspace(0, len(centred) - 1, 30).astype(int)]
+    directions = np.linalg.svd(picked, full_matrices=False)[2][:5].T  # (D, 5)
+    sub = np.concatenate(frame_pair_components(eps, components=5, basis_frames=30))
+    for j in range(5):
+        want = centred @ directions[:, j]
+        sign = np.sign(want @ sub[:, j])
+        assert np.allclose(sub[:, j], sign * want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
 
 
 def test_counterfactuals_replay_the_real_env(report: wm_core.Report) -> None:

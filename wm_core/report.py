@@ -199,27 +199,32 @@ def _ridge_r2(zs: list[np.ndarray], ys: list[np.ndarray]) -> tuple[np.ndarray, l
 
 TWINS = 5
 PIXEL_COMPONENTS = 64
+PIXEL_BASIS_FRAMES = 2048
 
 
-def frame_pair_components(episodes: Sequence[Episode], components: int = PIXEL_COMPONENTS) -> list[np.ndarray]:
+def frame_pair_components(
+    episodes: Sequence[Episode], components: int = PIXEL_COMPONENTS, basis_frames: int = PIXEL_BASIS_FRAMES
+) -> list[np.ndarray]:
     """Per episode, each frame joined to the one before it (an episode's first frame stands for its past too,
-    as in the families' states) and projected on the top `components` principal directions of all such pairs
-    in `episodes`: what a linear read of two raw frames holds, the reference a latent is measured against.
-    The directions come from the frames alone (no state labels), over all the episodes the probe folds split."""
+    as in the families' states) and projected on the top `components` principal directions of such pairs:
+    what a linear read of two raw frames holds, the reference a latent is measured against. The directions
+    come from the frames alone (no state labels), from at most `basis_frames` pairs evenly spaced over all
+    the episodes, so the cost stays bounded on long held-out sets."""
     pairs = []
     for e in episodes:
         x = e.obs.reshape(len(e), -1).astype(np.float32) / 255.0  # (T, H*W*3)
         pairs.append(np.concatenate([x, np.concatenate([x[:1], x[:-1]])], axis=1))
     allx = np.concatenate(pairs)
     mu = allx.mean(0)
-    centred = allx - mu
-    # Eigenvectors of the (N, N) Gram matrix give the principal scores without a (D, D) covariance: N frames
-    # are far fewer than 2 * 64 * 64 * 3 pixels.
-    gram = (centred @ centred.T).astype(np.float64)
-    vals, vecs = np.linalg.eigh(gram)
-    top = np.argsort(vals)[::-1][: min(components, len(allx))]
-    scores = vecs[:, top] * np.sqrt(np.maximum(vals[top], 0.0))  # (N, k)
-    return np.split(scores.astype(np.float32), np.cumsum([len(p) for p in pairs])[:-1])
+    basis = allx[np.linspace(0, len(allx) - 1, min(basis_frames, len(allx))).astype(int)] - mu  # (M, D)
+    # Eigenvectors of the (M, M) Gram matrix give the principal directions without a (D, D) covariance: the
+    # frames are far fewer than the 2 * 64 * 64 * 3 pixels of a pair.
+    vals, vecs = np.linalg.eigh((basis @ basis.T).astype(np.float64))
+    top = np.argsort(vals)[::-1][: min(components, len(basis))]
+    sv = np.sqrt(np.maximum(vals[top], 1e-12))
+    directions = (basis.T @ vecs[:, top].astype(np.float32)) / sv.astype(np.float32)  # (D, k), unit columns
+    scores = (allx - mu) @ directions  # (N, k)
+    return np.split(scores, np.cumsum([len(p) for p in pairs])[:-1])
 
 
 def state_probe(
