@@ -55,11 +55,17 @@ def shoot_compare(page, out: Path) -> Path:
     page.get_by_role("tab", name="Compare").click()
     page.click("#wm-cmp-start")
     page.locator(".wm-cmp-status").filter(has_text="Hold a key").wait_for(timeout=30_000)
-    page.click("canvas.wm-cmp-real")
-    for key in ("ArrowRight", "ArrowLeft", "ArrowLeft", "ArrowRight"):  # short taps: the real pole stays up
-        page.keyboard.down(key)
-        page.wait_for_timeout(120)
-        page.keyboard.up(key)
+    for _ in range(5):  # a random start can leave the pole too little room for the taps: then reset, retry
+        page.click("canvas.wm-cmp-real")
+        for key in ("ArrowRight", "ArrowLeft", "ArrowLeft", "ArrowRight"):  # short taps: the pole mostly stays up
+            page.keyboard.down(key)
+            page.wait_for_timeout(120)
+            page.keyboard.up(key)
+        page.wait_for_timeout(300)
+        if "episode ended" not in page.locator(".wm-cmp-status").inner_text():
+            break
+        page.click("#wm-cmp-reset")
+        page.locator(".wm-cmp-status").filter(has_text="Hold a key").wait_for(timeout=30_000)
     page.click("#wm-cmp-pause")  # freeze the real env where it is, then dream from there
     page.click("#wm-cmp-dream")
     page.locator("#wm-cmp-filmstrip img").wait_for(state="visible", timeout=60_000)
