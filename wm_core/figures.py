@@ -177,15 +177,15 @@ def probe_figure(card: dict[str, Any]) -> np.ndarray | None:
     fig, axes = _figure(card, 1, "Linear state probe on held-out episodes (R², higher is better)", height=3.2)
     ax, x = axes[0], np.arange(len(p["names"]))
     pixels = p.get("r2_pixels")
-    w = 0.27 if pixels else 0.4
-    ax.bar(x - w / 2 * (2 if pixels else 1), p["r2_model"], w, color=COLORS["model"], label="trained model")
+    w, offsets = (0.27, (-0.27, 0.0, 0.27)) if pixels else (0.4, (-0.2, 0.2))  # bar width, one offset per series
+    ax.bar(x + offsets[0], p["r2_model"], w, color=COLORS["model"], label="trained model")
     twins = p.get("twins", 1)
     label = f"random models, same size (mean ± sd of {twins})" if twins > 1 else "random model, same size"
-    at = x if pixels else x + w / 2
-    ax.bar(at, p["r2_random"], w, yerr=p.get("r2_random_sd"), capsize=3, color=COLORS["random"], label=label)
+    sd = p.get("r2_random_sd")
+    ax.bar(x + offsets[1], p["r2_random"], w, yerr=sd, capsize=3, color=COLORS["random"], label=label)
     if pixels:
         label = f"raw frame pairs ({p['pixel_components']} principal components)"
-        ax.bar(x + w, pixels, w, color=COLORS["pixels"], label=label)
+        ax.bar(x + offsets[2], pixels, w, color=COLORS["pixels"], label=label)
     ax.set_xticks(x, p["names"], fontsize=7)
     ax.set_ylim(min(0.0, *p["r2_model"], *p["r2_random"], *(pixels or [])), 1.25)  # headroom for the legend
     ax.set_yticks([t for t in ax.get_yticks() if t <= 1.0])

@@ -223,7 +223,7 @@ def frame_pair_components(
     top = np.argsort(vals)[::-1][: min(components, len(basis))]
     sv = np.sqrt(np.maximum(vals[top], 1e-12))
     directions = (basis.T @ vecs[:, top].astype(np.float32)) / sv.astype(np.float32)  # (D, k), unit columns
-    scores = (allx - mu) @ directions  # (N, k)
+    scores = allx @ directions - mu @ directions  # (N, k), without a centred copy of every pair
     return np.split(scores, np.cumsum([len(p) for p in pairs])[:-1])
 
 
