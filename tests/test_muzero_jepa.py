@@ -128,6 +128,24 @@ def test_jepa_conv_layers_learn_at_their_share_of_the_rate(cartpole_store: Episo
     assert step["encoder.head.weight"] > 1e-3 * scale * 2
 
 
+@pytest.mark.parametrize("head_grad", [0.0, 1.0])
+def test_jepa_heads_reach_the_encoder_only_with_head_grad(head_grad: float, cartpole_store: EpisodeStore) -> None:
+    cls = get_family("jepa")
+    batch = sampler_for(cartpole_store, make_model("jepa", cartpole_store)).sample()
+    grads = []
+    for weight in (0.0, 5.0):  # the heads' losses off, then weighted up
+        torch.manual_seed(0)
+        cfg = cls.preset("tiny", head_grad=head_grad, reward_weight=weight, done_weight=weight)
+        model = cls(cfg, cartpole_store.action_spec, 64)
+        model.set_frame_mean(cartpole_store.mean_frame())
+        model.loss(batch)[0].backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.encoder.parameters()]))
+    if head_grad:
+        assert not torch.allclose(grads[0], grads[1])
+    else:
+        assert torch.equal(grads[0], grads[1])  # detached heads: the encoder's gradient is pure JEPA
+
+
 def test_jepa_logs_collapse_metrics(cartpole_store: EpisodeStore) -> None:
     model = make_model("jepa", cartpole_store)
     _, metrics = model.loss(sampler_for(cartpole_store, model).sample())

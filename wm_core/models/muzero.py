@@ -59,7 +59,17 @@ from torch import nn
 
 from ..protocol import Batch, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
-from .nn import ConvEncoder, Mlp, ProbeConfig, ProbeDecoder, masked_mean, previous_in_episode, shift, unroll_mask
+from .nn import (
+    ConvEncoder,
+    Mlp,
+    ProbeConfig,
+    ProbeDecoder,
+    masked_mean,
+    previous_in_episode,
+    scale_gradient,
+    shift,
+    unroll_mask,
+)
 
 EPS = 1e-3  # epsilon of the value transform (Pohlen et al. 2018)
 
@@ -80,11 +90,6 @@ def min_max(s: torch.Tensor) -> torch.Tensor:
     """Scale each hidden state (..., D) to [0, 1] over its D units (MuZero Appendix G)."""
     lo, hi = s.amin(-1, keepdim=True), s.amax(-1, keepdim=True)
     return (s - lo) / (hi - lo).clamp(min=1e-5)
-
-
-def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
-    """Identity forward; multiplies the gradient by `scale` on the way back."""
-    return x * scale + x.detach() * (1 - scale)
 
 
 def n_step_returns(

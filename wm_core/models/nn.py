@@ -14,6 +14,11 @@ def _norm(channels: int) -> nn.Module:
     return nn.GroupNorm(1, channels)
 
 
+def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Identity forward; multiplies the gradient by `scale` on the way back (0 detaches, 1 passes it)."""
+    return x * scale + x.detach() * (1 - scale)
+
+
 class ConvEncoder(nn.Module):
     """(N, in_channels, S, S) pixels in [0, 1] -> (N, out_dim) features; four stride-2 convs, widths c, 2c,
     4c, 8c. `in_channels` counts the input planes: 3 per RGB frame, 1 per luma frame, stacked."""
