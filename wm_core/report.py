@@ -200,6 +200,7 @@ def _ridge_r2(zs: list[np.ndarray], ys: list[np.ndarray]) -> tuple[np.ndarray, l
 TWINS = 5
 PIXEL_COMPONENTS = 64
 PIXEL_BASIS_FRAMES = 2048
+SCORE_BLOCK = 256  # pairs scored at once: bounds the float64 copy at 256 x 2 x 64 x 64 x 3 values (50 MB)
 
 
 def frame_pair_components(
@@ -223,7 +224,12 @@ def frame_pair_components(
     top = np.argsort(vals)[::-1][: min(components, len(basis))]
     sv = np.sqrt(np.maximum(vals[top], 1e-12))
     directions = (basis.T @ vecs[:, top].astype(np.float32)) / sv.astype(np.float32)  # (D, k), unit columns
-    scores = allx @ directions - mu @ directions  # (N, k), without a centred copy of every pair
+    directions = directions.astype(np.float64)
+    # Centred scores in float64, a block of pairs at a time: the uncentred product minus mu's cancels most
+    # of its digits in float32, and then the card's last digit depended on BLAS's thread count.
+    scores = np.concatenate(
+        [(allx[i : i + SCORE_BLOCK] - mu).astype(np.float64) @ directions for i in range(0, len(allx), SCORE_BLOCK)]
+    )  # (N, k)
     return np.split(scores, np.cumsum([len(p) for p in pairs])[:-1])
 
 
