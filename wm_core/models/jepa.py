@@ -229,7 +229,8 @@ class Jepa(WorldModel):
         # (per-unit std 0.03 after 200 steps), an easy way to make predictions "accurate".
         variance, covariance = vicreg_terms(flat)
 
-        # Heads and probe on detached embeddings, real (k = 0) and predicted (k >= 1) alike.
+        # Heads (their gradient scaled by `head_grad`) and probe (detached) on the real (k = 0) and the
+        # predicted (k >= 1) embeddings alike.
         live = torch.stack(pairs, dim=2)  # (B, T, K + 1, 2D)
         pair, head_in = live.detach(), scale_gradient(live, c.head_grad)
         ks = range(c.rollout + 1)
