@@ -171,7 +171,14 @@ class MuZeroConfig(ProbeConfig, TrainConfig):
     """Weight of terminal frames in that cross-entropy: they are one frame per episode (1 in 22 with random
     CartPole play, 1 in hundreds with a good policy), and unweighted the head learned to say "never"."""
     consistency_weight: float = 1.0
-    """Weight of EfficientZero's consistency loss between unrolled and real-frame states (0 turns it off)."""
+    """Weight of EfficientZero's consistency loss between unrolled and real-frame states (0 turns it off).
+    The small preset uses 10: on random-policy CartPole the value and end targets do not depend on which
+    way the pole leans, so with weight 1 the state held the angle's size better than a random encoder but
+    its sign no better; pulling each unrolled state toward the next frame's makes the push's effect, and
+    so the sign, part of the state (pole-angle probe R² over seven seeds, 200 held-out episodes: 0.935 ±
+    0.011 with 10, every seed above the mean of random encoders, 0.910 ± 0.025; 0.863 with 1, six seeds
+    below it). With 10 an MCTS agent learned less in its 30 CPU-minutes (one run), so the agent's recipe
+    sets 1."""
     feature_std_floor: float = 0.1
     """VICReg's variance hinge on the frame features (an addition; 0 turns it off): each feature's std over
     the batch is pushed up to this floor. On random-policy CartPole every MuZero loss, even a constant reward
@@ -187,7 +194,8 @@ class MuZero(WorldModel):
     PRESETS = {
         "tiny": dict(channels=8, feat_dim=16, hidden=32, mlp=32, unroll=3, td_steps=3, probe_channels=8,
                      past_actions=True, steps=30, batch_size=4, seq_len=8, episodes=6),
-        "small": dict(channels=8, past_actions=True, steps=1500, batch_size=16, seq_len=24, episodes=300),
+        "small": dict(channels=8, past_actions=True, consistency_weight=10.0, steps=1500, batch_size=16,
+                      seq_len=24, episodes=300),
         "large": dict(channels=32, feat_dim=256, hidden=256, mlp=512, probe_channels=32, discount=0.997,
                       past_actions=True, steps=20000, batch_size=32, seq_len=32, episodes=2000),
     }  # fmt: skip
