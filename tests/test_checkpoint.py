@@ -260,4 +260,18 @@ def test_run_dir_holds_no_pickle(trained_run: Path, tmp_path: Path, cartpole_sto
             loaded = np.load(p, allow_pickle=False)  # raises on any object (pickled) array
             arrays = [loaded[k] for k in loaded.files] if p.suffix == ".npz" else [loaded]
             assert all(a.dtype != object for a in arrays)
-    assert _meta(run)["data"]["dir"] == str(data.resolve())
+    assert _meta(run)["data"]["dir"] == "data"  # relative: the run finds its data wherever it is copied
+
+
+def test_a_moved_run_resumes_on_its_own_data(tmp_path: Path) -> None:
+    tiny = {"steps": 1, "episodes": 2}
+    run, _ = train_run("ha", "CartPole-v1", preset="tiny", overrides=tiny, out=tmp_path / "a" / "r", device="cpu")
+    moved = tmp_path / "b" / "r"
+    shutil.move(run, moved)
+    (tmp_path / "a").rmdir()
+    index = (moved / "data" / "index.json").read_text()
+    out, report = train_run(resume=moved, overrides={"steps": 2}, device="cpu", checkpoint_every=0)
+    assert out == moved and report.step == 2
+    assert (moved / "data" / "index.json").read_text() == index  # trained on the episodes it had: none collected
+    assert not (tmp_path / "a").exists()
+    assert _meta(moved)["data"]["dir"] == "data"

@@ -6,6 +6,7 @@ Everything is real: CartPole frames, tiny models trained for a few Adam steps, r
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -145,6 +146,22 @@ def test_keep_best_finishes_with_the_best_evaluated_weights(tmp_path: Path, cart
         fresh["real"] == result["evaluation"]["real"]
         and kept["fresh_seeds_from"] == 2 * POLICY_SEED_BASE + KEPT_SEED_OFFSET
     )
+
+
+def test_a_run_that_records_another_machines_data_collects_into_its_own(runs: dict[str, Path], tmp_path: Path) -> None:
+    # a shipped run records where the machine that trained it kept the data; continuing it elsewhere must
+    # collect into RUN/data, never create the recorded path
+    run = tmp_path / "copy"
+    shutil.copytree(runs["muzero"], run)
+    foreign = tmp_path / "another-machine" / "data"
+    meta = json.loads((run / "checkpoint.json").read_text())
+    meta["data"]["dir"] = str(foreign)
+    (run / "checkpoint.json").write_text(json.dumps(meta))
+    tiny = dict(minutes=0.0001, random_episodes=2, collect_steps=10, train_steps=1, eval_episodes=1, simulations=2)
+    train_agent(run, overrides=tiny, say=lambda _m: None)
+    assert not foreign.parent.exists()
+    assert len(EpisodeStore.open(run / "data")) == 2
+    assert json.loads((run / "checkpoint.json").read_text())["data"]["dir"] == "data"
 
 
 def test_muzero_trains_toward_the_stored_targets(mcts_run: tuple[Path, dict]) -> None:

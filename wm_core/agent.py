@@ -42,7 +42,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from .checkpoint import atomic_write_json, data_record, load_checkpoint, recorded_data_dir, save_checkpoint
 from .data import Episode, EpisodeStore, SequenceSampler, collect
 from .dream import Dream
 from .envs import PixelEnv, env_entry, make_env
@@ -447,7 +447,7 @@ def train_agent(
         env_id, step = meta["env_id"], int(meta["step"])
         if meta.get("command") and not meta["command"].endswith(command):  # the run's history, oldest first
             command = f"{meta['command']} && {command}"
-        data_dir = Path(meta.get("data", {}).get("dir") or run / "data")
+        data_dir = recorded_data_dir(meta) or run / "data"
     else:
         if env_id is None:
             raise ValueError(f"{run} holds no world model yet: give an env id (and family) to start one")
@@ -493,7 +493,7 @@ def train_agent(
         budget |= {"threads": torch.get_num_threads(), "peak_rss_mb": round(peak_rss_mb(), 1)}
         # the random data stays findable; coverage counts every episode the world model has trained on
         coverage = action_coverage(random_eps + policy_eps, model.action_spec, entry.state_names)
-        data = {"data": {"dir": str(data_dir.resolve()), "coverage": coverage}, "budget": budget}
+        data = {"data": {"dir": data_record(data_dir, run), "coverage": coverage}, "budget": budget}
         at = kept["grad_steps"] if kept else step  # the saved weights' step; the budget counts every step
         save_checkpoint(run, model, env_id=env_id, pipeline=entry.pipeline, step=at, command=command, extra=data)
         extra = {"env_id": env_id, "curve": curve, "world_model_step": at, "budget": budget}

@@ -180,6 +180,28 @@ def _load_tensors(run: Path, entry: dict[str, str], what: str) -> dict[str, torc
         raise CheckpointError(f"{what} file {path} cannot be read as safetensors ({e})") from None
 
 
+def data_record(data_dir: Path | str, run: Path | str) -> str:
+    """How a checkpoint records the directory of the episodes it trained on: relative to the run when the
+    data lies inside it (a copied, moved or cloned run still finds its own data), else the absolute path."""
+    data, home = Path(data_dir).resolve(), Path(run).resolve()
+    return str(data.relative_to(home)) if data.is_relative_to(home) else str(data)
+
+
+def recorded_data_dir(meta: dict[str, Any]) -> Path | None:
+    """The training-data directory a loaded checkpoint records, if it still holds an episode store.
+
+    A relative record is read against the run's directory. None when nothing is recorded or the directory
+    is gone (a `--slim` run shipped without its data, or an absolute path from the machine that trained it):
+    callers then fall back to the run's own `data/`, and never write to a path another machine recorded."""
+    recorded = meta.get("data", {}).get("dir")
+    if not recorded:
+        return None
+    d = Path(recorded)
+    if not d.is_absolute():
+        d = Path(meta["_dir"]) / d
+    return d if (d / "index.json").exists() else None
+
+
 def build_model(meta: dict[str, Any]) -> WorldModel:
     """A freshly initialised model of the family, config and action spec a checkpoint describes."""
     try:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import atomic_write_json, load_checkpoint
+from .checkpoint import atomic_write_json, load_checkpoint, recorded_data_dir
 from .data import HELDOUT_SEED_BASE, Episode, EpisodeStore
 from .dream import Dream
 from .envs import env_entry, make_env, replay
@@ -87,7 +87,7 @@ def coverage_of_run(meta: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
     data = meta.get("data", {})
     if data.get("coverage"):
         return data["coverage"], "recorded when the model was trained"
-    d = Path(data.get("dir") or Path(meta["_dir"]) / "data")
+    d = recorded_data_dir(meta) or Path(meta["_dir"]) / "data"
     if (d / "index.json").exists():
         store = EpisodeStore.open(d)
         entry = env_entry(meta["env_id"])

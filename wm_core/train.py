@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
+from .checkpoint import data_record, load_checkpoint, load_optimizer_state, recorded_data_dir, save_checkpoint
 from .data import DataError, EpisodeStore, SequenceSampler, collect
 from .envs import env_entry
 from .protocol import WorldModel, make_optimizer
@@ -204,8 +204,7 @@ def train_run(
         family, env_id = meta["family"], meta["env_id"]
         pipeline = FramePipeline.from_json(meta["pipeline"])
         run = Path(out) if out is not None else Path(meta["_dir"])
-        recorded = meta.get("data", {}).get("dir")
-        data = data or (recorded if recorded and Path(recorded, "index.json").exists() else None)
+        data = data or recorded_data_dir(meta)
         start = int(meta["step"])
         if overrides.get("steps") is not None:
             model.config.steps = int(overrides["steps"])
@@ -262,7 +261,7 @@ def train_run(
             "threads": torch.get_num_threads(),
             "peak_rss_mb": round(peak_rss_mb(), 1),
         }
-        data_info = {"dir": str(Path(data).resolve()), **store.summary(), "coverage": coverage}
+        data_info = {"dir": data_record(data, run), **store.summary(), "coverage": coverage}
         extra = {"data": data_info, "budget": budget}
         save_checkpoint(
             run,
