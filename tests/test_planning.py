@@ -164,6 +164,25 @@ def test_a_run_that_records_another_machines_data_collects_into_its_own(runs: di
     assert json.loads((run / "checkpoint.json").read_text())["data"]["dir"] == "data"
 
 
+def test_continuing_a_kept_run_keeps_its_weights_unless_an_evaluation_beats_them(
+    tmp_path: Path, cartpole_store: EpisodeStore
+) -> None:
+    run = tmp_path / "keep"
+    shutil.copytree(cartpole_store.root, run / "data")
+    tiny = dict(minutes=10.0, cpu_minutes=0.02, eval_every=1e-6, collect_steps=20, train_steps=2, eval_episodes=2)
+    tiny |= {"simulations": 2, "keep_best": True}
+    train_agent(run, env_id="CartPole-v1", family="muzero", preset="tiny", overrides=tiny, say=lambda _m: None)
+    record = json.loads((run / AGENT_FILE).read_text())
+    record["kept"]["eval_return"] = 1e9  # a best no evaluation of the continuation can reach
+    (run / AGENT_FILE).write_text(json.dumps(record))
+    before, meta = load_checkpoint(run)
+    result = train_agent(run, overrides=tiny, say=lambda _m: None)
+    assert len(result["curve"]) > len(record["curve"])  # the continuation trained and evaluated
+    assert result["kept"]["eval_return"] == 1e9 and result["kept"]["grad_steps"] == meta["step"]
+    after, _ = load_checkpoint(run)
+    assert all(torch.equal(v, after.state_dict()[k]) for k, v in before.state_dict().items())
+
+
 def test_muzero_trains_toward_the_stored_targets(mcts_run: tuple[Path, dict]) -> None:
     run, _ = mcts_run
     model, _ = load_checkpoint(run)

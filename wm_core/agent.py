@@ -122,7 +122,9 @@ class AgentConfig:
     keep_best: bool = False
     """Finish with the weights of the best evaluation (the in-training ones and the last), not the last
     weights: early stopping on the evaluations. The kept weights are then evaluated again on env seeds no
-    evaluation played, so the luck that made them the best is not reported as their return."""
+    evaluation played, so the luck that made them the best is not reported as their return. Continuing a
+    run that kept weights counts them as its best so far: an evaluation must beat their return to replace
+    them, so a short continuation cannot throw away a better model."""
 
     def __post_init__(self) -> None:
         if self.q_normalization not in ("tree", "siblings"):
@@ -509,6 +511,9 @@ def train_agent(
         best.clear()
         best.update(eval_return=ev["real_mean"], cpu_seconds=point.get("cpu_seconds", 0.0), grad_steps=step)
         best.update(model=copy(model), agent=copy(agent) if isinstance(agent, nn.Module) else None)
+
+    if c.keep_best and ameta.get("kept"):  # continuing a kept run: the weights just loaded are its best so far
+        remember_if_best({"real_mean": ameta["kept"]["eval_return"]}, ameta["kept"])
 
     try:
         while True:  # at least one iteration per call, however small the budget
