@@ -176,11 +176,21 @@ def test_continuing_a_kept_run_keeps_its_weights_unless_an_evaluation_beats_them
     record["kept"]["eval_return"] = 1e9  # a best no evaluation of the continuation can reach
     (run / AGENT_FILE).write_text(json.dumps(record))
     before, meta = load_checkpoint(run)
+    same = lambda m: all(torch.equal(v, m.state_dict()[k]) for k, v in before.state_dict().items())  # noqa: E731
+
+    def ctrl_c_after_an_evaluation(line: str) -> None:
+        if "eval_return" in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # stopped mid-run, after its first save
+        train_agent(run, overrides=tiny, say=ctrl_c_after_an_evaluation)
+    stopped, _ = load_checkpoint(run)
+    assert same(stopped), "a stopped run left weights on disk that no evaluation preferred"
     result = train_agent(run, overrides=tiny, say=lambda _m: None)
     assert len(result["curve"]) > len(record["curve"])  # the continuation trained and evaluated
     assert result["kept"]["eval_return"] == 1e9 and result["kept"]["grad_steps"] == meta["step"]
     after, _ = load_checkpoint(run)
-    assert all(torch.equal(v, after.state_dict()[k]) for k, v in before.state_dict().items())
+    assert same(after)
 
 
 def test_muzero_trains_toward_the_stored_targets(mcts_run: tuple[Path, dict]) -> None:

@@ -124,7 +124,8 @@ class AgentConfig:
     weights: early stopping on the evaluations. The kept weights are then evaluated again on env seeds no
     evaluation played, so the luck that made them the best is not reported as their return. Continuing a
     run that kept weights counts them as its best so far: an evaluation must beat their return to replace
-    them, so a short continuation cannot throw away a better model."""
+    them, so a short continuation cannot throw away a better model. The saves at each evaluation write the
+    best weights too, so a run stopped before its end keeps them."""
 
     def __post_init__(self) -> None:
         if self.q_normalization not in ("tree", "siblings"):
@@ -504,16 +505,37 @@ def train_agent(
         agent.save(run, extra)
         return {"config": asdict(c), **extra}
 
-    def remember_if_best(ev: dict[str, Any], point: dict[str, Any]) -> None:
+    def weights() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+        copy = lambda module: {k: v.detach().clone() for k, v in module.state_dict().items()}  # noqa: E731
+        return copy(model), copy(agent) if isinstance(agent, nn.Module) else None
+
+    def load_weights(model_state: dict[str, torch.Tensor], agent_state: dict[str, torch.Tensor] | None) -> None:
+        model.load_state_dict(model_state)
+        if agent_state is not None:
+            agent.load_state_dict(agent_state)
+
+    def remember_if_best(ev: dict[str, Any], point: dict[str, Any], evaluation: dict[str, Any] | None = None) -> None:
         if best and ev["real_mean"] <= best["eval_return"]:
             return
-        copy = lambda module: {k: v.detach().clone() for k, v in module.state_dict().items()}  # noqa: E731
         best.clear()
         best.update(eval_return=ev["real_mean"], cpu_seconds=point.get("cpu_seconds", 0.0), grad_steps=step)
-        best.update(model=copy(model), agent=copy(agent) if isinstance(agent, nn.Module) else None)
+        best.update(evaluation=evaluation or ev, weights=weights())
+
+    def save_best() -> None:
+        """keep_best's save during training: the best evaluated weights, so a run stopped before its end
+        (Ctrl-C, a crash) leaves them on disk rather than the weights of its latest step."""
+        nonlocal kept
+        current = weights()
+        load_weights(*best["weights"])
+        kept = {k: best[k] for k in ("eval_return", "cpu_seconds", "grad_steps")}
+        try:
+            save(best["evaluation"])
+        finally:
+            load_weights(*current)
+            kept = None
 
     if c.keep_best and ameta.get("kept"):  # continuing a kept run: the weights just loaded are its best so far
-        remember_if_best({"real_mean": ameta["kept"]["eval_return"]}, ameta["kept"])
+        remember_if_best({"real_mean": ameta["kept"]["eval_return"]}, ameta["kept"], ameta.get("evaluation"))
 
     try:
         while True:  # at least one iteration per call, however small the budget
@@ -560,7 +582,9 @@ def train_agent(
                 next_eval += c.eval_every
                 if c.keep_best:
                     remember_if_best(ev, point)
-                save(ev)
+                    save_best()
+                else:
+                    save(ev)
             curve.append(point)
             say(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in point.items()))
             if progress() >= 1.0:
@@ -573,9 +597,7 @@ def train_agent(
         curve[-1] |= {"eval_return": evaluation["real_mean"], "dream_return": evaluation["dream_mean"]}
     if c.keep_best:
         remember_if_best(evaluation, curve[-1] if curve else {})
-        model.load_state_dict(best["model"])
-        if isinstance(agent, nn.Module):
-            agent.load_state_dict(best["agent"])
+        load_weights(*best["weights"])
         evaluation = evaluate_agent(model, agent, env_id, c.eval_episodes, seed + KEPT_SEED_OFFSET)
         kept = {k: best[k] for k in ("eval_return", "cpu_seconds", "grad_steps")}
         kept |= {"fresh_seeds_from": 2 * POLICY_SEED_BASE + seed + KEPT_SEED_OFFSET}
