@@ -489,7 +489,8 @@ def train_agent(
         cpu = (time.process_time() - cpu0) / (60 * c.cpu_minutes) if c.cpu_minutes > 0 else 0.0
         return max(wall, cpu)
 
-    def save(evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
+    def save(evaluation: dict[str, Any] | None = None, kept: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write the model and agent; `kept` (keep_best) names the evaluation whose weights these are."""
         seconds = t_prior + time.perf_counter() - t0
         budget = {"env_steps": env_steps, "grad_steps": step, "train_seconds": round(seconds, 1), "device": "cpu"}
         budget |= {"cpu_seconds": round(cpu_prior + time.process_time() - cpu0, 1)}
@@ -514,28 +515,28 @@ def train_agent(
         if agent_state is not None:
             agent.load_state_dict(agent_state)
 
-    def remember_if_best(ev: dict[str, Any], point: dict[str, Any], evaluation: dict[str, Any] | None = None) -> None:
-        if best and ev["real_mean"] <= best["eval_return"]:
+    def remember_if_best(score: float, evaluation: dict[str, Any] | None, point: dict[str, Any]) -> None:
+        if best and score <= best["eval_return"]:
             return
         best.clear()
-        best.update(eval_return=ev["real_mean"], cpu_seconds=point.get("cpu_seconds", 0.0), grad_steps=step)
-        best.update(evaluation=evaluation or ev, weights=weights())
+        best.update(eval_return=score, cpu_seconds=point.get("cpu_seconds", 0.0), grad_steps=step)
+        best.update(evaluation=evaluation, weights=weights())
+
+    def kept_record() -> dict[str, Any]:
+        return {k: best[k] for k in ("eval_return", "cpu_seconds", "grad_steps")}
 
     def save_best() -> None:
         """keep_best's save during training: the best evaluated weights, so a run stopped before its end
         (Ctrl-C, a crash) leaves them on disk rather than the weights of its latest step."""
-        nonlocal kept
         current = weights()
         load_weights(*best["weights"])
-        kept = {k: best[k] for k in ("eval_return", "cpu_seconds", "grad_steps")}
         try:
-            save(best["evaluation"])
+            save(best["evaluation"], kept_record())
         finally:
             load_weights(*current)
-            kept = None
 
     if c.keep_best and ameta.get("kept"):  # continuing a kept run: the weights just loaded are its best so far
-        remember_if_best({"real_mean": ameta["kept"]["eval_return"]}, ameta["kept"], ameta.get("evaluation"))
+        remember_if_best(ameta["kept"]["eval_return"], ameta.get("evaluation"), ameta["kept"])
 
     try:
         while True:  # at least one iteration per call, however small the budget
@@ -581,7 +582,7 @@ def train_agent(
                 point |= {"eval_return": ev["real_mean"], "dream_return": ev["dream_mean"]}
                 next_eval += c.eval_every
                 if c.keep_best:
-                    remember_if_best(ev, point)
+                    remember_if_best(ev["real_mean"], ev, point)
                     save_best()
                 else:
                     save(ev)
@@ -596,13 +597,12 @@ def train_agent(
     if curve:
         curve[-1] |= {"eval_return": evaluation["real_mean"], "dream_return": evaluation["dream_mean"]}
     if c.keep_best:
-        remember_if_best(evaluation, curve[-1] if curve else {})
+        remember_if_best(evaluation["real_mean"], evaluation, curve[-1] if curve else {})
         load_weights(*best["weights"])
         evaluation = evaluate_agent(model, agent, env_id, c.eval_episodes, seed + KEPT_SEED_OFFSET)
-        kept = {k: best[k] for k in ("eval_return", "cpu_seconds", "grad_steps")}
-        kept |= {"fresh_seeds_from": 2 * POLICY_SEED_BASE + seed + KEPT_SEED_OFFSET}
+        kept = kept_record() | {"fresh_seeds_from": 2 * POLICY_SEED_BASE + seed + KEPT_SEED_OFFSET}
         say(
             f"kept the weights evaluated at {kept['cpu_seconds'] / 60:.1f} CPU-min (return {kept['eval_return']:.1f}"
             f" there); on fresh env seeds they score {evaluation['real_mean']:.1f} ± {evaluation['real_std']:.1f}"
         )
-    return save(evaluation)
+    return save(evaluation, kept)
