@@ -59,7 +59,7 @@ class CompareHub(ClientHub[CompareSeat]):
             }
 
     def control(self, client: str, action: str, value: Any = None) -> str:
-        """Pause / reset / temperature; returns a status line."""
+        """Pause / reset / temperature / steps; returns a status line."""
         p = self.get(client)
         if p is None:
             return "Start a comparison first."
@@ -74,6 +74,13 @@ class CompareHub(ClientHub[CompareSeat]):
             if action == "temperature":
                 s.temperature = float(value)
                 return f"temperature {s.temperature:.2f}"
+            if action == "steps":
+                n = s.set_sampling_steps(int(value))
+                return (
+                    f"{int(value)} sampling steps per frame for {n} pixel-space model(s)"
+                    if n
+                    else ("none of these families has sampling steps (each draws a frame in one pass)")
+                )
         raise ValueError(f"unknown control '{action}'")
 
     def dream_from_here(

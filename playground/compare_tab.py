@@ -97,6 +97,9 @@ def build_compare_tab(hub: CompareHub, shipped_dir: Path, runs_dir: Path) -> dic
             temperature = gr.Slider(
                 0.0, 2.0, value=1.0, step=0.05, label="Temperature (live, every model)", elem_id="wm-cmp-temperature"
             )
+            steps = gr.Slider(
+                1, 6, value=2, step=1, label="Sampling steps (pixel-space models, live)", elem_id="wm-cmp-steps"
+            )
             with gr.Row():
                 pause = gr.Button("Pause", elem_id="wm-cmp-pause", min_width=80)
                 reset = gr.Button("Reset", elem_id="wm-cmp-reset", min_width=80)
@@ -116,13 +119,14 @@ def build_compare_tab(hub: CompareHub, shipped_dir: Path, runs_dir: Path) -> dic
         plot = gr.Plot(label="Divergence from the real future", show_label=False, elem_id="wm-cmp-plot")
     client = gr.State("")
 
-    def on_start(cid: str, runs: list[str] | None, temp: float):
+    def on_start(cid: str, runs: list[str] | None, temp: float, n_steps: float):
         cid = cid or hub.new_client()
         problem = describe(runs)
         if not runs or problem.startswith("**"):
             return cid, cid, problem, ""
         try:
             s = hub.start(cid, list(runs), temperature=temp)
+            s.set_sampling_steps(int(n_steps))
         except Exception as e:
             return cid, cid, f"**Could not start:** {friendly(e)}", ""
         text = f"**{len(s.labels)} model{'s' * (len(s.labels) > 1)}** on **{s.env_id}**  \n{keymap_markdown(s.env_id)}"
@@ -140,8 +144,9 @@ def build_compare_tab(hub: CompareHub, shipped_dir: Path, runs_dir: Path) -> dic
 
     picked.change(describe, picked, info)
     refresh.click(lambda: gr.update(choices=choices()), None, picked)
-    start.click(on_start, [client, picked, temperature], [client, board, info, status])
+    start.click(on_start, [client, picked, temperature, steps], [client, board, info, status])
     temperature.change(control_handler(hub, "temperature"), [client, temperature], status)
+    steps.change(control_handler(hub, "steps"), [client, steps], status)
     pause.click(control_handler(hub, "pause"), client, status)
     reset.click(control_handler(hub, "reset"), client, status)
     dream.click(on_dream, [client, samples, horizon], [status, strip, plot])

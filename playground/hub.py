@@ -218,7 +218,7 @@ class PlayHub(ClientHub[_Player]):
             }
 
     def control(self, client: str, action: str, value: Any = None) -> str:
-        """Pause / step / reset / temperature / lockstep / autopilot; returns a status line."""
+        """Pause / step / reset / temperature / steps / lockstep / autopilot; returns a status line."""
         p = self.get(client)
         if p is None:
             return "Start a checkpoint first."
@@ -236,6 +236,9 @@ class PlayHub(ClientHub[_Player]):
             if action == "temperature":
                 s.temperature = float(value)
                 return f"temperature {s.temperature:.2f}"
+            if action == "steps":
+                s.sampling_steps = int(value)
+                return f"{s.sampling_steps} sampling steps per frame"
             if action == "autopilot":
                 if value and s.agent is None:
                     return (

@@ -104,6 +104,16 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
                 info="How adventurous the dream's sampling is (0 = most likely future); what it changes depends "
                 "on the family, shown when a checkpoint starts",
             )
+            steps = gr.Slider(
+                1,
+                6,
+                value=2,
+                step=1,
+                label="Sampling steps (pixel-space models, live)",
+                elem_id="wm-steps",
+                info="Denoising passes per dream frame: 1 is fastest and draws the average of the possible next "
+                "frames (blurry where the future is uncertain); 2-3 commit to one sharp future",
+            )
             lockstep = gr.Checkbox(False, label="Real env beside the dream (same keys)", elem_id="wm-lockstep")
             autopilot = gr.Checkbox(
                 False, label="Let the trained agent or planner drive (any key takes over)", elem_id="wm-autopilot"
@@ -118,7 +128,7 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
     files = gr.File(label="Recording (GIF + JSON of actions, rewards and ends)", file_count="multiple", visible=False)
     client = gr.State("")
 
-    def on_start(cid: str, run: str | None, temp: float, real: bool, auto: bool):
+    def on_start(cid: str, run: str | None, temp: float, n_steps: float, real: bool, auto: bool):
         cid = cid or hub.new_client()
         if not run:
             return (
@@ -129,6 +139,8 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
             )
         try:
             s = hub.start(cid, run, temperature=temp, lockstep=real)
+            if s.dream.steps_range:
+                s.sampling_steps = int(n_steps)
             if auto:
                 hub.control(cid, "autopilot", True)
         except Exception as e:
@@ -139,6 +151,7 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
             f"{s.dream.decoded_by}{' (probe view: what the latent knows)' if s.dream.decoded_by == 'probe' else ''}"
             f"  \n{keymap_markdown(m['env_id'])}  \nMade by `{m.get('command') or 'unknown command'}`"
             f"  \nTemperature for {m['family']}: {s.model.capabilities.get('temperature') or 'not described'}"
+            f"{'' if s.dream.steps_range else ' (no sampling steps: it draws each frame in one pass)'}"
             f"  \nAutopilot driver: {s.driver_label if s.agent is not None else 'none (no agent, no planner)'}"
         )
         return cid, cid, text, "Click the dream and hold the keys."
@@ -151,7 +164,8 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
         return text, gr.update(value=paths, visible=True) if paths else gr.update()
 
     ckpt.change(describe, ckpt, info)
-    start.click(on_start, [client, ckpt, temperature, lockstep, autopilot], [client, player, info, status])
+    start.click(on_start, [client, ckpt, temperature, steps, lockstep, autopilot], [client, player, info, status])
+    steps.change(control_handler(hub, "steps"), [client, steps], status)
     refresh.click(lambda: gr.update(choices=choices()), None, ckpt)
     temperature.change(control_handler(hub, "temperature"), [client, temperature], status)
     lockstep.change(control_handler(hub, "lockstep"), [client, lockstep], status)

@@ -46,6 +46,7 @@ def _number(kind: type, low: float, name: str):
 
 positive = _number(int, 1, "a positive whole number")
 nonneg_float = _number(float, 0.0, "a number")
+any_float = _number(float, -float("inf"), "a number")
 
 
 def _add_config_flags(p: argparse.ArgumentParser, family_cls: type) -> None:
@@ -56,6 +57,8 @@ def _add_config_flags(p: argparse.ArgumentParser, family_cls: type) -> None:
     small = family_cls.preset("small")
     for f in dataclasses.fields(config_cls):
         kind = {int: positive, float: nonneg_float}.get(type(f.default), str)
+        if isinstance(f.default, float) and f.default < 0:  # a field that may be negative (a log-scale mean)
+            kind = any_float
         if isinstance(f.default, bool):
             kind = lambda s: s.lower() in ("1", "true", "yes")  # noqa: E731
         p.add_argument(
@@ -81,22 +84,66 @@ def cmd_envs(args: argparse.Namespace) -> None:
     print("\nAny other gymnasium id works too: frames come from render() or image observations.")
 
 
+def collect_progress(total: int, unit: str, quiet: bool = False):
+    """(progress callback for `collect`, close) drawing a tqdm bar on stderr over frames or episodes."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit=unit, disable=quiet, dynamic_ncols=True, desc="collecting")
+
+    def update(frames: int, episodes: int) -> None:
+        bar.update((frames if unit == "frames" else episodes) - bar.n)
+
+    return update, bar.close
+
+
+class _CollectBar:
+    """A tqdm bar over collected frames that opens on the first progress call (only if collecting happens)."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def update(self, frames: int, episodes: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(unit="frames", dynamic_ncols=True, desc="collecting", leave=False)
+        self.bar.update(frames - self.bar.n)
+
+    def say(self, message: str) -> None:
+        """Print a status line (closing the bar first, so the line is not drawn over)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        print(message, flush=True)
+
+
 def cmd_collect(args: argparse.Namespace) -> None:
-    """Collect episodes with a random policy into an episode store."""
+    """Collect episodes with a data policy into an episode store."""
     from .data import collect
 
-    store = collect(
-        args.env,
-        args.episodes,
-        args.out,
-        split=args.split,
-        seed=args.seed,
-        max_steps=args.max_steps,
-        num_envs=args.num_envs,
-    )
+    if (args.episodes is None) == (args.frames is None):
+        raise UserError("give --episodes N or --frames N (one of them)")
+    update, close = collect_progress(args.frames or args.episodes, "frames" if args.frames else "episodes", args.quiet)
+    try:
+        store = collect(
+            args.env,
+            args.episodes,
+            args.out,
+            frames=args.frames,
+            split=args.split,
+            seed=args.seed,
+            policy=args.policy,
+            max_steps=args.max_steps,
+            num_envs=args.num_envs,
+            progress=update,
+        )
+    finally:
+        close()
     s = store.summary()
+    policies = ", ".join(f"{k} {v}" for k, v in s["policies"].items())
     print(
-        f"{s['episodes']} episodes, {s['frames']} frames of {args.env} in {args.out} (content {s['content_hash'][:12]})"
+        f"{s['episodes']} episodes, {s['frames']} frames of {args.env} in {args.out} (content "
+        f"{s['content_hash'][:12]}; frames by policy: {policies})"
     )
 
 
@@ -105,9 +152,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     The first Ctrl-C stops training at the next step and saves a resumable checkpoint; a second one
     interrupts at once."""
-    from .train import train_run
+    from .train import cpu_seconds, peak_rss_mb, train_run
 
     stop = threading.Event()
+    collect_bar = _CollectBar()
 
     def on_sigint(signum, frame) -> None:
         print("\nstopping: saving a resumable checkpoint (Ctrl-C again to abort)", file=sys.stderr, flush=True)
@@ -129,7 +177,9 @@ def cmd_train(args: argparse.Namespace) -> None:
             bf16=args.bf16,
             slim=args.slim,
             seed=args.seed,
-            on_status=lambda m: print(m, flush=True),
+            policy=args.policy,
+            on_status=collect_bar.say,
+            on_collect=None if args.quiet else collect_bar.update,
             progress=not args.quiet,
             should_stop=stop.is_set,
         )
@@ -138,6 +188,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     m = report.metrics
     shown = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if k not in ("step", "seconds"))
     print(f"done: {run} step {report.step} in {report.seconds:.1f} s ({shown})")
+    print(f"budget: {cpu_seconds() / 60:.1f} CPU-minutes in this process, peak RSS {peak_rss_mb() / 1024:.2f} GiB")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -274,6 +325,12 @@ def cmd_plan(args: argparse.Namespace) -> None:
     )
 
 
+POLICY_HELP = (
+    "data policy: random, scripted (the env's scripted player mixed with random actions; random where the "
+    "catalog has no script) or a run directory with a trained agent"
+)
+
+
 def build_parser(family: str | None = None) -> Parser:
     """The full `wm` parser; `family` selects which config fields `wm train` offers as flags."""
     from .registry import FAMILIES, get_family
@@ -284,9 +341,12 @@ def build_parser(family: str | None = None) -> Parser:
     p = sub.add_parser("envs", help="list the environment catalog")
     p.set_defaults(fn=cmd_envs)
 
-    p = sub.add_parser("collect", help="collect random-policy episodes into a store")
+    p = sub.add_parser("collect", help="collect episodes (random, scripted or agent play) into a store")
     p.add_argument("--env", required=True, help="gymnasium id, e.g. CartPole-v1 (see wm envs)")
-    p.add_argument("--episodes", type=positive, required=True)
+    p.add_argument("--episodes", type=positive, default=None, help="episodes to collect")
+    p.add_argument("--frames", type=positive, default=None, help="frames to collect (instead of --episodes)")
+    p.add_argument("--policy", default="random", help=POLICY_HELP)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="directory of the episode store")
     p.add_argument(
         "--split",
@@ -310,6 +370,7 @@ def build_parser(family: str | None = None) -> Parser:
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster batched training)")
     p.add_argument("--slim", action="store_true", help="save no optimizer state (smaller; for shipping)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--policy", default="scripted", help=POLICY_HELP + " (when collecting)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     if family is not None:
         _add_config_flags(p.add_argument_group(f"{family} config"), get_family(family))

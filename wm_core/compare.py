@@ -171,6 +171,14 @@ class CompareSession:
         for d in self.dreams:
             d.temperature = float(value)
 
+    def set_sampling_steps(self, steps: int | None) -> int:
+        """Denoising steps per frame for every dream that has the knob (pixel-space families); returns how many
+        dreams took it."""
+        takers = [d for d in self.dreams if d.steps_range]
+        for d in takers:
+            d.set_sampling_steps(steps)
+        return len(takers)
+
     def reset(self) -> CompareFrame:
         """Restart the real env and every dream from one freshly sampled real context."""
         frames, acts, self.real_seed = real_context(self.env, self.spec, self.rng, self.context)

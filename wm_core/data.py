@@ -172,8 +172,9 @@ class EpisodeStore:
         text = json.dumps(self._index, indent=1).encode()
         _atomic_write(self.root / INDEX_FILE, lambda f: f.write(text))
 
-    def add(self, ep: Episode) -> None:
-        """Append one episode: an atomic file write, then an atomic index rewrite."""
+    def add(self, ep: Episode, policy: str = "unknown") -> None:
+        """Append one episode (`policy` names who played it: random, scripted, human, agent ...): an atomic
+        file write, then an atomic index rewrite."""
         spec, n, size = self.action_spec, len(ep), self.pipeline.size
         want = [(n, size, size, 3), (n,) if spec.discrete else (n, spec.n), (n,), n, (n, spec.n), (n,)]
         got = [ep.obs.shape, ep.act.shape, ep.rew.shape, n if ep.state is None else len(ep.state)]
@@ -197,7 +198,7 @@ class EpisodeStore:
         name = f"ep_{len(self):06d}.npz"
         _atomic_write(self.root / name, lambda f: _write_npz(f, arrays))
         entry = {"file": name, "frames": n, "return": float(ep.rew.sum()), "terminated": bool(ep.terminated)}
-        entry |= {"truncated": bool(ep.truncated), "seed": ep.seed, "ordinal": ep.ordinal}
+        entry |= {"truncated": bool(ep.truncated), "seed": ep.seed, "ordinal": ep.ordinal, "policy": policy}
         self._index["episodes"].append(entry | {"sha256": _sha256(self.root / name)})
         self._write_index()
 
@@ -205,8 +206,9 @@ class EpisodeStore:
         """Number of episodes."""
         return len(self._index["episodes"])
 
-    def load(self, i: int) -> Episode:
-        """Episode `i`, checked against the sha256 recorded in the index."""
+    def load(self, i: int, frames: bool = True) -> Episode:
+        """Episode `i`, checked against the sha256 recorded in the index. `frames=False` skips decompressing
+        the frames (then `obs` is an empty (T+1, 0, 0, 3) array): for statistics over actions and states."""
         entry = self._index["episodes"][range(len(self))[i]]  # range() gives negative i and IndexError
         path = self.root / entry["file"]
         if not path.is_file():
@@ -215,7 +217,9 @@ class EpisodeStore:
             raise DataError(f"episode file {path} does not match its sha256 in {INDEX_FILE}: it was modified")
         try:
             with np.load(path, allow_pickle=False) as z:
-                a = {k: z[k] for k in z.files}
+                a = {k: z[k] for k in z.files if frames or k != "obs"}
+            if not frames:
+                a["obs"] = np.zeros((entry["frames"], 0, 0, 3), np.uint8)
             terminated, truncated = bool(a["terminated"]), bool(a["truncated"])
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
             raise DataError(f"cannot read episode file {path}: {e}") from e
@@ -286,31 +290,16 @@ class EpisodeStore:
             "mean_return": float(np.mean(returns)),
             "terminated": sum(e["terminated"] for e in entries),
             "content_hash": self.content_hash,
+            "policies": self.policies(),
         }
 
-
-class _RandomPolicy:
-    """Uniform actions for Discrete; for Box a clipped Brownian walk per env, so the data covers motion."""
-
-    def __init__(self, spec: ActionSpec, num_envs: int, rng: np.random.Generator) -> None:
-        self.spec, self.rng = spec, rng
-        self.low, self.high = np.asarray(spec.low, np.float32), np.asarray(spec.high, np.float32)
-        self.prev = np.zeros((num_envs, spec.n), np.float32)
-        for i in range(num_envs):
-            self.reset(i)
-
-    def reset(self, i: int) -> None:
-        """Restart env i's walk at a uniform random point (at each episode start)."""
-        if not self.spec.discrete:
-            self.prev[i] = self.spec.sample(self.rng)
-
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        if self.spec.discrete:
-            return self.rng.integers(self.spec.n, size=len(frames))
-        # i.i.d. uniform Box actions average out to jitter in place; a random walk keeps a direction.
-        noise = self.rng.normal(0.0, 0.3 * (self.high - self.low) / 2, size=self.prev.shape)
-        self.prev = np.clip(self.prev + noise, self.low, self.high).astype(np.float32)
-        return self.prev.copy()
+    def policies(self) -> dict[str, int]:
+        """Frames per data policy (stores written before policies were recorded count as "unrecorded")."""
+        out: dict[str, int] = {}
+        for e in self._index["episodes"]:
+            name = str(e.get("policy", "unrecorded"))
+            out[name] = out.get(name, 0) + int(e["frames"])
+        return out
 
 
 Step = tuple[np.ndarray, Any, float, "np.ndarray | None"]  # (frame, raw action, reward, true state)
@@ -344,12 +333,13 @@ def _first_seed(store: EpisodeStore, seed: int | None, num_envs: int) -> int:
 
 def collect(
     env_id: str,
-    episodes: int,
+    episodes: int | None,
     out: Path | str,
     *,
+    frames: int | None = None,
     split: str = "train",
     seed: int | None = None,
-    policy: str | Policy = "random",
+    policy: str | Policy | Any = "random",
     num_envs: int = 2,
     pipeline: FramePipeline | None = None,
     max_steps: int | None = None,
@@ -357,20 +347,26 @@ def collect(
     should_stop: Callable[[], bool] | None = None,
     store: EpisodeStore | None = None,
 ) -> EpisodeStore:
-    """Roll out `episodes` episodes of `env_id` into a store at `out` (or append to `store`; its split wins).
+    """Roll out `episodes` episodes of `env_id` (or, with `frames`, until that many frames are stored) into a
+    store at `out` (or append to `store`; its split wins).
 
-    Env i is reset once with seed+i, then auto-resets; `seed` defaults to the split's base, or to just past
-    the seeds the store already holds. `max_steps` truncates long episodes; `progress(frames seen, episodes
-    stored)` is called every step; `should_stop()` ends early, keeping the episodes already stored.
+    `policy` is 'random', 'scripted', a run directory with a trained agent (see `wm_core.policies`), a
+    policy object, or a callable from frames to raw actions. Env i is reset once with seed+i, then
+    auto-resets; `seed` defaults to the split's base, or to just past the seeds the store already holds.
+    `max_steps` truncates long episodes. With a frame budget, the episodes still running when it is reached
+    are stored as truncated, so the store holds the budget. `progress(frames seen, episodes stored)` is
+    called every step; `should_stop()` ends early, keeping the episodes already stored.
     """
     import gymnasium
 
     from .envs import make_env  # imported here so the store and sampler work without the env catalog
+    from .policies import make_policy
 
-    if episodes < 1 or num_envs < 1 or (max_steps is not None and max_steps < 1):
-        raise ValueError(f"need episodes, num_envs, max_steps >= 1; got {episodes}, {num_envs}, {max_steps}")
-    if isinstance(policy, str) and policy != "random":
-        raise ValueError(f"unknown policy {policy!r}: use 'random' or pass a callable")
+    if (episodes is None) == (frames is None):
+        raise ValueError("give exactly one of episodes and frames")
+    budget = episodes if episodes is not None else frames
+    if budget < 1 or num_envs < 1 or (max_steps is not None and max_steps < 1):
+        raise ValueError(f"need episodes or frames, num_envs, max_steps >= 1; got {budget}, {num_envs}, {max_steps}")
 
     def make_one() -> gymnasium.Env:
         env = make_env(env_id, pipeline)
@@ -382,32 +378,64 @@ def collect(
         if store is None:
             store = EpisodeStore.create(out, env_id, env_pipeline, spec, split)
         store.check_compatible(env_id, env_pipeline, spec)
-        _rollout(envs, store, episodes, _first_seed(store, seed, num_envs), policy, progress, should_stop)
+        first = _first_seed(store, seed, num_envs)
+        rng = np.random.default_rng(first)
+        if isinstance(policy, str):
+            act = make_policy(policy, env_id, spec, num_envs, rng)
+        elif hasattr(policy, "reset"):
+            act = policy
+        else:
+            act = _CallablePolicy(policy)
+        target = (episodes, None) if episodes is not None else (None, frames)
+        _rollout(envs, store, target, first, act, progress, should_stop)
     finally:
         envs.close()
     return store
 
 
+class _CallablePolicy:
+    """A plain function of the frames as a policy object."""
+
+    name = "custom"
+
+    def __init__(self, fn: Policy) -> None:
+        self.fn = fn
+
+    def reset(self, i: int) -> None:
+        """Nothing to forget."""
+
+    def __call__(self, frames: np.ndarray, envs: Sequence[Any]) -> np.ndarray:
+        return self.fn(frames)
+
+
 def _rollout(
     envs: gymnasium.vector.SyncVectorEnv,
     store: EpisodeStore,
-    episodes: int,
+    target: tuple[int | None, int | None],
     seed: int,
-    policy: str | Policy,
+    policy: Any,
     progress: Callable[[int, int], None] | None,
     should_stop: Callable[[], bool] | None,
 ) -> None:
-    """Step the vector env until `episodes` episodes are stored (or `should_stop()`)."""
+    """Step the vector env until `target` = (episodes, None) or (None, frames) is stored (or `should_stop()`)."""
     spec, n = store.action_spec, envs.num_envs
-    act_fn: Policy = policy if callable(policy) else _RandomPolicy(spec, n, np.random.default_rng(seed))
-    rand = act_fn if isinstance(act_fn, _RandomPolicy) else None
+    want_episodes, want_frames = target
     seeds = [seed + i for i in range(n)]
     obs, info = envs.reset(seed=seeds)
     steps: list[list[Step]] = [[(obs[i], spec.zeros(), 0.0, _info_state(info, i))] for i in range(n)]
     ordinals, restarting = [0] * n, np.zeros(n, bool)
-    frames, stored = n, 0
-    while stored < episodes and not (should_stop and should_stop()):
-        actions = np.stack([np.asarray(spec.to_env(a)) for a in np.asarray(act_fn(obs))[:n]])
+    frames, stored, stored_frames = n, 0, 0
+
+    def add(i: int, terminated: bool, truncated: bool) -> None:
+        nonlocal stored, stored_frames
+        store.add(_episode(steps[i], terminated, truncated, seeds[i], ordinals[i]), policy=policy.name)
+        stored, stored_frames = stored + 1, stored_frames + len(steps[i])
+
+    def done() -> bool:
+        return stored >= want_episodes if want_episodes is not None else stored_frames >= want_frames
+
+    while not done() and not (should_stop and should_stop()):
+        actions = np.stack([np.asarray(spec.to_env(a)) for a in list(policy(obs, envs.envs))[:n]])
         obs, rew, terminated, truncated, info = envs.step(actions)
         frames += n
         for i in range(n):
@@ -416,14 +444,19 @@ def _rollout(
                 # first frame of the next episode, which starts a new list (it is no transition).
                 ordinals[i] += 1
                 steps[i] = [(obs[i], spec.zeros(), 0.0, _info_state(info, i))]
-                if rand:
-                    rand.reset(i)
+                policy.reset(i)
                 continue
             steps[i].append((obs[i], actions[i], float(rew[i]), _info_state(info, i)))
-            # Envs still mid-episode when the target is reached are dropped (a mild bias to short episodes).
-            if (terminated[i] or truncated[i]) and stored < episodes:
-                store.add(_episode(steps[i], terminated[i], truncated[i], seeds[i], ordinals[i]))
-                stored += 1
+            # Envs still mid-episode when an episode target is reached are dropped (a mild bias to short
+            # episodes); under a frame budget they are kept as truncated episodes (below).
+            if (terminated[i] or truncated[i]) and not done():
+                add(i, bool(terminated[i]), bool(truncated[i]))
+        if want_frames is not None and not done():
+            running = [i for i in range(n) if not (restarting[i] or terminated[i] or truncated[i])]
+            if stored_frames + sum(len(steps[i]) for i in running) >= want_frames:
+                for i in running:
+                    if len(steps[i]) > 1 and not done():
+                        add(i, False, True)
         restarting = terminated | truncated
         if progress:
             progress(frames, stored)
@@ -436,32 +469,55 @@ class SequenceSampler:
     next episode, where `is_first` marks the boundary. The first step of every window has `is_first=True`
     (with zero act and rew) even mid-episode: the model has not seen the earlier frames, so it starts from
     a fresh state there.
+
+    Given an `EpisodeStore` larger than `cache_frames`, the buffer is a ring of `cache_frames` frames (a
+    replay buffer, as Dreamer keeps one): it starts with random episodes (chosen in proportion to their
+    length) and, as batches are drawn, keeps loading more from disk over the oldest frames, `refresh` new
+    frames per sampled frame. Windows never cross the newest write, so they never join unrelated frames;
+    memory stays at the cache's size whatever the store holds. A store that fits is loaded whole.
     """
 
     def __init__(
         self,
-        episodes: Sequence[Episode],
+        episodes: Sequence[Episode] | EpisodeStore,
         action_spec: ActionSpec,
         seq_len: int,
         batch_size: int,
         seed: int = 0,
+        cache_frames: int | None = None,
+        refresh: float = 0.25,
     ) -> None:
-        """Flatten `episodes` into one buffer; `seed` fixes the sequence of batches."""
+        """Flatten `episodes` (or a store's) into one buffer; `seed` fixes the sequence of batches."""
         if seq_len < 1 or batch_size < 1:
             raise ValueError(f"seq_len and batch_size must be >= 1, got {seq_len}, {batch_size}")
-        total = sum(len(ep) for ep in episodes)
+        store = episodes if isinstance(episodes, EpisodeStore) else None
+        total = store.num_frames if store is not None else sum(len(ep) for ep in episodes)
+        count = len(store) if store is not None else len(episodes)
         if total < seq_len:
             raise DataError(
-                f"{len(episodes)} episodes hold {total} frames, fewer than one sequence of {seq_len}: "
+                f"{count} episodes hold {total} frames, fewer than one sequence of {seq_len}: "
                 "collect more episodes or use a shorter sequence length"
             )
+        self.seq_len, self.batch_size, self.spec = seq_len, batch_size, action_spec
+        self._rng = np.random.default_rng(seed)
+        self._store: EpisodeStore | None = None
+        if store is None:
+            self._load_all(episodes)
+        elif cache_frames is not None and total > cache_frames:
+            self._start_ring(store, max(int(cache_frames), 2 * seq_len), refresh)
+        else:  # the whole store, one episode at a time into buffers of its size (no second copy)
+            self._allocate(store.load(0), total)
+            for i in range(len(store)):
+                self._put(store.load(i))
+
+    def _load_all(self, episodes: Sequence[Episode]) -> None:
         if len(shapes := {ep.obs.shape[1:] for ep in episodes}) > 1:
             raise DataError(f"episodes have different frame shapes: {sorted(shapes)}")
-        self.seq_len, self.batch_size = seq_len, batch_size
+        total = sum(len(ep) for ep in episodes)
         lengths = np.array([len(ep) for ep in episodes])
         firsts = np.cumsum(lengths) - lengths
         self.obs = np.concatenate([ep.obs for ep in episodes])  # (N, H, W, 3) uint8
-        self.act = action_spec.encode(np.concatenate([ep.act for ep in episodes])).numpy()  # (N, dim)
+        self.act = self.spec.encode(np.concatenate([ep.act for ep in episodes])).numpy()  # (N, dim)
         self.rew = np.concatenate([ep.rew for ep in episodes]).astype(np.float32)  # (N,)
         self.is_first = np.zeros(total, bool)
         self.is_first[firsts] = True
@@ -473,25 +529,83 @@ class SequenceSampler:
         # Search targets, when any episode has them; the others count as "no search" (zero row, NaN).
         self.search: dict[str, np.ndarray] | None = None
         if any(ep.search_policy is not None for ep in episodes):
-            A = action_spec.n
+            A = self.spec.n
             pol = [np.zeros((len(ep), A)) if ep.search_policy is None else ep.search_policy for ep in episodes]
             val = [np.full(len(ep), np.nan) if ep.search_value is None else ep.search_value for ep in episodes]
             self.search = {"search_policy": np.concatenate(pol).astype(np.float32)}
             self.search["search_value"] = np.concatenate(val).astype(np.float32)
-        self._rng = np.random.default_rng(seed)
+        self._write, self._filled = 0, total
+
+    # ---- the ring (a store larger than the cache) ---------------------------------------------------
+    def _start_ring(self, store: EpisodeStore, capacity: int, refresh: float) -> None:
+        self._store, self._refresh, self._credit = store, refresh, 0.0
+        lengths = np.array([e["frames"] for e in store._index["episodes"]], np.float64)
+        self._weights = lengths / lengths.sum()
+        first = store.load(int(self._rng.choice(len(store), p=self._weights)))
+        self._allocate(first, capacity)
+        self._put(first)
+        while self._filled < capacity:
+            self._put(store.load(int(self._rng.choice(len(store), p=self._weights))))
+
+    def _allocate(self, first: Episode, capacity: int) -> None:
+        """Empty buffers of `capacity` frames shaped like `first`'s (state and search targets if it has them)."""
+        S = first.obs.shape[1:]
+        self.obs = np.zeros((capacity, *S), np.uint8)
+        self.act = np.zeros((capacity, self.spec.dim), np.float32)
+        self.rew = np.zeros(capacity, np.float32)
+        self.is_first = np.zeros(capacity, bool)
+        self.is_terminal = np.zeros(capacity, bool)
+        self.state = None if first.state is None else np.zeros((capacity, first.state.shape[1]), np.float32)
+        self.search = None
+        if first.search_policy is not None:
+            self.search = {"search_policy": np.zeros((capacity, self.spec.n), np.float32),
+                           "search_value": np.full(capacity, np.nan, np.float32)}  # fmt: skip
+        self._write, self._filled = 0, 0
+
+    def _put(self, ep: Episode) -> None:
+        """Write an episode at the ring's write position (wrapping), over the oldest frames."""
+        C = len(self.obs)
+        n = min(len(ep), C)
+        if ep.obs.shape[1:] != self.obs.shape[1:]:
+            raise DataError(f"episodes have different frame shapes: {ep.obs.shape[1:]} and {self.obs.shape[1:]}")
+        at = (self._write + np.arange(n)) % C
+        self.obs[at] = ep.obs[:n]
+        act = self.spec.encode(ep.act[:n]).numpy()
+        act[0] = 0.0
+        self.act[at], self.rew[at] = act, ep.rew[:n]
+        self.is_first[at] = np.arange(n) == 0
+        self.is_terminal[at] = (np.arange(n) == len(ep) - 1) & ep.terminated
+        if self.state is not None:
+            self.state[at] = 0.0 if ep.state is None else ep.state[:n]
+        if self.search is not None:
+            self.search["search_policy"][at] = 0.0 if ep.search_policy is None else ep.search_policy[:n]
+            self.search["search_value"][at] = np.nan if ep.search_value is None else ep.search_value[:n]
+        self._write, self._filled = (self._write + n) % C, min(C, self._filled + n)
+
+    def _refill(self) -> None:
+        """Load new episodes over the oldest frames: `refresh` frames per frame sampled."""
+        self._credit += self._refresh * self.batch_size * self.seq_len
+        while self._credit > 0:
+            ep = self._store.load(int(self._rng.choice(len(self._store), p=self._weights)))
+            self._put(ep)
+            self._credit -= len(ep)
 
     @property
     def num_frames(self) -> int:
-        """Frames in the flat buffer."""
-        return len(self.obs)
+        """Frames in the buffer (all of them, or the ring's)."""
+        return self._filled
 
     def sample(self) -> dict[str, torch.Tensor]:
         """obs (B,T,H,W,3) uint8, act (B,T,dim), rew (B,T), is_first, is_terminal (B,T) [, state (B,T,k)]
         [, search_policy (B,T,A), search_value (B,T)]."""
         import torch
 
+        if self._store is not None:
+            self._refill()
         starts = self._rng.integers(0, self.num_frames - self.seq_len + 1, size=self.batch_size)
-        idx = starts[:, None] + np.arange(self.seq_len)  # (B, T) indices into the flat buffer
+        # In a ring, offsets count from the oldest frame, so no window crosses the newest write.
+        starts = (starts + self._write - self._filled) % len(self.obs) if self._store is not None else starts
+        idx = (starts[:, None] + np.arange(self.seq_len)) % len(self.obs)  # (B, T) indices into the buffer
         is_first, act, rew = self.is_first[idx], self.act[idx], self.rew[idx]
         is_first[:, 0] = True
         act[is_first] = 0.0

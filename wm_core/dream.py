@@ -24,15 +24,32 @@ class Dream:
     actions); outputs follow the same shape. Actions are raw env actions (int index or float vector).
     """
 
-    def __init__(self, model: WorldModel, temperature: float = 1.0, done_threshold: float = 0.5) -> None:
+    def __init__(
+        self, model: WorldModel, temperature: float = 1.0, done_threshold: float = 0.5, steps: int | None = None
+    ) -> None:
         self.model = model.eval()
         self.spec = model.action_spec
         self.temperature = temperature
+        self.steps_range: tuple[int, int] | None = model.capabilities.get("sampling_steps")
+        self.sampling_steps = steps  # None: the family's default (families with `sampling_steps` only)
         self.done_threshold = done_threshold
         self.state: State | None = None
         self.batched = False
         self.steps = 0
         self.device = model.frame_mean.device
+
+    def set_sampling_steps(self, steps: int | None) -> None:
+        """Denoising steps per frame (None: the family's default); ValueError for a family without the knob or
+        a number outside its range."""
+        if steps is None:
+            self.sampling_steps = None
+            return
+        if not self.steps_range:
+            raise ValueError(f"the {self.model.family} family draws each frame in one pass: it has no sampling steps")
+        lo, hi = self.steps_range
+        if not lo <= int(steps) <= hi:
+            raise ValueError(f"sampling steps must be between {lo} and {hi}, got {steps}")
+        self.sampling_steps = int(steps)
 
     @property
     def decoded_by(self) -> str:
@@ -79,7 +96,8 @@ class Dream:
         if self.state is None:
             raise RuntimeError("call reset(context_frames) before step()")
         B = next(iter(self.state.values())).shape[0]
-        self.state = self.model.imagine(self.state, self._actions(action, B), self.temperature)
+        options = {"steps": self.sampling_steps} if self.steps_range and self.sampling_steps else {}
+        self.state = self.model.imagine(self.state, self._actions(action, B), self.temperature, **options)
         self.steps += 1
         frame = to_uint8(self.model.decode(self.state))
         reward = self.model.reward(self.state).float().cpu().numpy()

@@ -143,6 +143,8 @@ class EnvEntry:
     requires: str | None = None  # module to import first, e.g. "ale_py" (registers the ALE ids)
     extra: str | None = None  # pip extra that provides it, named in error messages
     state_names: tuple[str, ...] = ()  # names of the true state's dims (classic control), for state probes
+    data_frames: int = 20_000  # frames `wm train` collects by default (scripted policy mixed with random)
+    heldout_steps: int = 200  # `wm eval` cuts held-out episodes here: the card needs 5 + 50 frames of each
 
 
 B = KeyBinding
@@ -181,19 +183,23 @@ CATALOG: dict[str, EnvEntry] = {
         ),
         EnvEntry(
             "CarRacing-v3",
-            "Steer, gas and brake around the track; the 96x96 observation with its dashboard, repeat 2.",
-            FramePipeline(source="obs", action_repeat=2),
+            "Steer, gas and brake around the track; the 96x96 observation with its dashboard, repeat 2, "
+            "starting after the camera's zoom-in.",
+            FramePipeline(source="obs", action_repeat=2, reset_noops=50),
             Keymap(
                 (B("ArrowLeft", "steer left", dim=0, sign=-1.0), B("ArrowRight", "steer right", dim=0))
                 + (B("ArrowUp", "gas", dim=1), B("ArrowDown", "brake", dim=2))
             ),
             requires="Box2D",
             extra="box2d",
+            data_frames=16_000,
+            heldout_steps=120,
         ),
         EnvEntry(
             "ALE/Pong-v5",
-            "Move the right (green) paddle up/down; observation cropped to the field, ball thickened.",
-            FramePipeline(source="obs", crop=(34, 194, 0, 160), thicken=4, thicken_mode="light"),
+            "Move the right (green) paddle up/down; observation cropped to the field, ball thickened, starting "
+            "as the first ball is served.",
+            FramePipeline(source="obs", crop=(34, 194, 0, 160), thicken=4, thicken_mode="light", reset_noops=15),
             Keymap(
                 (B("ArrowUp", "up", 2), B("ArrowDown", "down", 3), B(" ", "fire", 1))
                 + (B("ArrowUp+ ", "up + fire", 4), B("ArrowDown+ ", "down + fire", 5)),
@@ -201,6 +207,7 @@ CATALOG: dict[str, EnvEntry] = {
             ),
             requires="ale_py",
             extra="atari",
+            data_frames=40_000,
         ),
         EnvEntry(
             "ALE/Breakout-v5",
@@ -209,6 +216,7 @@ CATALOG: dict[str, EnvEntry] = {
             Keymap((B("ArrowLeft", "left", 3), B("ArrowRight", "right", 2), B(" ", "fire", 1)), idle_action=0),
             requires="ale_py",
             extra="atari",
+            data_frames=40_000,
         ),
     ]
 }
@@ -386,6 +394,10 @@ class PixelEnv(gymnasium.Wrapper):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         """Reset the env; returns (frame, info)."""
         obs, info = self.env.reset(seed=seed, options=options)
+        for _ in range(self.pipeline.reset_noops):
+            obs, _, terminated, truncated, info = self.env.step(self.action_spec.to_env(self.action_spec.zeros()))
+            if terminated or truncated:
+                raise EnvError(f"{self.entry.env_id} ended during its {self.pipeline.reset_noops} reset no-ops")
         info = self._info(obs, info)
         return self.frame(), info
 

@@ -35,10 +35,27 @@ def heldout_store(
     out: Path | str | None = None,
     seed: int = HELDOUT_SEED_BASE,
     max_steps: int | None = None,
+    policy: str = "random",
 ) -> EpisodeStore:
     """Collect held-out episodes (seeds disjoint from training) into `out` or a temp directory."""
     root = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="wm-heldout-"))
-    return collect(env_id, episodes, root, split="heldout", seed=seed, max_steps=max_steps)
+    return collect(env_id, episodes, root, split="heldout", seed=seed, max_steps=max_steps, policy=policy)
+
+
+def card_windows(episodes: Sequence[Episode], context: int, horizon: int, seed: int = 0) -> list[Episode]:
+    """One open-loop window per held-out episode, starting at a seeded random frame such that the context
+    and `horizon` dreamed steps fit (the episode's start when they do not): a Pong episode's first frames
+    have no ball in play, a CarRacing episode's first frames show the start line. Each window is the
+    episode from its start frame on, with "no action" and no reward before its first frame."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for e in episodes:
+        s = int(rng.integers(0, max(0, len(e) - context - horizon) + 1))
+        act, rew = e.act[s:].copy(), e.rew[s:].copy()
+        act[0], rew[0] = np.zeros_like(act[0]), 0.0
+        state = None if e.state is None else e.state[s:]
+        out.append(Episode(e.obs[s:], act, rew, e.terminated, e.truncated, state, e.seed, e.ordinal))
+    return out
 
 
 def _frame_errors(pred: np.ndarray, real: np.ndarray, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +77,8 @@ def open_loop(
     """Batched open-loop rollouts from each episode's start.
 
     Returns arrays over (episode, k) for k = 1..horizon: `pred` frames (E, H, S, S, 3) uint8, `real`
-    frames, `valid` mask (episode long enough), predicted `reward`/`done_prob`, real `rew`/`term`.
+    frames, `valid` mask (episode long enough), predicted `reward`/`done_prob`, real `rew`/`term`; and what
+    the dream was given: `contexts` (E, context, S, S, 3), `context_acts` and the logged `acts` (E, H, ...).
     """
     eps = [e for e in episodes if len(e) > context]
     if not eps:
@@ -81,7 +99,8 @@ def open_loop(
         acts[i, :n] = e.act[context : context + n]
     torch.manual_seed(seed)
     dream = Dream(model, temperature)
-    dream.reset(np.stack([e.obs[:context] for e in eps]), np.stack([e.act[:context] for e in eps]))
+    contexts, context_acts = np.stack([e.obs[:context] for e in eps]), np.stack([e.act[:context] for e in eps])
+    dream.reset(contexts, context_acts)
     pred = np.zeros_like(real)
     reward = np.zeros((E, H), np.float32)
     done = np.zeros((E, H), np.float32)
@@ -98,6 +117,9 @@ def open_loop(
         "rew": rew,
         "term": term,
         "last": last,
+        "contexts": contexts,
+        "context_acts": context_acts,
+        "acts": acts,
     }
 
 
@@ -164,6 +186,10 @@ def card_from_rollout(
         rows_by_k[k] = row
     v = roll["valid"]
     caps = model.capabilities
+    end_f1 = _f1((roll["done_prob"] > 0.5) & v, roll["term"] & v) if caps.get("done") else None
+    notes = {}
+    if caps.get("done") and end_f1 is None:
+        notes["end_f1"] = "n/a: no held-out episode ended inside its dreamed window and the model predicted no end"
     return {
         "family": meta["family"],
         "env_id": meta["env_id"],
@@ -175,10 +201,69 @@ def card_from_rollout(
         "open_loop": [rows_by_k.get(k, {"k": k, "episodes": 0}) for k in horizons],
         "curves": curves,
         "reward_mae": float(np.abs(roll["reward"] - roll["rew"])[v].mean()) if caps.get("reward") else None,
-        "end_f1": _f1((roll["done_prob"] > 0.5) & v, roll["term"] & v) if caps.get("done") else None,
+        "end_f1": end_f1,
+        "notes": notes,
+        "foreground": {
+            "threshold": FG_THRESHOLD,
+            "rule": "a pixel counts when the real or the predicted frame differs from the dataset mean frame by more "
+            "than the threshold in some channel (frames in [0, 1])",
+        },
         "heldout": heldout or {},
         "budget": meta.get("budget", {}),
     }
+
+
+BAR_HORIZONS = (5, 15)
+
+
+def verdict(card: dict[str, Any]) -> list[dict[str, Any]]:
+    """The playable-world bar, check by check: plain PSNR above copy-last-frame and mean-frame at k = 5 and 15;
+    foreground MSE at most half of copy-last's at k = 5; ΔtPSNR above two standard errors; the inverse-dynamics
+    score on dreams at least 80% of its score on real frames. `passed` is None where the card lacks the number."""
+    rows = {r["k"]: r for r in card["open_loop"] if r.get("episodes")}
+    checks = []
+    for k in BAR_HORIZONS:
+        r = rows.get(k)
+        ok = None if r is None else r["model"]["psnr"] > max(r["copy_last"]["psnr"], r["mean_frame"]["psnr"])
+        checks.append({"check": f"PSNR beats copy-last and mean-frame at k={k}", "passed": ok})
+    r = rows.get(5)
+    ok = None if r is None else r["model"]["fg_mse"] <= 0.5 * r["copy_last"]["fg_mse"]
+    checks.append({"check": "fg-MSE <= 0.5 x copy-last at k=5", "passed": ok})
+    ctrl = card.get("controllability") or {}
+    d = ctrl.get("delta", {})
+    ok = None if d.get("delta_psnr") is None or d.get("stderr") is None else d["delta_psnr"] > 2 * d["stderr"]
+    checks.append({"check": "ΔtPSNR > 2 standard errors", "passed": ok})
+    idm = ctrl.get("inverse_dynamics", {})
+    ok = None if idm.get("ratio") is None else idm["ratio"] >= 0.8
+    checks.append({"check": "inverse dynamics on dreams >= 80% of real", "passed": ok})
+    return checks
+
+
+def format_controllability(ctrl: dict[str, Any]) -> list[str]:
+    """The controllability section as text lines."""
+    d, idm = ctrl.get("delta", {}), ctrl.get("inverse_dynamics", {})
+    lines = []
+    if d.get("delta_psnr") is not None:
+        se = f" ± {d['stderr']:.2f}" if d.get("stderr") is not None else ""
+        lines.append(
+            f"ΔtPSNR {d['delta_psnr']:+.2f}{se} dB over k = 1..{d['horizon']} ({d['windows']} windows): PSNR "
+            f"{d['psnr_logged']:.2f} dB with the logged actions, {d['psnr_random']:.2f} with random ones"
+        )
+    if idm.get("real") is not None:
+        dream = "n/a" if idm.get("dream") is None else f"{idm['dream']:.3f}"
+        ratio = "" if idm.get("ratio") is None else f" ({100 * idm['ratio']:.0f}% of real)"
+        lines.append(
+            f"inverse dynamics ({idm['metric']}): dreamed frames {dream}{ratio}, real frames {idm['real']:.3f}, "
+            f"chance {idm['chance']:.3f} ({idm['fit_triples']} real frame triples to learn from)"
+        )
+    elif idm.get("note"):
+        lines.append(f"inverse dynamics: {idm['note']}")
+    blind = ctrl.get("action_blind")
+    if blind:
+        lines.append("ACTION-BLIND: neither measure says the dream answers its actions")
+    elif blind is False:
+        lines.append("the dream answers its actions")
+    return lines
 
 
 def format_card(card: dict[str, Any]) -> str:
@@ -210,7 +295,16 @@ def format_card(card: dict[str, Any]) -> str:
             f"{z['psnr']:>6.2f}"
         )
     fmt = lambda x: "n/a" if x is None else (f"{x:.3f}" if not math.isnan(x) else "nan")  # noqa: E731
+    fg = card.get("foreground", {})
+    if fg:
+        lines.append(f"fg-MSE: error over foreground pixels only; {fg['rule']} ({fg['threshold']})")
     lines += ["", f"reward MAE {fmt(card['reward_mae'])}   episode-end F1 {fmt(card['end_f1'])}"]
+    lines += [f"  {note}" for note in card.get("notes", {}).values()]
+    if card.get("controllability"):
+        lines += ["", "controllability:"] + [f"  {line}" for line in format_controllability(card["controllability"])]
+    if "controllability" in card:
+        marks = {True: "pass", False: "FAIL", None: "n/a "}
+        lines += ["", "playable-world bar:"] + [f"  [{marks[c['passed']]}] {c['check']}" for c in verdict(card)]
     return "\n".join(lines + _deeper_sections(card))
 
 

@@ -119,9 +119,12 @@ def reward_end_figure(card: dict[str, Any], roll: dict[str, np.ndarray], episode
     return to_image(fig)
 
 
-def latent_figure(card: dict[str, Any]) -> np.ndarray:
-    """Latent prediction error over k (cosine and relative L2) beside the copy-last-latent baseline."""
-    lt = card["latent"]
+def latent_figure(card: dict[str, Any]) -> np.ndarray | None:
+    """Latent prediction error over k (cosine and relative L2) beside the copy-last-latent baseline (None for a
+    family without a latent)."""
+    lt = card.get("latent")
+    if not lt:
+        return None
     fig, axes = _figure(card, 2, f"Latent prediction error vs {lt['reference']}")
     for ax, key, label in zip(axes, ("cos", "rel_l2"), ("cosine similarity (higher is better)", "relative L2 error")):
         ax.plot(lt["k"], lt[key], color=COLORS["model"], label="imagined latent")
@@ -165,6 +168,33 @@ def counterfactual_figure(card: dict[str, Any], cf: dict[str, np.ndarray], every
     if c["real_spread"] is not None:
         spread += f", of the real futures {c['real_spread']} (first {c['common_steps']} steps)"
     fig.suptitle(f"Counterfactual actions from one context: {spread}\n{budget_line(card)}", fontsize=8)
+    fig.tight_layout()
+    return to_image(fig)
+
+
+def controllability_figure(card: dict[str, Any]) -> np.ndarray | None:
+    """PSNR over k with the logged vs random actions (ΔtPSNR is the gap), and the inverse-dynamics score on
+    real frames, dreamed frames and chance."""
+    ctrl = card.get("controllability")
+    if not ctrl or not ctrl["delta"].get("curve_logged"):
+        return None
+    d, idm = ctrl["delta"], ctrl["inverse_dynamics"]
+    blind = " (ACTION-BLIND)" if ctrl.get("action_blind") else ""
+    fig, axes = _figure(card, 2, f"Does the dream answer its actions?{blind}")
+    k = list(range(1, len(d["curve_logged"]) + 1))
+    axes[0].plot(k, d["curve_logged"], color=COLORS["model"], label="dream with the logged actions")
+    axes[0].plot(k, d["curve_random"], color=COLORS["copy_last"], label="dream with random actions")
+    se = f" ± {d['stderr']:.2f}" if d.get("stderr") is not None else ""
+    axes[0].set_title(f"PSNR vs the real future: ΔtPSNR {d['delta_psnr']:+.2f}{se} dB", fontsize=9)
+    axes[0].set_xlabel("k", fontsize=8)
+    axes[0].legend(fontsize=7)
+    if idm.get("real") is not None:
+        vals = [idm["real"], idm["dream"] or 0.0, idm["chance"]]
+        axes[1].bar(range(3), vals, color=[COLORS["pixels"], COLORS["model"], COLORS["random"]])
+        axes[1].set_xticks(range(3), ["real frames", "dreamed frames", "chance"], fontsize=8)
+        axes[1].set_title(f"inverse dynamics {idm['metric']}: which action led to this frame?", fontsize=9)
+    for ax in axes:
+        ax.tick_params(labelsize=7)
     fig.tight_layout()
     return to_image(fig)
 
@@ -226,6 +256,7 @@ def card_figures(report: Any, episode: int | None = None, horizon: int = 15) -> 
         "open_loop": open_loop_figure(card, roll, episode, horizon),
         "curves": curves_figure(card),
         "reward_end": reward_end_figure(card, roll, episode),
+        "controllability": controllability_figure(card),
         "latent": latent_figure(card),
         "counterfactual": counterfactual_figure(card, report.cf),
         "state_probe": probe_figure(card),

@@ -153,6 +153,15 @@ class PlaySession:
     def temperature(self, value: float) -> None:
         self.dream.temperature = float(value)
 
+    @property
+    def sampling_steps(self) -> int | None:
+        """Denoising steps per dream frame of a pixel-space family (None: the family's default, or no such knob)."""
+        return self.dream.sampling_steps
+
+    @sampling_steps.setter
+    def sampling_steps(self, value: int | None) -> None:
+        self.dream.set_sampling_steps(value)
+
     def _real_context(self) -> tuple[np.ndarray, np.ndarray]:
         """Run the real env with random actions for `context` frames (see `real_context`)."""
         frames, acts, _ = real_context(self.env, self.model.action_spec, self.rng, self.context)

@@ -47,8 +47,11 @@ class TrainConfig:
     """Adam learning rate."""
     grad_clip: float = 100.0
     """Global gradient-norm clip."""
-    episodes: int = 100
-    """Episodes of data to collect when no data directory is given."""
+    episodes: int = 0
+    """Episodes of data to collect when no data directory is given (0: collect `frames` frames instead)."""
+    frames: int = 0
+    """Frames of data to collect when no data directory is given and `episodes` is 0 (0: the env's default
+    budget from the catalog, `wm envs`)."""
 
 
 def config_fields(config_cls: type) -> list[dataclasses.Field]:

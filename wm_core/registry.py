@@ -6,6 +6,7 @@ loader, the dream adapter, the CLI and the app need to pick it up.
 
 from __future__ import annotations
 
+from .models.diffusion import PixelDiffusion
 from .models.dreamer import Rssm
 from .models.ha import VaeMdnRnn
 from .models.jepa import Jepa
@@ -17,6 +18,7 @@ FAMILIES: dict[str, type[WorldModel]] = {
     "muzero": MuZero,
     "jepa": Jepa,
     "dreamer": Rssm,
+    "diffusion": PixelDiffusion,
 }
 
 

@@ -32,10 +32,11 @@ import numpy as np
 import torch
 
 from .checkpoint import atomic_write_json, load_checkpoint, recorded_data_dir
+from .controllability import controllability
 from .data import HELDOUT_SEED_BASE, Episode, EpisodeStore
 from .dream import Dream
 from .envs import env_entry, make_env, replay
-from .evaluate import HORIZONS, _frame_errors, card_from_rollout, heldout_store, open_loop
+from .evaluate import HORIZONS, _frame_errors, card_from_rollout, card_windows, heldout_store, open_loop
 from .protocol import WorldModel
 from .spec import ActionSpec, FramePipeline
 
@@ -376,15 +377,27 @@ class Report:
     episodes: list[Episode] = field(default_factory=list)
 
 
-def heldout_episodes(env_id: str, episodes: int, seed_base: int = HELDOUT_SEED_BASE, data: str | None = None):
-    """(episodes, description) from a given store or freshly collected with seeds from `seed_base`."""
+def heldout_policy(meta: dict[str, Any]) -> str:
+    """The policy held-out episodes are played with: scripted when the run trained on anything but random
+    play (so the card tests the states the model learned), random otherwise and for runs that predate
+    recorded policies."""
+    policies = meta.get("data", {}).get("policies") or {}
+    return "scripted" if any(name not in ("random", "unrecorded") for name in policies) else "random"
+
+
+def heldout_episodes(
+    env_id: str, episodes: int, seed_base: int = HELDOUT_SEED_BASE, data: str | None = None, policy: str = "random"
+):
+    """(episodes, description) from a given store or freshly collected with seeds from `seed_base` by `policy`,
+    cut at the env's `heldout_steps`."""
     with tempfile.TemporaryDirectory(prefix="wm-heldout-") as tmp:
         if data:
             store = EpisodeStore.open(data)
             if store.env_id != env_id:
                 raise ValueError(f"the held-out store holds {store.env_id} episodes but the run models {env_id}")
         else:
-            store = heldout_store(env_id, episodes, out=tmp, seed=seed_base)
+            cap = env_entry(env_id).heldout_steps
+            store = heldout_store(env_id, episodes, out=tmp, seed=seed_base, max_steps=cap, policy=policy)
         s = store.summary()
         info = {
             "episodes": s["episodes"],
@@ -392,6 +405,7 @@ def heldout_episodes(env_id: str, episodes: int, seed_base: int = HELDOUT_SEED_B
             "content_hash": s["content_hash"],
             "seed": min(store.seeds) if store.seeds else None,
             "split": store.split,
+            "policies": s["policies"],
         }
         return store.episodes(), info
 
@@ -412,14 +426,21 @@ def evaluate_checkpoint(
     """Every section of the model card for the run at `run`, on held-out episodes (see module docstring)."""
     if model is None or meta is None:
         model, meta = load_checkpoint(run)
-    eps, heldout = heldout_episodes(meta["env_id"], episodes, seed_base, data)
-    roll = open_loop(model, eps, context, max(HORIZONS), temperature, seed)
+    eps, heldout = heldout_episodes(meta["env_id"], episodes, seed_base, data, heldout_policy(meta))
+    windows = card_windows(eps, context, max(HORIZONS), seed)
+    heldout["windows"] = "one per episode, from a seeded random frame where context and 50 steps fit"
+    roll = open_loop(model, windows, context, max(HORIZONS), temperature, seed)
     card = card_from_rollout(model, meta, roll, context=context, horizons=HORIZONS, temperature=temperature,
                              seed=seed, heldout=heldout)  # fmt: skip
+    card["controllability"] = controllability(model, eps, roll, temperature, seed)
     entry = env_entry(meta["env_id"])
     pipeline = FramePipeline.from_json(meta["pipeline"])
-    card["latent"] = latent_error(model, eps, context, counterfactual_horizon)
-    card["state_probe"] = state_probe(model, eps, entry.state_names, seed)
+    if model.capabilities.get("latent", True):
+        card["latent"] = latent_error(model, eps, context, counterfactual_horizon)
+        card["state_probe"] = state_probe(model, eps, entry.state_names, seed)
+    else:
+        card["latent"], card["state_probe"] = None, None
+        card["notes"]["latent"] = "n/a: a pixel-space model has no latent (its state is its last frames)"
     replayable = [e for e in eps if e.seed is not None and e.ordinal == 0 and len(e) > context] or [
         e for e in eps if len(e) > context
     ]

@@ -107,6 +107,7 @@ class FramePipeline:
     size: int = 64
     action_repeat: int = 1
     env_kwargs: dict = field(default_factory=dict)
+    reset_noops: int = 0  # raw env steps with the "no action" action after each reset (CarRacing's zoom-in)
 
     def to_json(self) -> dict:
         """JSON-ready dict."""

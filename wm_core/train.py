@@ -65,6 +65,50 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (every thread), in seconds."""
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
+def data_budget(env_id: str, config: Any) -> tuple[int | None, int | None]:
+    """(episodes, None) when the config asks for episodes, else (None, frames): its `frames` or the env's
+    catalog default."""
+    if getattr(config, "episodes", 0):
+        return int(config.episodes), None
+    return None, int(getattr(config, "frames", 0) or env_entry(env_id).data_frames)
+
+
+def collect_for_run(
+    env_id: str,
+    data: Path,
+    config: Any,
+    policy: str,
+    seed: int,
+    say: Callable[[str], None],
+    on_collect: Callable[[int, int], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> EpisodeStore:
+    """The run's own store at `data`, topped up to the config's budget with `policy`. A store left by an
+    interrupted run is reused: collection continues past the seeds it already holds."""
+    store = EpisodeStore.open(data) if (data / "index.json").exists() else None
+    episodes, frames = data_budget(env_id, config)
+    have = 0 if store is None else (len(store) if episodes else store.num_frames)
+    want = episodes or frames
+    if have >= want:
+        return store
+    unit = "episodes" if episodes else "frames"
+    say(
+        f"collecting {want - have} {unit} of {env_id} with the {policy} policy"
+        + (f" ({have} already here)" if have else "")
+    )
+    rest = (want - have, None) if episodes else (None, want - have)
+    return collect(
+        env_id, rest[0], data, frames=rest[1], seed=None if store else seed, policy=policy,
+        progress=on_collect, should_stop=should_stop, store=store,
+    )  # fmt: skip
+
+
 @dataclass
 class TrainReport:
     """What a training run did, with its budget."""
@@ -154,7 +198,7 @@ def cli_command(argv: list[str] | None = None) -> str:
     return shlex.join(args)
 
 
-RESUME_OVERRIDES = ("steps", "episodes")  # what `train_run(resume=...)` may change; the rest is the run's
+RESUME_OVERRIDES = ("steps", "episodes", "frames")  # what `train_run(resume=...)` may change; the rest is the run's
 
 
 def train_run(
@@ -170,6 +214,8 @@ def train_run(
     bf16: bool = False,
     slim: bool = False,
     seed: int = 0,
+    policy: str = "scripted",
+    cache_mb: float = 1024.0,
     command: str = "",
     on_status: Callable[[str], None] | None = None,
     on_collect: Callable[[int, int], None] | None = None,
@@ -183,6 +229,8 @@ def train_run(
     """Collect data if needed, build (or resume) a model, train it, save it; returns (run dir, report).
 
     `slim` saves weights without optimizer state (a third the size; resuming restarts Adam's moments).
+    Without `data`, the run collects into RUN/data with `policy` (see `collect_for_run`); training samples
+    through a replay buffer of at most `cache_mb` MiB of frames, so memory stays bounded whatever the data.
     With `resume`, family, env, config and data come from that checkpoint and training continues to
     `overrides["steps"]` (default: the config's steps) with the saved optimizer state; overrides other than
     `RESUME_OVERRIDES` raise a ValueError rather than being ignored.
@@ -206,8 +254,9 @@ def train_run(
         run = Path(out) if out is not None else Path(meta["_dir"])
         data = data or recorded_data_dir(meta)
         start = int(meta["step"])
-        if overrides.get("steps") is not None:
-            model.config.steps = int(overrides["steps"])
+        for key in RESUME_OVERRIDES:
+            if overrides.get(key) is not None:
+                setattr(model.config, key, int(overrides[key]))
     else:
         if family is None or env_id is None:
             raise ValueError("train_run needs a family and an env id (or resume=RUN)")
@@ -217,25 +266,14 @@ def train_run(
         run = Path(out) if out is not None else Path("runs") / f"{family}-{env_id.replace('/', '-')}"
         meta, start, model = None, 0, None
 
-    cfg_episodes = overrides.get("episodes") or (model.config.episodes if model else config.episodes)
+    cfg = model.config if model is not None else config
     if data is not None:
         store = EpisodeStore.open(data)
         if store.env_id != env_id:
             raise DataError(f"data in {data} is from {store.env_id}, not {env_id}: collect data for {env_id}")
     else:
         data = run / "data"
-        store = EpisodeStore.open(data) if (data / "index.json").exists() else None
-        if store is None or len(store) < cfg_episodes:
-            say(f"collecting {cfg_episodes} episodes of {env_id} with a random policy")
-            store = collect(
-                env_id,
-                cfg_episodes,
-                data,
-                seed=seed,
-                progress=on_collect,
-                should_stop=should_stop,
-                store=store,
-            )
+        store = collect_for_run(env_id, data, cfg, policy, seed, say, on_collect, should_stop)
     if should_stop is not None and should_stop() and len(store) == 0:
         raise DataError("stopped before any episode was collected")
 
@@ -243,20 +281,27 @@ def train_run(
         model = get_family(family)(config, store.action_spec, pipeline.size)
         model.set_frame_mean(store.mean_frame())
     cfg = model.config
-    episodes = store.episodes()
-    sampler = SequenceSampler(episodes, store.action_spec, cfg.seq_len, cfg.batch_size, seed=seed + start)
+    cache_frames = int(cache_mb * 2**20 / (3 * pipeline.size**2))
+    sampler = SequenceSampler(
+        store, store.action_spec, cfg.seq_len, cfg.batch_size, seed=seed + start, cache_frames=cache_frames
+    )
     trainer = Trainer(model, sampler, device=dev, bf16=bf16)
     if meta is not None:
         load_optimizer_state(meta, trainer.optimizer)
     command = command or cli_command()
-    coverage = action_coverage(episodes, store.action_spec, env_entry(env_id).state_names)
-    prior_seconds = float((meta or {}).get("budget", {}).get("train_seconds", 0.0))
+    coverage = action_coverage(
+        [store.load(i, frames=False) for i in range(len(store))], store.action_spec, env_entry(env_id).state_names
+    )
+    preview_eps = [store.load(i) for i in range(min(3, len(store)))]
+    prior = (meta or {}).get("budget", {})
+    prior_seconds, prior_cpu = float(prior.get("train_seconds", 0.0)), float(prior.get("cpu_seconds", 0.0))
 
     def save(step: int, metrics: dict[str, float], seconds: float = 0.0) -> None:
         budget = {
             "env_steps": store.num_frames,
             "grad_steps": step,
             "train_seconds": round(prior_seconds + seconds, 1),
+            "cpu_seconds": round(prior_cpu + cpu_seconds(), 1),
             "device": str(dev),
             "threads": torch.get_num_threads(),
             "peak_rss_mb": round(peak_rss_mb(), 1),
@@ -282,7 +327,7 @@ def train_run(
         if checkpoint_every and step % checkpoint_every == 0 and step < cfg.steps:
             save(step, metrics, time.perf_counter() - t0)
         if on_preview is not None and preview_every and (step % preview_every == 0 or step == cfg.steps):
-            on_preview(step, model, episodes)
+            on_preview(step, model, preview_eps)
             model.train()  # the preview's dream switched it to eval mode
 
     report = trainer.run(

@@ -36,17 +36,7 @@ from torch import nn
 
 from ..protocol import Batch, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
-from .nn import ConvDecoder, ConvEncoder, Mlp, weighted_pixel_loss
-
-
-def symlog(x: torch.Tensor) -> torch.Tensor:
-    """sign(x) * log(1 + |x|): squashes large magnitudes, near-identity around 0 (DreamerV3)."""
-    return torch.sign(x) * torch.log1p(x.abs())
-
-
-def symexp(x: torch.Tensor) -> torch.Tensor:
-    """Inverse of `symlog`."""
-    return torch.sign(x) * torch.expm1(x.abs())
+from .nn import ConvDecoder, ConvEncoder, Mlp, symexp, symlog, weighted_pixel_loss
 
 
 class TwoHot(nn.Module):
@@ -133,11 +123,11 @@ class Rssm(WorldModel):
         # and 15 after 750 steps (fg-MSE 0.002 / 0.016 vs 0.025 / 0.045) where 32 x 32 categoricals still
         # lost at k = 15 (0.010 / 0.054). Categoricals (the paper's choice) need more steps than 10 CPU-minutes.
         "small": dict(
-            stoch_kind="gaussian", steps=1000, batch_size=16, seq_len=16, episodes=300, lr=6e-4, grad_clip=1000.0
+            stoch_kind="gaussian", steps=1000, batch_size=16, seq_len=16, lr=6e-4, grad_clip=1000.0
         ),
         "large": dict(
             channels=32, embed=1024, deter=1024, hidden=512, decode_fraction=1.0, steps=50000,
-            batch_size=16, seq_len=64, episodes=1000, lr=1e-4, grad_clip=1000.0,
+            batch_size=16, seq_len=64, lr=1e-4, grad_clip=1000.0,
         ),
     }  # fmt: skip
     latent_keys = ("deter", "stoch")  # [h, z]: what the heads read

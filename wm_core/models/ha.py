@@ -20,7 +20,7 @@ from torch import nn
 
 from ..protocol import Batch, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
-from .nn import ConvDecoder, ConvEncoder, Mlp, weighted_pixel_loss
+from .nn import ConvDecoder, ConvEncoder, Mlp, symexp, symlog, weighted_pixel_loss
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -45,6 +45,9 @@ class HaConfig(TrainConfig):
     """Extra reconstruction weight on pixels that differ from the dataset mean frame."""
     reward_weight: float = 1.0
     """Weight of M's reward regression."""
+    reward_symlog: bool = False
+    """Regress symlog(reward) (DreamerV3's squashing) instead of the raw reward, so an env with +-100 rewards
+    (LunarLander) cannot drown the frame loss; the presets turn it on."""
     done_weight: float = 1.0
     """Weight of M's episode-end classification."""
     m_on_means: bool = True
@@ -61,9 +64,19 @@ class VaeMdnRnn(WorldModel):
     family = "ha"
     Config = HaConfig
     PRESETS = {
-        "tiny": dict(channels=8, z_dim=8, hidden=32, mixtures=2, steps=30, batch_size=4, seq_len=8, episodes=6),
-        "small": dict(channels=16, z_dim=32, hidden=128, steps=900, batch_size=16, seq_len=32, episodes=300),
-        "large": dict(channels=32, z_dim=64, hidden=512, steps=20000, batch_size=32, seq_len=32, episodes=2000),
+        "tiny": dict(
+            channels=8,
+            z_dim=8,
+            hidden=32,
+            mixtures=2,
+            steps=30,
+            batch_size=4,
+            seq_len=8,
+            episodes=6,
+            reward_symlog=True,
+        ),
+        "small": dict(channels=16, z_dim=32, hidden=128, steps=900, batch_size=16, seq_len=32, reward_symlog=True),
+        "large": dict(channels=32, z_dim=64, hidden=512, steps=20000, batch_size=32, seq_len=32, reward_symlog=True),
     }
     latent_keys = ("z",)  # z is the part of the state the decoder draws
     capabilities = {
@@ -140,7 +153,8 @@ class VaeMdnRnn(WorldModel):
 
     def reward(self, state: State) -> torch.Tensor:
         """Reward head on M's hidden state and z."""
-        return self.reward_head(torch.cat([state["h"], state["z"]], -1)).squeeze(-1)
+        out = self.reward_head(torch.cat([state["h"], state["z"]], -1)).squeeze(-1)
+        return symexp(out) if self.config.reward_symlog else out
 
     def done(self, state: State) -> torch.Tensor:
         """Episode-end head on M's hidden state and z (probability)."""
@@ -191,6 +205,7 @@ class VaeMdnRnn(WorldModel):
         mdn_loss = (nll * valid).sum() / n_valid
 
         rew = batch["rew"].to(x.device).float().flatten()
+        rew = symlog(rew) if c.reward_symlog else rew
         hz = torch.cat([h, zs.flatten(0, 1)], -1)  # heads see M's memory and the frame's z
         rew_loss = ((self.reward_head(hz).squeeze(-1) - rew) ** 2 * valid).sum() / n_valid
         term = batch["is_terminal"].to(x.device).float().flatten()

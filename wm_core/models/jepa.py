@@ -110,9 +110,9 @@ class Jepa(WorldModel):
     PRESETS = {
         "tiny": dict(channels=8, embed_dim=16, pred_hidden=32, rollout=3, head_hidden=16, probe_channels=8,
                      encoder_lr_scale=0.1, head_grad=1.0, steps=30, batch_size=4, seq_len=8, episodes=6),
-        "small": dict(encoder_lr_scale=0.1, head_grad=1.0, steps=1500, batch_size=16, seq_len=24, episodes=300),
+        "small": dict(encoder_lr_scale=0.1, head_grad=1.0, steps=1500, batch_size=16, seq_len=24),
         "large": dict(channels=32, embed_dim=256, pred_hidden=1024, head_hidden=256, probe_channels=32,
-                      ema=0.996, head_grad=1.0, steps=20000, batch_size=32, seq_len=32, episodes=2000),
+                      ema=0.996, head_grad=1.0, steps=20000, batch_size=32, seq_len=32),
     }  # fmt: skip
     latent_keys = ("z", "z_prev")  # the embedding and the one before it (motion lives in the pair)
     capabilities = {

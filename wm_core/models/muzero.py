@@ -195,9 +195,9 @@ class MuZero(WorldModel):
         "tiny": dict(channels=8, feat_dim=16, hidden=32, mlp=32, unroll=3, td_steps=3, probe_channels=8,
                      past_actions=True, steps=30, batch_size=4, seq_len=8, episodes=6),
         "small": dict(channels=8, past_actions=True, consistency_weight=10.0, steps=1500, batch_size=16,
-                      seq_len=24, episodes=300),
+                      seq_len=24),
         "large": dict(channels=32, feat_dim=256, hidden=256, mlp=512, probe_channels=32, discount=0.997,
-                      past_actions=True, steps=20000, batch_size=32, seq_len=32, episodes=2000),
+                      past_actions=True, steps=20000, batch_size=32, seq_len=32),
     }  # fmt: skip
     latent_keys = ("s",)  # the hidden state s
     capabilities = {

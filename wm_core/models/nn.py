@@ -14,6 +14,16 @@ def _norm(channels: int) -> nn.Module:
     return nn.GroupNorm(1, channels)
 
 
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    """sign(x) * log(1 + |x|): squashes large magnitudes, near-identity around 0 (DreamerV3, Hafner et al. 2023)."""
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def symexp(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of `symlog`."""
+    return torch.sign(x) * torch.expm1(x.abs())
+
+
 def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
     """Identity forward; multiplies the gradient by `scale` on the way back (0 detaches, 1 passes it)."""
     return x * scale + x.detach() * (1 - scale)

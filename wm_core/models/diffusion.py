@@ -1,0 +1,384 @@
+"""Family `diffusion`: a pixel-space world model in the manner of DIAMOND (Alonso et al. 2024, "Diffusion for
+World Modeling: Visual Details Matter in Atari").
+
+There is no latent bottleneck: the state is the last `context` frames and the actions that led to them, and a
+dream step *draws the next frame* with a small U-Net denoiser conditioned on those frames and the new action.
+Small objects (a Pong ball, a Breakout brick, the car on the road) stay sharp because nothing has to squeeze
+them through a 32-number code.
+
+Denoiser (EDM, Karras et al. 2022, "Elucidating the Design Space of Diffusion-Based Generative Models"): with
+frames x in [-1, 1], noise level sigma and sigma_data = 0.5,
+
+    D(x; sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x, c_noise(sigma), context, actions)
+    c_skip = sd^2 / (sigma^2 + sd^2),  c_out = sigma sd / sqrt(sigma^2 + sd^2),  c_in = 1 / sqrt(sigma^2 + sd^2),
+    c_noise = log(sigma) / 4,
+
+trained on ||F - (x0 - c_skip x) / c_out||^2 with log sigma ~ N(sigma_loc, sigma_scale^2), which is the
+paper's weighted denoising loss. Sampling is Euler on the probability-flow ODE over the Karras schedule from
+sigma_max = 5 down to sigma_min (rho = 7), as DIAMOND does with 3 steps: a few steps already give sharp
+frames because the context pins down most of the next frame.
+
+Knobs at play time: `steps` (1-6, the quality/speed trade: one step is the denoiser's best single guess, a
+blur where the future is uncertain; more steps commit to one sharp future) and the temperature tau, which
+scales the starting noise (tau = 0: a deterministic dream; tau = 1: the trained sampler; tau > 1: wilder).
+
+The U-Net works on 2x2 pixel blocks (pixel-unshuffle): a lossless rearrangement that quarters the spatial
+cost, so a 64x64 dream step runs in a few milliseconds on a CPU core. Reward and episode-end heads read the
+context frames and the new frame (a small conv net) and train on symlog rewards, so a +-100 crash reward
+cannot drown the frame loss.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..protocol import Batch, State, TrainConfig, WorldModel
+from ..spec import ActionSpec
+from .nn import ConvEncoder, Mlp, previous_in_episode, symexp, symlog
+
+
+@dataclass
+class DiffusionConfig(TrainConfig):
+    """U-Net denoiser sizes, the EDM noise distribution and the sampler."""
+
+    context: int = 4
+    """Real or dreamed frames the denoiser conditions on (and the actions that led to them)."""
+    channels: int = 32
+    """Width of the U-Net at 32x32 (2x2 pixel blocks); the two coarser levels use twice as many."""
+    cond_dim: int = 128
+    """Size of the embedding of noise level and actions that modulates every U-Net block."""
+    head_channels: int = 8
+    """Width of the reward / episode-end heads' conv encoder."""
+    sigma_data: float = 0.5
+    """Standard deviation of frames in [-1, 1] that the EDM preconditioning assumes."""
+    sigma_loc: float = -0.4
+    """Mean of log sigma during training (DIAMOND: -0.4)."""
+    sigma_scale: float = 1.2
+    """Standard deviation of log sigma during training (DIAMOND: 1.2)."""
+    sigma_min: float = 0.002
+    """Smallest noise level of the sampler's schedule."""
+    sigma_max: float = 5.0
+    """Noise level a dream step starts from."""
+    rho: float = 7.0
+    """Curvature of the Karras noise schedule."""
+    steps_default: int = 2
+    """Sampling steps of a dream step unless the player picks another number (1 is fastest)."""
+    residual: bool = True
+    """Diffuse the change from the last context frame instead of the frame itself: the background then needs
+    no drawing at all, so its colour cannot drift as a dream feeds on its own frames."""
+    offset_noise: float = 0.3
+    """Std of a per-channel constant added to the training noise (DIAMOND's offset noise): it teaches the
+    denoiser to correct whole-frame shifts of brightness, which plain pixel noise hardly shows it."""
+    context_noise: float = 0.1
+    """Largest std of Gaussian noise added to the context frames in training (level drawn per sample and told
+    to the net), so the denoiser learns to read imperfect, dreamed context: compounding error grows slower."""
+    fg_weight: float = 4.0
+    """Extra loss weight on pixels that differ from the previous frame or the dataset mean frame (the moving
+    objects): most of a frame repeats the one before, and a plain loss spends its capacity there."""
+    reward_weight: float = 1.0
+    """Weight of the symlog reward regression."""
+    done_weight: float = 1.0
+    """Weight of the episode-end classification."""
+
+
+def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float) -> list[float]:
+    """The Karras et al. (2022) schedule: `steps` levels from sigma_max to sigma_min, then 0."""
+    if steps == 1:
+        return [sigma_max, 0.0]
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return [(hi + i / (steps - 1) * (lo - hi)) ** rho for i in range(steps)] + [0.0]
+
+
+class ResBlock(nn.Module):
+    """GroupNorm -> SiLU -> 3x3 conv, twice, with the second norm's scale and shift set by the conditioning."""
+
+    def __init__(self, c_in: int, c_out: int, cond_dim: int) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(min(8, c_in), c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.film = nn.Linear(cond_dim, 2 * c_out)
+        self.norm2 = nn.GroupNorm(min(8, c_out), c_out, affine=False)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        nn.init.zeros_(self.conv2.weight)  # each block starts as the identity: a deep net trains from step one
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """x (N, c_in, h, w), cond (N, cond_dim) -> (N, c_out, h, w)."""
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.film(cond)[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        return self.skip(x) + self.conv2(F.silu(h))
+
+
+class UNet(nn.Module):
+    """Three levels (32, 16, 8 pixels on 2x2 blocks of a 64x64 frame), one block each way, skip connections."""
+
+    def __init__(self, in_planes: int, channels: int, cond_dim: int) -> None:
+        super().__init__()
+        c1, c2 = channels, 2 * channels
+        self.unshuffle, self.shuffle = nn.PixelUnshuffle(2), nn.PixelShuffle(2)
+        self.conv_in = nn.Conv2d(4 * in_planes, c1, 3, padding=1)
+        self.down = nn.ModuleList([ResBlock(c1, c1, cond_dim), ResBlock(c1, c2, cond_dim), ResBlock(c2, c2, cond_dim)])
+        self.pool = nn.ModuleList(
+            [nn.Conv2d(c1, c1, 3, stride=2, padding=1), nn.Conv2d(c2, c2, 3, stride=2, padding=1)]
+        )
+        self.mid = ResBlock(c2, c2, cond_dim)
+        self.up = nn.ModuleList(
+            [ResBlock(2 * c2, c2, cond_dim), ResBlock(2 * c2, c1, cond_dim), ResBlock(2 * c1, c1, cond_dim)]
+        )
+        self.norm_out = nn.GroupNorm(min(8, c1), c1)
+        self.conv_out = nn.Conv2d(c1, 4 * 3, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """x (N, in_planes, 64, 64), cond (N, cond_dim) -> (N, 3, 64, 64)."""
+        h = self.conv_in(self.unshuffle(x))
+        skips = []
+        for i, block in enumerate(self.down):
+            h = block(h, cond)
+            skips.append(h)
+            if i < len(self.pool):
+                h = self.pool[i](h)
+        h = self.mid(h, cond)
+        for i, block in enumerate(self.up):
+            if i > 0:
+                h = F.interpolate(h, scale_factor=2.0, mode="nearest")
+            h = block(torch.cat([h, skips.pop()], dim=1), cond)
+        return self.shuffle(self.conv_out(F.silu(self.norm_out(h))))
+
+
+class FourierFeatures(nn.Module):
+    """A scalar -> fixed random sinusoids (the noise-level embedding of EDM / DIAMOND)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("freqs", torch.randn(dim // 2) * 4.0)  # saved, so a loaded model embeds alike
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N,) -> (N, dim)."""
+        angles = 2 * math.pi * x[:, None] * self.freqs[None]
+        return torch.cat([angles.cos(), angles.sin()], dim=-1)
+
+
+class PixelDiffusion(WorldModel):
+    """A U-Net denoiser that draws the next frame from the last frames and actions (DIAMOND-style), plus heads."""
+
+    family = "diffusion"
+    Config = DiffusionConfig
+    PRESETS = {
+        "tiny": dict(channels=8, cond_dim=16, head_channels=4, steps=30, batch_size=4, seq_len=7, lr=1e-3),
+        "small": dict(channels=32, cond_dim=128, steps=1500, batch_size=12, seq_len=8, lr=5e-4, grad_clip=10.0),
+        "large": dict(channels=64, cond_dim=256, head_channels=16, steps=30000, batch_size=32, seq_len=8, lr=2e-4,
+                      grad_clip=10.0),
+    }  # fmt: skip
+    latent_keys = ("frames",)
+    capabilities = {
+        "decoder": True,
+        "probe_decoder": False,
+        "stochastic": True,
+        "reward": True,
+        "done": True,
+        "planner": None,
+        "latent": False,  # the state is frames: no learned latent to probe or explore
+        "sampling_steps": (1, 6),
+        "temperature": "scales the starting noise of each frame's denoising (0 = deterministic dream); "
+        "sampling steps trade speed for sharpness",
+    }
+
+    def __init__(self, config: DiffusionConfig, action_spec: ActionSpec, frame_size: int = 64) -> None:
+        super().__init__(config, action_spec, frame_size)
+        c = config
+        if frame_size % 8:
+            raise ValueError(f"the diffusion family needs a frame size divisible by 8, got {frame_size}")
+        if c.context < 3:
+            raise ValueError(f"context must be at least 3 frames (the heads read the last two), got {c.context}")
+        A = action_spec.dim
+        self.noise_embed = FourierFeatures(c.cond_dim)
+        # The conditioning: noise level, context-noise level and the C actions that led to the context's
+        # frames after the first plus the new one.
+        self.cond = nn.Sequential(
+            nn.Linear(2 * c.cond_dim + c.context * A, c.cond_dim), nn.SiLU(), nn.Linear(c.cond_dim, c.cond_dim)
+        )
+        self.unet = UNet(3 * (c.context + 1), c.channels, c.cond_dim)
+        # Heads: the last two context frames and the new frame, and the action that led to it.
+        self.head_encoder = ConvEncoder(c.head_channels, 64, frame_size, in_channels=9)
+        self.reward_head = Mlp(64 + A, 64, 1)
+        self.done_head = Mlp(64 + A, 64, 1)
+
+    # ---- the denoiser --------------------------------------------------------------------------
+    def denoise(
+        self, noisy: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, actions: torch.Tensor,
+        context_sigma: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """EDM's D: noisy next frames (N, 3, H, W) in [-1, 1] scale, sigma (N,), context (N, C, 3, H, W) in
+        [-1, 1], actions (N, C, A) -> denoised frames (N, 3, H, W)."""
+        c = self.config
+        sd = c.sigma_data
+        s = sigma[:, None, None, None]
+        c_skip = sd**2 / (s**2 + sd**2)
+        c_out = s * sd / (s**2 + sd**2).sqrt()
+        c_in = 1 / (s**2 + sd**2).sqrt()
+        ctx_sigma = torch.zeros_like(sigma) if context_sigma is None else context_sigma
+        emb = torch.cat(
+            [self.noise_embed(sigma.log() / 4), self.noise_embed(ctx_sigma * 10), actions.flatten(1)], dim=-1
+        )
+        x = torch.cat([c_in * noisy, context.flatten(1, 2)], dim=1)
+        return c_skip * noisy + c_out * self.unet(x, self.cond(emb))
+
+    def sample(
+        self, context: torch.Tensor, actions: torch.Tensor, steps: int, temperature: float = 1.0
+    ) -> torch.Tensor:
+        """Draw the next frame (N, 3, H, W) in [-1, 1] with `steps` Euler steps from tau * sigma_max noise."""
+        c = self.config
+        sigmas = karras_sigmas(max(1, int(steps)), c.sigma_min, c.sigma_max, c.rho)
+        N, _, _, H, W = context.shape
+        x = torch.randn(N, 3, H, W, device=context.device) * (c.sigma_max * max(temperature, 0.0))
+        for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+            sigma = torch.full((N,), s, device=context.device)
+            denoised = self.denoise(x, sigma, context, actions)
+            x = denoised if s_next == 0 else x + (s_next - s) * (x - denoised) / s
+        return (x + context[:, -1] if c.residual else x).clamp(-1, 1)
+
+    # ---- heads ---------------------------------------------------------------------------------
+    def _heads(self, frames: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """frames (N, 3 frames, 3, H, W) in [0, 1] (two before and the new one), action (N, A) ->
+        reward (N,) in env units and the episode-end logit (N,)."""
+        h = torch.cat([self.head_encoder(frames.flatten(1, 2)), action], dim=-1)
+        return symexp(self.reward_head(h).squeeze(-1)), self.done_head(h).squeeze(-1)
+
+    # ---- protocol --------------------------------------------------------------------------------
+    def initial(self, batch_size: int) -> State:
+        """Empty frame and action stacks; `filled` 0 says the next observed frame fills the whole stack."""
+        c, S, dev = self.config, self.frame_size, self.frame_mean.device
+        return {
+            "frames": torch.zeros(batch_size, c.context, 3, S, S, device=dev),
+            "acts": torch.zeros(batch_size, c.context, self.action_spec.dim, device=dev),
+            "filled": torch.zeros(batch_size, device=dev),
+            "reward": torch.zeros(batch_size, device=dev),
+            "done_logit": torch.full((batch_size,), -10.0, device=dev),
+        }
+
+    def _push(self, state: State, frame: torch.Tensor, action: torch.Tensor) -> State:
+        """The stacks with `frame` (B, 3, H, W) in [0, 1] and the action that led to it appended; an empty
+        stack is filled with copies of the frame (as training pads the frames before an episode's start)."""
+        empty = (state["filled"] < 0.5)[:, None, None, None, None]
+        frames = torch.cat([state["frames"][:, 1:], frame[:, None]], dim=1)
+        frames = torch.where(empty, frame[:, None].expand_as(frames), frames)
+        acts = torch.cat([state["acts"][:, 1:], action[:, None]], dim=1)
+        acts = torch.where(empty[:, :, :, 0, 0], torch.zeros_like(acts), acts)  # nothing led to a first frame
+        return {**state, "frames": frames, "acts": acts, "filled": torch.ones_like(state["filled"])}
+
+    def _with_heads(self, state: State, action: torch.Tensor) -> State:
+        reward, done_logit = self._heads(state["frames"][:, -3:], action)
+        return {**state, "reward": reward, "done_logit": done_logit}
+
+    def observe(self, state: State, frame: torch.Tensor, prev_action: torch.Tensor) -> State:
+        """Push a real frame (B, H, W, 3) uint8 and the action that led to it onto the stacks."""
+        action = prev_action.to(self.frame_mean.device).float()
+        return self._with_heads(self._push(state, self.to_pixels(frame), action), action)
+
+    def imagine(self, state: State, action: torch.Tensor, temperature: float = 1.0, steps: int | None = None) -> State:
+        """Draw the next frame given the stacks and `action` (B, A), with `steps` sampling steps (default
+        `steps_default`) at `temperature`, and push it."""
+        action = action.to(self.frame_mean.device).float()
+        context = state["frames"] * 2 - 1
+        actions = torch.cat([state["acts"][:, 1:], action[:, None]], dim=1)
+        frame = (self.sample(context, actions, steps or self.config.steps_default, temperature) + 1) / 2
+        return self._with_heads(self._push(state, frame, action), action)
+
+    def decode(self, state: State) -> torch.Tensor:
+        """The newest frame of the stack, (B, H, W, 3) in [0, 1]."""
+        return state["frames"][:, -1].clamp(0, 1).movedim(-3, -1)
+
+    def reward(self, state: State) -> torch.Tensor:
+        """The heads' reward for arriving at the newest frame, (B,)."""
+        return state["reward"]
+
+    def done(self, state: State) -> torch.Tensor:
+        """Probability that the newest frame is terminal, (B,)."""
+        return torch.sigmoid(state["done_logit"])
+
+    def latent(self, state: State) -> torch.Tensor:
+        """The newest frame pooled to 16x16, flat (B, 768): a pixel model's state is its frames."""
+        return F.adaptive_avg_pool2d(state["frames"][:, -1], 16).flatten(1)
+
+    def set_latent(self, state: State, latent: torch.Tensor) -> State:
+        """Not meaningful for a pixel-space model (its `capabilities["latent"]` is False)."""
+        raise ValueError("the diffusion family has no latent to move: its state is its last frames")
+
+    # ---- training --------------------------------------------------------------------------------
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """EDM denoising loss on every frame of the window whose context the window holds, plus heads."""
+        c = self.config
+        obs = self.to_pixels(batch["obs"])  # (B, T, 3, H, W) in [0, 1]
+        dev = obs.device
+        act, first = batch["act"].to(dev).float(), batch["is_first"].to(dev)
+        B, T = first.shape
+        # Context frame k (1 = the frame before the target) and the action that led to it, padded with the
+        # episode's first frame and zero actions before the episode started.
+        frames, acts = [obs], [act]
+        for _ in range(c.context):
+            frames.append(previous_in_episode(frames[-1], first))
+            acts.append(previous_in_episode(acts[-1], first) * (~first).float()[..., None])
+        # acts[k] at t is act[t - k] inside the episode and zero for the padding copies before its start.
+        context = torch.stack(frames[c.context : 0 : -1], dim=2)  # (B, T, C, 3, H, W): oldest first
+        cond_acts = torch.stack(acts[c.context - 1 :: -1], dim=2)  # (B, T, C, A): act[t-C+1] .. act[t]
+        # A target is trained when its whole context lies inside the window: the window's first step is
+        # marked as a start even mid-episode, so only steps >= C, or after a true start inside the window.
+        pos = torch.arange(T, device=dev)[None].expand(B, T)
+        inner_start = torch.cumsum((first & (pos > 0)).long(), dim=1) > 0
+        valid = (~first) & ((pos >= c.context) | inner_start)  # (B, T)
+        idx = valid.flatten().nonzero().squeeze(-1)
+        if len(idx) == 0:  # a window too short for any target: train on what there is
+            idx = (~first).flatten().nonzero().squeeze(-1)
+        if len(idx) == 0:
+            idx = torch.arange(B * T, device=dev)
+        target = obs.flatten(0, 1)[idx]  # (N, 3, H, W)
+        ctx = context.flatten(0, 1)[idx]
+        cacts = cond_acts.flatten(0, 1)[idx]
+        N = len(idx)
+
+        # Denoising loss (EDM), on frames in [-1, 1] (or their change from the last context frame). Context
+        # frames get a little noise of a known level.
+        x0, ctx_x = target * 2 - 1, ctx * 2 - 1
+        x0 = x0 - ctx_x[:, -1] if c.residual else x0
+        ctx_sigma = torch.rand(N, device=dev) * c.context_noise
+        ctx_x = ctx_x + torch.randn_like(ctx_x) * ctx_sigma[:, None, None, None, None]
+        sigma = (torch.randn(N, device=dev) * c.sigma_scale + c.sigma_loc).exp()
+        s = sigma[:, None, None, None]
+        noise = torch.randn_like(x0) + c.offset_noise * torch.randn(N, 3, 1, 1, device=dev)
+        noisy = x0 + noise * s
+        denoised = self.denoise(noisy, sigma, ctx_x, cacts, ctx_sigma)
+        sd = c.sigma_data
+        weight = (s**2 + sd**2) / (s * sd) ** 2  # EDM's lambda(sigma): unit-variance training target for F
+        prev = ctx[:, -1]
+        moving = ((target - prev).abs().amax(1, keepdim=True) > 0.02) | (self.foreground(target) > 0)
+        pix_w = 1.0 + c.fg_weight * moving.float()
+        diff_loss = (weight * pix_w * (denoised.float() - x0) ** 2).mean()
+
+        # Heads on real frames: the two context frames before the target and the target.
+        reward, done_logit = self._heads(torch.cat([ctx[:, -2:], target[:, None]], dim=1), cacts[:, -1])
+        rew = batch["rew"].to(dev).float().flatten()[idx]
+        term = batch["is_terminal"].to(dev).float().flatten()[idx]
+        rew_loss = (symlog(reward) - symlog(rew)).pow(2).mean()
+        done_loss = F.binary_cross_entropy_with_logits(done_logit.float(), term)
+        loss = diff_loss + c.reward_weight * rew_loss + c.done_weight * done_loss
+        with torch.no_grad():
+            err = (denoised.float() - x0).pow(2) / 4  # MSE in [0, 1] units
+            metrics = {
+                "loss": loss.item(),
+                "denoise_loss": diff_loss.item(),
+                "denoise_mse": err.mean().item(),
+                "denoise_moving_mse": ((err.mean(1, keepdim=True) * moving).sum() / moving.sum().clamp(min=1)).item(),
+                "reward_loss": rew_loss.item(),
+                "done_bce": done_loss.item(),
+                "targets": float(N),
+            }
+        return loss, metrics
