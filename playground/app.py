@@ -38,7 +38,7 @@ def build_demo(checkpoint_dir: Path | str | None = None, runs_dir: Path | str | 
     set_threads()
     shipped = Path(checkpoint_dir) if checkpoint_dir else ROOT / "checkpoints"
     runs = Path(runs_dir) if runs_dir else Path("runs")
-    hub = PlayHub()
+    hub = PlayHub(runs / "play-data")
     with gr.Blocks(title="World Model Playground") as demo:
         gr.Markdown(
             "# World Model Playground\nTrain world models on gymnasium environments, then play inside "

@@ -75,6 +75,21 @@ def list_checkpoints(shipped_dir: Path | str, runs_dir: Path | str) -> list[Chec
     return found
 
 
+def list_stores(runs_dir: Path | str) -> list[tuple[str, str]]:
+    """(label, path) of the episode stores under `runs_dir` that training can use: recorded play
+    (`runs_dir/play-data/ENV`) and the data directories of runs trained here."""
+    base = Path(runs_dir)
+    found = []
+    for index in sorted(base.glob("play-data/*/index.json")) + sorted(base.glob("*/data/index.json")):
+        try:
+            s = wm_core.EpisodeStore.open(index.parent).summary()
+        except wm_core.DataError:
+            continue
+        who = ", ".join(f"{k} {v}" for k, v in s["policies"].items())
+        found.append((f"{s['env_id']} · {s['frames']} frames ({who}) · {index.parent}", str(index.parent)))
+    return found
+
+
 S = TypeVar("S")
 
 
@@ -161,7 +176,12 @@ def tick_server_function(hub: Any) -> Callable[[dict], dict]:
 
 
 class PlayHub(ClientHub[_Player]):
-    """Every browser client's play session, created on demand and dropped when idle."""
+    """Every browser client's play session, created on demand and dropped when idle. Real-env play recorded as
+    training data goes to `data_dir/ENV` (one store per env, shared by every player of this app)."""
+
+    def __init__(self, data_dir: Path | str = Path("runs") / "play-data", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.data_dir = Path(data_dir)
 
     def start(self, client: str, run: str, *, temperature: float = 1.0, lockstep: bool = False) -> wm_core.PlaySession:
         """Open `run` for `client` and reset it from a real context."""
@@ -210,6 +230,7 @@ class PlayHub(ClientHub[_Player]):
                 "waiting": waiting,
                 "resets": s.resets,
                 "recording": s.recording is not None,
+                "recording_data": s.data is not None,
                 "temperature": s.temperature,
                 "driver": driver,
                 "driver_label": s.driver_label if driver == "agent" else "you",
@@ -218,7 +239,7 @@ class PlayHub(ClientHub[_Player]):
             }
 
     def control(self, client: str, action: str, value: Any = None) -> str:
-        """Pause / step / reset / temperature / steps / lockstep / autopilot; returns a status line."""
+        """Pause / step / reset / temperature / steps / lockstep / record_data / autopilot; returns a status line."""
         p = self.get(client)
         if p is None:
             return "Start a checkpoint first."
@@ -248,9 +269,22 @@ class PlayHub(ClientHub[_Player]):
                 s.autopilot = bool(value)
                 return f"the {s.driver_label} drives until you press a key" if s.autopilot else "you drive"
             if action == "lockstep":
+                if not value and s.data is not None:
+                    s.record_data(None)
                 s.lockstep = bool(value)
                 s.reset()
-                return "real env beside the dream" if s.lockstep else "dream only"
+                return "real env beside the dream" if s.lockstep else "dream only (recording of real play stopped)"
+            if action == "record_data":
+                if not value:
+                    store = s.record_data(None)
+                    return (
+                        f"stopped: {len(store) if store else 0} episodes of real play in {store.root if store else '-'}"
+                    )
+                store = s.record_data(self.data_dir / s.env_id.replace("/", "-"))
+                return (
+                    f"recording your real-env play into {store.root} ({len(store)} episodes there): train on it "
+                    "with the Train tab's Data list or `wm train --data`"
+                )
         raise ValueError(f"unknown control '{action}'")
 
     def record(self, client: str, out_dir: Path | str) -> tuple[str, list[str]]:
@@ -277,9 +311,11 @@ class TrainJob:
     overrides: dict[str, Any]
     device: str
     runs_dir: Path
+    data: str | None = None  # an episode store to train on; None: collect with `policy`
+    policy: str = "scripted"
     phase: str = "starting"
     message: str = ""
-    collected: int = 0
+    collected: int = 0  # frames (or episodes, when the job asks for episodes) collected so far
     step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     preview: np.ndarray | None = None
@@ -295,10 +331,11 @@ class TrainJob:
         return int(self.overrides.get("steps") or cls.preset(self.preset).steps)
 
     @property
-    def episodes(self) -> int:
-        """Episodes it collects."""
-        cls = wm_core.get_family(self.family)
-        return int(self.overrides.get("episodes") or cls.preset(self.preset).episodes)
+    def collect_target(self) -> tuple[int, str]:
+        """(how many, "frames" or "episodes") it collects when it has no data."""
+        config = wm_core.get_family(self.family).preset(self.preset, **self.overrides)
+        episodes, frames = wm_core.data_budget(self.env_id, config)
+        return (episodes, "episodes") if episodes else (frames, "frames")
 
     @property
     def alive(self) -> bool:
@@ -321,8 +358,10 @@ class TrainJob:
         self.stop_event.set()
 
     def _work(self) -> None:
+        unit = self.collect_target[1]
+
         def on_collect(frames: int, episodes: int) -> None:
-            self.phase, self.collected = "collecting", episodes
+            self.phase, self.collected = "collecting", frames if unit == "frames" else episodes
 
         def on_metrics(step: int, m: dict[str, float]) -> None:
             self.phase, self.step = "training", step
@@ -333,8 +372,9 @@ class TrainJob:
             self.preview = wm_core.open_loop_grid(model, long_eps[0], context=5, horizon=10)
 
         args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in self.overrides.items())
+        source = f"--data {self.data}" if self.data else f"--policy {self.policy}"
         command = (
-            f"wm train --family {self.family} --env {self.env_id} --preset {self.preset} {args} "
+            f"wm train --family {self.family} --env {self.env_id} --preset {self.preset} {args} {source} "
             f"--device {self.device} --out {self.run}"
         )
         try:
@@ -344,6 +384,8 @@ class TrainJob:
                 self.env_id,
                 preset=self.preset,
                 overrides=self.overrides,
+                data=self.data,
+                policy=self.policy,
                 out=self.run,
                 device=self.device,
                 command=" ".join(command.split()),

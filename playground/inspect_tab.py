@@ -13,7 +13,16 @@ from .hub import friendly, list_checkpoints
 from .inspector import Inspection
 
 EXPLORER_SLIDERS = 6
-FIGURES = ("open_loop", "reward_end", "curves", "latent", "counterfactual", "state_probe", "coverage")
+FIGURES = (
+    "open_loop",
+    "reward_end",
+    "curves",
+    "controllability",
+    "latent",
+    "counterfactual",
+    "state_probe",
+    "coverage",
+)
 
 
 def _image(label: str, elem_id: str) -> gr.Image:
@@ -61,8 +70,15 @@ def build_inspect_tab(shipped_dir: Path, runs_dir: Path) -> dict[str, Callable]:
                 "frame, so drawing the background alone earns nothing.")  # fmt: skip
     with gr.Row():
         figs["curves"] = _image("Frame error vs horizon", "wm-fig-curves")
+    gr.Markdown("### Does the dream listen to you?\nΔtPSNR: PSNR against the real future with the logged actions "
+                "minus with random ones from the same context (> 0: the dream follows its actions). Inverse "
+                "dynamics: a small classifier learns from real frames which action led to a frame, then reads the "
+                "dreamed frames; near its real-frame score means the dream shows the actions as clearly as "
+                "reality.")  # fmt: skip
     with gr.Row():
-        figs["latent"] = _image("Latent error vs horizon", "wm-fig-latent")
+        figs["controllability"] = _image("Controllability", "wm-fig-controllability")
+    with gr.Row():
+        figs["latent"] = _image("Latent error vs horizon (families with a latent)", "wm-fig-latent")
     gr.Markdown("### Counterfactual actions\nOne real context, several action plans: does the dream answer "
                 "the actions the way the real env (replayed from the same seed) does?")  # fmt: skip
     figs["counterfactual"] = _image("Dreamed and real futures per plan", "wm-fig-counterfactual")

@@ -55,6 +55,11 @@ class Inspection:
     @property
     def explorer(self) -> LatentExplorer:
         """Principal directions of the latent over the held-out episodes (computed on first use)."""
+        if not self.model.capabilities.get("latent", True):
+            raise ValueError(
+                f"the latent explorer needs a latent; {self.meta['family']} is a pixel-space model whose state is its "
+                "last frames"
+            )
         if self._explorer is None:
             self._explorer = LatentExplorer(self.model, self.report.episodes)
         return self._explorer

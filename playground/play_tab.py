@@ -115,6 +115,12 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
                 "frames (blurry where the future is uncertain); 2-3 commit to one sharp future",
             )
             lockstep = gr.Checkbox(False, label="Real env beside the dream (same keys)", elem_id="wm-lockstep")
+            record_data = gr.Checkbox(
+                False,
+                label="Record my real-env play as training data",
+                info="with the real env on: each real episode you play is saved for the Train tab's Data list",
+                elem_id="wm-record-data",
+            )
             autopilot = gr.Checkbox(
                 False, label="Let the trained agent or planner drive (any key takes over)", elem_id="wm-autopilot"
             )
@@ -169,6 +175,7 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
     refresh.click(lambda: gr.update(choices=choices()), None, ckpt)
     temperature.change(control_handler(hub, "temperature"), [client, temperature], status)
     lockstep.change(control_handler(hub, "lockstep"), [client, lockstep], status)
+    record_data.change(control_handler(hub, "record_data"), [client, record_data], status)
     autopilot.change(control_handler(hub, "autopilot"), [client, autopilot], status)
     pause.click(control_handler(hub, "pause"), client, status)
     step.click(control_handler(hub, "step"), client, status)

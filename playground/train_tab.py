@@ -15,7 +15,7 @@ import torch  # noqa: E402
 
 import wm_core  # noqa: E402
 
-from .hub import TrainJob, friendly  # noqa: E402
+from .hub import TrainJob, friendly, list_stores  # noqa: E402
 
 JOBS: dict[str, TrainJob] = {}  # job id -> job; each browser session holds its own ids in gr.State
 PLOTTED = ("loss", "recon_fg_mse", "recon_mse", "mdn_nll", "kl")
@@ -46,9 +46,10 @@ def loss_figure(job: TrainJob):
 def progress_html(job: TrainJob) -> str:
     """A progress bar with the phase and numbers."""
     if job.phase == "collecting":
+        total, unit = job.collect_target
         frac, text = (
-            job.collected / max(1, job.episodes),
-            f"collecting data: {job.collected}/{job.episodes} episodes",
+            job.collected / max(1, total),
+            f"collecting data ({job.policy} play): {job.collected}/{total} {unit}",
         )
     else:
         frac = job.step / max(1, job.total_steps)
@@ -62,6 +63,13 @@ def progress_html(job: TrainJob) -> str:
     )
 
 
+def data_choices(runs_dir: Path) -> list[tuple[str, str]]:
+    """Collect with the scripted or random policy, or train on a store found under the runs directory."""
+    collect = [("collect: scripted play mixed with random actions", "collect:scripted"),
+               ("collect: random actions", "collect:random")]  # fmt: skip
+    return collect + list_stores(runs_dir)
+
+
 def device_choices() -> list[str]:
     """auto / cpu / cuda, saying what this machine has."""
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
@@ -73,8 +81,10 @@ def build_train_tab(runs_dir: Path):
     families = sorted(wm_core.FAMILIES)
     cfg = wm_core.TrainConfig
     gr.Markdown(
-        "Train a world model: random-policy data is collected first, then the model learns to "
-        "predict frames, rewards and episode ends. A finished run appears in the Play tab."
+        "Train a world model: data is collected first (each env has a scripted player mixed with random "
+        "actions, so the data reaches the states play reaches), or pick data you recorded by playing the real "
+        "env in the Play tab. Then the model learns to predict frames, rewards and episode ends. A finished run "
+        "appears in the Play tab."
     )
     with gr.Row():
         family = gr.Dropdown(families, value="ha", label="Family", elem_id="wm-family")
@@ -101,12 +111,20 @@ def build_train_tab(runs_dir: Path):
             info=wm_core.field_doc(cfg, "steps"),
             elem_id="wm-steps",
         )
-        episodes = gr.Number(
+        frames = gr.Number(
             None,
-            label="Episodes of data (blank = preset)",
+            label="Frames of data (blank = the env's default)",
             precision=0,
-            info=wm_core.field_doc(cfg, "episodes"),
-            elem_id="wm-episodes",
+            info=wm_core.field_doc(cfg, "frames"),
+            elem_id="wm-frames",
+        )
+        data = gr.Dropdown(
+            data_choices(runs_dir),
+            value="collect:scripted",
+            label="Data",
+            info="collect new episodes, or train on a store (your recorded play, or another run's data)",
+            elem_id="wm-data",
+            scale=2,
         )
     env_info = gr.Markdown(wm_core.CATALOG["CartPole-v1"].description)
     with gr.Row():
@@ -127,12 +145,13 @@ def build_train_tab(runs_dir: Path):
         entry = wm_core.CATALOG.get(env_id)
         return entry.description if entry else f"`{env_id}`: not in the catalog; frames come from its renderer."
 
-    def run(family_name, env_id, preset_name, device_name, n_steps, n_episodes):
-        overrides = {k: int(v) for k, v in (("steps", n_steps), ("episodes", n_episodes)) if v}
+    def run(family_name, env_id, preset_name, device_name, n_steps, n_frames, source):
+        overrides = {k: int(v) for k, v in (("steps", n_steps), ("frames", n_frames)) if v}
         for k, v in overrides.items():
             if v < 1:
                 yield "", "", f"**{k} must be at least 1.**", None, None
                 return
+        source = source or "collect:scripted"
         job = TrainJob(
             family_name,
             (env_id or "").strip(),
@@ -140,6 +159,8 @@ def build_train_tab(runs_dir: Path):
             overrides,
             (device_name or "auto").split(" ")[0],
             runs_dir,
+            data=None if source.startswith("collect:") else source,
+            policy=source.split(":", 1)[1] if source.startswith("collect:") else "scripted",
         )
         try:
             job.start()
@@ -175,10 +196,11 @@ def build_train_tab(runs_dir: Path):
         return "Stopping: saving a resumable checkpoint…"
 
     env.change(describe_env, env, env_info)
+    data.focus(lambda: gr.update(choices=data_choices(runs_dir)), None, data)
     stop.click(stop_job, job_id, message, concurrency_limit=None)
     return start.click(
         run,
-        [family, env, preset, device, steps, episodes],
+        [family, env, preset, device, steps, frames, data],
         [job_id, progress, message, curves, preview],
         concurrency_limit=4,
     )

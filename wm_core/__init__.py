@@ -13,7 +13,7 @@ from .protocol import TrainConfig, WorldModel, field_doc
 from .registry import FAMILIES, get_family
 from .report import Report, evaluate_checkpoint, write_report
 from .spec import ActionSpec, FramePipeline
-from .train import Trainer, TrainReport, resolve_device, train_run
+from .train import Trainer, TrainReport, data_budget, resolve_device, train_run
 
 __all__ = [
     "ActionSpec",
@@ -42,6 +42,7 @@ __all__ = [
     "cached_model",
     "collect",
     "compare_problem",
+    "data_budget",
     "env_entry",
     "evaluate_checkpoint",
     "field_doc",

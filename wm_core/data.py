@@ -305,7 +305,7 @@ class EpisodeStore:
 Step = tuple[np.ndarray, Any, float, "np.ndarray | None"]  # (frame, raw action, reward, true state)
 
 
-def _episode(steps: list[Step], terminated: bool, truncated: bool, seed: int, ordinal: int) -> Episode:
+def _episode(steps: list[Step], terminated: bool, truncated: bool, seed: int | None, ordinal: int) -> Episode:
     obs, act, rew, state = zip(*steps, strict=True)
     has_state = all(s is not None for s in state)
     return Episode(
@@ -460,6 +460,44 @@ def _rollout(
         restarting = terminated | truncated
         if progress:
             progress(frames, stored)
+
+
+class EpisodeRecorder:
+    """Builds episodes step by step as someone plays a real env (the Play tab's real-env mode) and adds each
+    finished one to `store` under `policy` ("human"): a person's play becomes training data that `wm train
+    --data` accepts. An episode in progress is stored as truncated when recording stops or the env resets."""
+
+    def __init__(self, store: EpisodeStore, policy: str = "human") -> None:
+        self.store, self.policy = store, policy
+        self.steps: list[Step] = []
+        self.seed: int | None = None
+        self.saved = 0
+
+    def start(self, frame: np.ndarray, seed: int | None = None) -> None:
+        """Begin an episode at its first frame (storing any episode still in progress)."""
+        self.finish()
+        self.steps, self.seed = [(frame, self.store.action_spec.zeros(), 0.0, None)], seed
+
+    def step(self, frame: np.ndarray, action: Any, reward: float, terminated: bool, truncated: bool) -> None:
+        """One real step; an episode end stores the episode."""
+        if not self.steps:
+            return
+        raw = np.asarray(action, dtype=self.store.action_spec.zeros().dtype)
+        self.steps.append((frame, raw, float(reward), None))
+        if terminated or truncated:
+            self.finish(bool(terminated), bool(truncated))
+
+    def finish(self, terminated: bool = False, truncated: bool = True) -> None:
+        """Store the episode in progress (if it has a transition) and start none."""
+        if len(self.steps) > 1:
+            self.store.add(_episode(self.steps, terminated, truncated, self.seed, 0), policy=self.policy)
+            self.saved += 1
+        self.steps = []
+
+    @property
+    def frames(self) -> int:
+        """Frames of the episode in progress."""
+        return len(self.steps)
 
 
 class SequenceSampler:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .checkpoint import atomic_write_json, load_checkpoint
+from .data import EpisodeRecorder, EpisodeStore
 from .dream import Dream
 from .envs import KeyController, Keymap, PixelEnv, env_entry, make_env
 from .planning import Chooser
@@ -110,6 +111,8 @@ class PlaySession:
         self.recording: list[dict[str, Any]] | None = None
         self.rec_frames: list[np.ndarray] = []
         self.resets = 0
+        self.real_seed: int | None = None
+        self.data: EpisodeRecorder | None = None  # the real env's episodes, recorded as training data
         self.agent, self.driver_label = self._load_driver()
         self.autopilot = False  # the agent (or planner) drives while no key is held
 
@@ -164,7 +167,11 @@ class PlaySession:
 
     def _real_context(self) -> tuple[np.ndarray, np.ndarray]:
         """Run the real env with random actions for `context` frames (see `real_context`)."""
-        frames, acts, _ = real_context(self.env, self.model.action_spec, self.rng, self.context)
+        frames, acts, self.real_seed = real_context(self.env, self.model.action_spec, self.rng, self.context)
+        if self.data is not None and self.lockstep:
+            self.data.start(frames[0], self.real_seed)
+            for f, a in zip(frames[1:], acts[1:]):
+                self.data.step(f, a, 0.0, False, False)
         return frames, acts
 
     def reset(self) -> Frame:
@@ -221,9 +228,29 @@ class PlaySession:
                     prev.real_ret + float(r),
                     term or trunc,
                 )
+                if self.data is not None:
+                    self.data.step(real, action, float(r), bool(term), bool(trunc))
         self.frame = f
         self._record(action)
         return f
+
+    # ---- play as training data ---------------------------------------------------------------------
+    def record_data(self, store_dir: Path | str | None) -> EpisodeStore | None:
+        """Start (a directory) or stop (None) recording the real env's episodes as training data. The episodes
+        start at the real env's reset; the few context frames before the keys took over were random actions.
+        Returns the store written to."""
+        if store_dir is None:
+            store = self.data.store if self.data is not None else None
+            if self.data is not None:
+                self.data.finish()
+            self.data = None
+            return store
+        if not self.lockstep:
+            raise ValueError("turn on the real env beside the dream first: only real play becomes training data")
+        store = EpisodeStore.create(store_dir, self.env_id, self.pipeline, self.model.action_spec)
+        self.data = EpisodeRecorder(store)
+        self.reset()  # a recorded episode starts at the real env's reset
+        return store
 
     # ---- recording -------------------------------------------------------------------------------
     def start_recording(self) -> None:

@@ -47,7 +47,9 @@ function render(r, sentAt) {
     : r.paused ? "Paused: press Step for one frame, Pause to resume"
     : r.driver === "agent" ? "The " + (r.driver_label || "trained agent") + " is driving: press a key to take over"
     : r.waiting ? "Hold a key to drive the dream (this env has no 'do nothing' action)"
-    : r.recording ? "● Recording" : "Playing: hold the keys listed above";
+    : r.recording ? "● Recording"
+    : r.recording_data ? "● Recording your real-env play as training data"
+    : "Playing: hold the keys listed above";
   setText(".wm-status", status);
   $(".wm-player").classList.toggle("wm-ended", showEnd);
   sparkline($(".wm-spark"), rewards);

@@ -1,0 +1,126 @@
+"""The shipped world models in one table: what each cost to make, how fast it dreams, and its card's headline.
+
+    python benchmarks/worlds.py                          # every checkpoint under ./checkpoints
+    python benchmarks/worlds.py --checkpoint-dir runs    # any directory of runs (DIR/*/checkpoint.json)
+    python benchmarks/worlds.py --threads 1 --steps 200  # dream speed with one torch thread, longer timing
+
+Columns: CPU-minutes and peak RSS of the command that made the checkpoint (recorded in its budget); dream
+frames/s at batch 1 with the family's default play settings (a real context, then `--steps` dream steps with
+random actions, timed after 10 warm-up steps, in this process); and from the `report.json` that `wm eval`
+wrote beside it: plain PSNR of model / copy-last-frame / mean-frame at k = 5 and 15, foreground MSE at k = 5
+against copy-last, ΔtPSNR ± its standard error, and the inverse-dynamics score on dreamed vs real frames.
+Numbers are only comparable on the same idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def dream_fps(run: Path, steps: int) -> float:
+    """Dream steps per second at batch 1 from a real context, random actions."""
+    import numpy as np
+
+    from wm_core import Dream, load_checkpoint, make_env
+    from wm_core.play import real_context
+    from wm_core.spec import FramePipeline
+
+    model, meta = load_checkpoint(run)
+    env = make_env(meta["env_id"], FramePipeline.from_json(meta["pipeline"]))
+    rng = np.random.default_rng(0)
+    frames, acts, _ = real_context(env, model.action_spec, rng, 5)
+    env.close()
+    dream = Dream(model)
+    dream.reset(frames, acts)
+    for _ in range(10):
+        dream.step(model.action_spec.sample(rng))
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        dream.step(model.action_spec.sample(rng))
+    return steps / (time.perf_counter() - t0)
+
+
+def headline(card: dict) -> dict:
+    """The card's numbers at k = 5 and 15 and its controllability."""
+    rows = {r["k"]: r for r in card.get("open_loop", []) if r.get("episodes")}
+    out = {}
+    for k in (5, 15):
+        r = rows.get(k)
+        out[f"psnr{k}"] = None if r is None else tuple(r[n]["psnr"] for n in ("model", "copy_last", "mean_frame"))
+    r5 = rows.get(5)
+    out["fg5"] = None if r5 is None else (r5["model"]["fg_mse"], r5["copy_last"]["fg_mse"])
+    ctrl = card.get("controllability") or {}
+    d, idm = ctrl.get("delta", {}), ctrl.get("inverse_dynamics", {})
+    out["delta"] = (d.get("delta_psnr"), d.get("stderr"))
+    out["idm"] = (idm.get("dream"), idm.get("real"))
+    return out
+
+
+def fmt(x, spec: str = ".1f") -> str:
+    """A number, or n/a."""
+    return "n/a" if x is None else format(x, spec)
+
+
+def main() -> None:
+    """Print the table."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint-dir", default=str(ROOT / "checkpoints"))
+    p.add_argument("--steps", type=int, default=100, help="timed dream steps per model")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    for meta_path in sorted(Path(args.checkpoint_dir).glob("*/checkpoint.json")):
+        run = meta_path.parent
+        meta = json.loads(meta_path.read_text())
+        report = run / "report.json"
+        card = json.loads(report.read_text()) if report.exists() else {}
+        b = meta.get("budget", {})
+        rows.append(
+            {
+                "run": run.name,
+                "family": meta["family"],
+                "env": meta["env_id"],
+                "cpu_min": b.get("cpu_seconds", 0) / 60 if b.get("cpu_seconds") else None,
+                "rss_gb": b.get("peak_rss_mb", 0) / 1024 if b.get("peak_rss_mb") else None,
+                "fps": dream_fps(run, args.steps),
+                **headline(card),
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+    head = (
+        f"{'checkpoint':<26} {'CPU-min':>7} {'RSS GB':>6} {'dream fps':>9} | {'PSNR k=5 model/copy/mean':>25} "
+        f"{'PSNR k=15 model/copy/mean':>26} | {'fg-MSE k=5 model/copy':>22} | {'ΔtPSNR':>13} | {'IDM dream/real':>14}"
+    )
+    print(head)
+    for r in rows:
+        p5 = "/".join(fmt(x) for x in r["psnr5"]) if r["psnr5"] else "n/a"
+        p15 = "/".join(fmt(x) for x in r["psnr15"]) if r["psnr15"] else "n/a"
+        fg = "/".join(fmt(x, ".4f") for x in r["fg5"]) if r["fg5"] else "n/a"
+        d, se = r["delta"]
+        delta = "n/a" if d is None else f"{d:+.2f}±{fmt(se, '.2f')}"
+        idm = "/".join(fmt(x, ".2f") for x in r["idm"])
+        print(
+            f"{r['run']:<26} {fmt(r['cpu_min']):>7} {fmt(r['rss_gb'], '.2f'):>6} {r['fps']:>9.1f} | {p5:>25} "
+            f"{p15:>26} | {fg:>22} | {delta:>13} | {idm:>14}"
+        )
+
+
+if __name__ == "__main__":
+    main()
