@@ -84,23 +84,18 @@ def cmd_envs(args: argparse.Namespace) -> None:
     print("\nAny other gymnasium id works too: frames come from render() or image observations.")
 
 
-def collect_progress(total: int, unit: str, quiet: bool = False):
-    """(progress callback for `collect`, close) drawing a tqdm bar on stderr over frames or episodes."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit=unit, disable=quiet, dynamic_ncols=True, desc="collecting")
-
-    def update(frames: int, episodes: int) -> None:
-        bar.update((frames if unit == "frames" else episodes) - bar.n)
-
-    return update, bar.close
-
-
 class _CollectBar:
-    """A tqdm bar over collected frames that opens on the first progress call (only if collecting happens)."""
+    """A tqdm bar over collected frames that opens on the first progress call (only if collecting happens), so
+    an error before any frame stays one line."""
 
     def __init__(self) -> None:
         self.bar = None
+
+    def close(self) -> None:
+        """Close the bar if it was drawn."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
     def update(self, frames: int, episodes: int) -> None:
         from tqdm import tqdm
@@ -111,9 +106,7 @@ class _CollectBar:
 
     def say(self, message: str) -> None:
         """Print a status line (closing the bar first, so the line is not drawn over)."""
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        self.close()
         print(message, flush=True)
 
 
@@ -123,7 +116,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
 
     if (args.episodes is None) == (args.frames is None):
         raise UserError("give --episodes N or --frames N (one of them)")
-    update, close = collect_progress(args.frames or args.episodes, "frames" if args.frames else "episodes", args.quiet)
+    bar = _CollectBar()
     try:
         store = collect(
             args.env,
@@ -135,10 +128,10 @@ def cmd_collect(args: argparse.Namespace) -> None:
             policy=args.policy,
             max_steps=args.max_steps,
             num_envs=args.num_envs,
-            progress=update,
+            progress=None if args.quiet else bar.update,
         )
     finally:
-        close()
+        bar.close()
     s = store.summary()
     policies = ", ".join(f"{k} {v}" for k, v in s["policies"].items())
     print(

@@ -181,7 +181,7 @@ class CompareSession:
 
     def reset(self) -> CompareFrame:
         """Restart the real env and every dream from one freshly sampled real context."""
-        frames, acts, self.real_seed = real_context(self.env, self.spec, self.rng, self.context)
+        frames, acts, self.real_seed, _, _ = real_context(self.env, self.spec, self.rng, self.context)
         self.context_frames, self.context_actions = frames, acts
         self.actions = list(acts[1:])  # acts[0] is the "none" before the first frame
         self.recent.clear()

@@ -473,17 +473,21 @@ class EpisodeRecorder:
         self.seed: int | None = None
         self.saved = 0
 
-    def start(self, frame: np.ndarray, seed: int | None = None) -> None:
-        """Begin an episode at its first frame (storing any episode still in progress)."""
+    def start(self, frame: np.ndarray, seed: int | None = None, state: np.ndarray | None = None) -> None:
+        """Begin an episode at its first frame (storing any episode still in progress); `state` is the env's
+        true low-dimensional state where it reports one (classic control)."""
         self.finish()
-        self.steps, self.seed = [(frame, self.store.action_spec.zeros(), 0.0, None)], seed
+        self.steps, self.seed = [(frame, self.store.action_spec.zeros(), 0.0, state)], seed
 
-    def step(self, frame: np.ndarray, action: Any, reward: float, terminated: bool, truncated: bool) -> None:
+    def step(
+        self, frame: np.ndarray, action: Any, reward: float, terminated: bool, truncated: bool,
+        state: np.ndarray | None = None,
+    ) -> None:  # fmt: skip
         """One real step; an episode end stores the episode."""
         if not self.steps:
             return
         raw = np.asarray(action, dtype=self.store.action_spec.zeros().dtype)
-        self.steps.append((frame, raw, float(reward), None))
+        self.steps.append((frame, raw, float(reward), state))
         if terminated or truncated:
             self.finish(bool(terminated), bool(truncated))
 
@@ -586,7 +590,7 @@ class SequenceSampler:
             self._put(store.load(int(self._rng.choice(len(store), p=self._weights))))
 
     def _allocate(self, first: Episode, capacity: int) -> None:
-        """Empty buffers of `capacity` frames shaped like `first`'s (state and search targets if it has them)."""
+        """Empty buffers of `capacity` frames shaped like `first`'s (true states if it has them)."""
         S = first.obs.shape[1:]
         self.obs = np.zeros((capacity, *S), np.uint8)
         self.act = np.zeros((capacity, self.spec.dim), np.float32)
@@ -594,10 +598,7 @@ class SequenceSampler:
         self.is_first = np.zeros(capacity, bool)
         self.is_terminal = np.zeros(capacity, bool)
         self.state = None if first.state is None else np.zeros((capacity, first.state.shape[1]), np.float32)
-        self.search = None
-        if first.search_policy is not None:
-            self.search = {"search_policy": np.zeros((capacity, self.spec.n), np.float32),
-                           "search_value": np.full(capacity, np.nan, np.float32)}  # fmt: skip
+        self.search = None  # allocated by `_put` when an episode with search targets arrives
         self._write, self._filled = 0, 0
 
     def _put(self, ep: Episode) -> None:
@@ -613,8 +614,15 @@ class SequenceSampler:
         self.act[at], self.rew[at] = act, ep.rew[:n]
         self.is_first[at] = np.arange(n) == 0
         self.is_terminal[at] = (np.arange(n) == len(ep) - 1) & ep.terminated
-        if self.state is not None:
-            self.state[at] = 0.0 if ep.state is None else ep.state[:n]
+        # As for a list of episodes: true states only when every episode has them, search targets when any
+        # does (the others count as "no search": a zero row and NaN).
+        if ep.state is None:
+            self.state = None
+        elif self.state is not None:
+            self.state[at] = ep.state[:n]
+        if ep.search_policy is not None and self.search is None:
+            self.search = {"search_policy": np.zeros((C, self.spec.n), np.float32),
+                           "search_value": np.full(C, np.nan, np.float32)}  # fmt: skip
         if self.search is not None:
             self.search["search_policy"][at] = 0.0 if ep.search_policy is None else ep.search_policy[:n]
             self.search["search_value"][at] = np.nan if ep.search_value is None else ep.search_value[:n]

@@ -31,7 +31,8 @@ class Dream:
         self.spec = model.action_spec
         self.temperature = temperature
         self.steps_range: tuple[int, int] | None = model.capabilities.get("sampling_steps")
-        self.sampling_steps = steps  # None: the family's default (families with `sampling_steps` only)
+        self.sampling_steps: int | None = None  # None: the family's default (families with `sampling_steps` only)
+        self.set_sampling_steps(steps)
         self.done_threshold = done_threshold
         self.state: State | None = None
         self.batched = False

@@ -10,7 +10,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -44,24 +44,36 @@ def cached_model(run: Path | str, device: str = "cpu") -> tuple[WorldModel, dict
         return _MODELS[key]
 
 
-def real_context(
-    env: PixelEnv, spec: ActionSpec, rng: np.random.Generator, context: int
-) -> tuple[np.ndarray, np.ndarray, int]:
+class RealContext(NamedTuple):
+    """The first frames of a real episode: frames (T, H, W, 3), raw actions (T, ...) with "none" before the
+    first frame, rewards on arrival (T,), true states (T, k) or None, and the env's reset seed."""
+
+    frames: np.ndarray
+    acts: np.ndarray
+    seed: int
+    rewards: np.ndarray
+    states: np.ndarray | None
+
+
+def real_context(env: PixelEnv, spec: ActionSpec, rng: np.random.Generator, context: int) -> RealContext:
     """Reset `env` with a seed drawn from `rng` and take random actions until it has shown `context` frames;
-    retry if the episode ends early. Returns frames (T, H, W, 3), raw actions (T, ...) with "none" before the
-    first frame, and the reset seed (so the real state can be replayed)."""
+    retry if the episode ends early (so the real state can be replayed from the seed and actions)."""
     for _ in range(20):
         seed = int(rng.integers(2**31))
-        frame, _ = env.reset(seed=seed)
-        frames, acts, ended = [frame], [spec.zeros()], False
+        frame, info = env.reset(seed=seed)
+        frames, acts, rewards, states, ended = [frame], [spec.zeros()], [0.0], [info.get("state")], False
         while len(frames) < context and not ended:
             a = spec.sample(rng)
-            frame, _, term, trunc, _ = env.step(a)
+            frame, r, term, trunc, info = env.step(a)
             frames.append(frame)
             acts.append(np.asarray(a, dtype=spec.zeros().dtype))
+            rewards.append(float(r))
+            states.append(info.get("state"))
             ended = term or trunc
         if not ended:
-            return np.stack(frames), np.stack(acts), seed
+            known = all(x is not None for x in states)
+            return RealContext(np.stack(frames), np.stack(acts), seed, np.asarray(rewards, np.float32),
+                               np.stack(states) if known else None)  # fmt: skip
     raise RuntimeError(f"{env.entry.env_id} keeps ending within {context} random steps")
 
 
@@ -167,12 +179,14 @@ class PlaySession:
 
     def _real_context(self) -> tuple[np.ndarray, np.ndarray]:
         """Run the real env with random actions for `context` frames (see `real_context`)."""
-        frames, acts, self.real_seed = real_context(self.env, self.model.action_spec, self.rng, self.context)
+        ctx = real_context(self.env, self.model.action_spec, self.rng, self.context)
+        self.real_seed = ctx.seed
         if self.data is not None and self.lockstep:
-            self.data.start(frames[0], self.real_seed)
-            for f, a in zip(frames[1:], acts[1:]):
-                self.data.step(f, a, 0.0, False, False)
-        return frames, acts
+            states = ctx.states if ctx.states is not None else [None] * len(ctx.frames)
+            self.data.start(ctx.frames[0], ctx.seed, states[0])
+            for f, a, r, st in zip(ctx.frames[1:], ctx.acts[1:], ctx.rewards[1:], states[1:]):
+                self.data.step(f, a, float(r), False, False, st)
+        return ctx.frames, ctx.acts
 
     def reset(self) -> Frame:
         """Start a new dream (and real env) from a freshly sampled real context."""
@@ -221,7 +235,7 @@ class PlaySession:
             if prev.real_ended:
                 f.real, f.real_ret, f.real_ended = prev.real, prev.real_ret, True
             else:
-                real, r, term, trunc, _ = self.env.step(self.model.action_spec.to_env(action))
+                real, r, term, trunc, info = self.env.step(self.model.action_spec.to_env(action))
                 f.real, f.real_reward, f.real_ret, f.real_ended = (
                     real,
                     float(r),
@@ -229,7 +243,7 @@ class PlaySession:
                     term or trunc,
                 )
                 if self.data is not None:
-                    self.data.step(real, action, float(r), bool(term), bool(trunc))
+                    self.data.step(real, action, float(r), bool(term), bool(trunc), info.get("state"))
         self.frame = f
         self._record(action)
         return f

@@ -45,6 +45,8 @@ class TrainConfig:
     """Timesteps per sequence."""
     lr: float = 1e-3
     """Adam learning rate."""
+    lr_decay: float = 1.0
+    """Learning rate at the last step as a share of `lr`, reached linearly over `steps` (1: constant)."""
     grad_clip: float = 100.0
     """Global gradient-norm clip."""
     episodes: int = 0

@@ -158,6 +158,10 @@ class Trainer:
             if should_stop is not None and should_stop():
                 stopped = True
                 break
+            if getattr(cfg, "lr_decay", 1.0) != 1.0:  # linear decay to lr * lr_decay at the last step
+                scale = 1.0 - (1.0 - cfg.lr_decay) * step / max(1, steps)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = cfg.lr * group.get("lr_scale", 1.0) * scale
             batch = {k: v.to(self.device, non_blocking=True) for k, v in self.sampler.sample().items()}
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 loss, metrics = model.loss(batch)

@@ -30,6 +30,7 @@ cannot drown the frame loss.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -75,9 +76,12 @@ class DiffusionConfig(TrainConfig):
     offset_noise: float = 0.3
     """Std of a per-channel constant added to the training noise (DIAMOND's offset noise): it teaches the
     denoiser to correct whole-frame shifts of brightness, which plain pixel noise hardly shows it."""
-    context_noise: float = 0.1
+    context_noise: float = 0.3
     """Largest std of Gaussian noise added to the context frames in training (level drawn per sample and told
     to the net), so the denoiser learns to read imperfect, dreamed context: compounding error grows slower."""
+    ema: float = 0.999
+    """Decay of the exponential moving average of the denoiser's weights that dreams sample with (EDM keeps one
+    too): the averaged weights draw cleaner frames than the last step's. 0 samples with the trained weights."""
     fg_weight: float = 4.0
     """Extra loss weight on pixels that differ from the previous frame or the dataset mean frame (the moving
     objects): most of a frame repeats the one before, and a plain loss spends its capacity there."""
@@ -88,11 +92,11 @@ class DiffusionConfig(TrainConfig):
 
 
 def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float) -> list[float]:
-    """The Karras et al. (2022) schedule: `steps` levels from sigma_max to sigma_min, then 0."""
-    if steps == 1:
-        return [sigma_max, 0.0]
+    """The noise levels of `steps` denoiser calls, then 0: the first `steps` of the Karras et al. (2022) schedule
+    of steps + 1 levels from sigma_max to sigma_min. Its last level (sigma_min) is left out, because a step from
+    sigma_min to 0 changes almost nothing: 2 steps are [5, 0.28, 0], DIAMOND's three-level schedule."""
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
-    return [(hi + i / (steps - 1) * (lo - hi)) ** rho for i in range(steps)] + [0.0]
+    return [(hi + i / steps * (lo - hi)) ** rho for i in range(steps)] + [0.0]
 
 
 class ResBlock(nn.Module):
@@ -101,10 +105,10 @@ class ResBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, cond_dim: int) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(min(8, c_in), c_in)
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, padding_mode="replicate")
         self.film = nn.Linear(cond_dim, 2 * c_out)
         self.norm2 = nn.GroupNorm(min(8, c_out), c_out, affine=False)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, padding_mode="replicate")
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
         nn.init.zeros_(self.conv2.weight)  # each block starts as the identity: a deep net trains from step one
         nn.init.zeros_(self.conv2.bias)
@@ -124,7 +128,8 @@ class UNet(nn.Module):
         super().__init__()
         c1, c2 = channels, 2 * channels
         self.unshuffle, self.shuffle = nn.PixelUnshuffle(2), nn.PixelShuffle(2)
-        self.conv_in = nn.Conv2d(4 * in_planes, c1, 3, padding=1)
+        # Replicated borders: zero padding drew a dark line along the frame's edges.
+        self.conv_in = nn.Conv2d(4 * in_planes, c1, 3, padding=1, padding_mode="replicate")
         self.down = nn.ModuleList([ResBlock(c1, c1, cond_dim), ResBlock(c1, c2, cond_dim), ResBlock(c2, c2, cond_dim)])
         self.pool = nn.ModuleList(
             [nn.Conv2d(c1, c1, 3, stride=2, padding=1), nn.Conv2d(c2, c2, 3, stride=2, padding=1)]
@@ -134,7 +139,7 @@ class UNet(nn.Module):
             [ResBlock(2 * c2, c2, cond_dim), ResBlock(2 * c2, c1, cond_dim), ResBlock(2 * c1, c1, cond_dim)]
         )
         self.norm_out = nn.GroupNorm(min(8, c1), c1)
-        self.conv_out = nn.Conv2d(c1, 4 * 3, 3, padding=1)
+        self.conv_out = nn.Conv2d(c1, 4 * 3, 3, padding=1, padding_mode="replicate")
         # A linear path from the input planes to the output: the group norms take out each feature map's mean, so
         # without it a flat background's exact colour had to be rebuilt and came out a few levels off (Pong's
         # brown by -7/+1/-3 of 255 in every dreamed frame, most of the dream's error).
@@ -181,7 +186,9 @@ class PixelDiffusion(WorldModel):
     Config = DiffusionConfig
     PRESETS = {
         "tiny": dict(channels=8, cond_dim=16, head_channels=4, steps=30, batch_size=4, seq_len=7, lr=1e-3),
-        "small": dict(channels=32, cond_dim=128, steps=1500, batch_size=12, seq_len=8, lr=5e-4, grad_clip=10.0),
+        # small: 4,000 steps with --bf16 are about 17 CPU-minutes on one core (0.25 s a step, 48 targets).
+        "small": dict(channels=32, cond_dim=128, steps=4000, batch_size=12, seq_len=8, lr=5e-4, lr_decay=0.1,
+                      grad_clip=10.0),
         "large": dict(channels=64, cond_dim=256, head_channels=16, steps=30000, batch_size=32, seq_len=8, lr=2e-4,
                       grad_clip=10.0),
     }  # fmt: skip
@@ -214,6 +221,11 @@ class PixelDiffusion(WorldModel):
             nn.Linear(2 * c.cond_dim + c.context * A, c.cond_dim), nn.SiLU(), nn.Linear(c.cond_dim, c.cond_dim)
         )
         self.unet = UNet(3 * (c.context + 1), c.channels, c.cond_dim)
+        # The averaged denoiser (conditioning MLP and U-Net) that eval-mode dreams use; see `after_step`.
+        self.ema_cond, self.ema_unet = copy.deepcopy(self.cond), copy.deepcopy(self.unet)
+        for p in [*self.ema_cond.parameters(), *self.ema_unet.parameters()]:
+            p.requires_grad_(False)
+        self.register_buffer("ema_updates", torch.zeros(()))
         # Heads: the last two context frames and the new frame, and the action that led to it.
         self.head_encoder = ConvEncoder(c.head_channels, 64, frame_size, in_channels=9)
         self.reward_head = Mlp(64 + A, 64, 1)
@@ -237,7 +249,22 @@ class PixelDiffusion(WorldModel):
             [self.noise_embed(sigma.log() / 4), self.noise_embed(ctx_sigma * 10), actions.flatten(1)], dim=-1
         )
         x = torch.cat([c_in * noisy, context.flatten(1, 2)], dim=1)
-        return c_skip * noisy + c_out * self.unet(x, self.cond(emb))
+        averaged = not self.training and c.ema > 0
+        cond, unet = (self.ema_cond, self.ema_unet) if averaged else (self.cond, self.unet)
+        return c_skip * noisy + c_out * unet(x, cond(emb))
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        """Move the averaged denoiser toward the trained one, with a shorter memory early on
+        (decay (1 + n) / (10 + n) until it reaches `ema`), so a short run's average is not its initialisation."""
+        n = float(self.ema_updates)
+        decay = min(self.config.ema, (1 + n) / (10 + n))
+        for avg, live in zip(
+            [*self.ema_cond.parameters(), *self.ema_unet.parameters()],
+            [*self.cond.parameters(), *self.unet.parameters()],
+        ):
+            avg.lerp_(live.detach(), 1 - decay)
+        self.ema_updates += 1
 
     def sample(
         self, context: torch.Tensor, actions: torch.Tensor, steps: int, temperature: float = 1.0
@@ -267,15 +294,15 @@ class PixelDiffusion(WorldModel):
         return {
             "frames": torch.zeros(batch_size, c.context, 3, S, S, device=dev),
             "acts": torch.zeros(batch_size, c.context, self.action_spec.dim, device=dev),
-            "filled": torch.zeros(batch_size, device=dev),
-            "reward": torch.zeros(batch_size, device=dev),
-            "done_logit": torch.full((batch_size,), -10.0, device=dev),
+            "filled": torch.zeros(batch_size, 1, device=dev),
+            "reward": torch.zeros(batch_size, 1, device=dev),
+            "done_logit": torch.full((batch_size, 1), -10.0, device=dev),
         }
 
     def _push(self, state: State, frame: torch.Tensor, action: torch.Tensor) -> State:
         """The stacks with `frame` (B, 3, H, W) in [0, 1] and the action that led to it appended; an empty
         stack is filled with copies of the frame (as training pads the frames before an episode's start)."""
-        empty = (state["filled"] < 0.5)[:, None, None, None, None]
+        empty = (state["filled"] < 0.5)[:, :, None, None, None]
         frames = torch.cat([state["frames"][:, 1:], frame[:, None]], dim=1)
         frames = torch.where(empty, frame[:, None].expand_as(frames), frames)
         acts = torch.cat([state["acts"][:, 1:], action[:, None]], dim=1)
@@ -284,7 +311,7 @@ class PixelDiffusion(WorldModel):
 
     def _with_heads(self, state: State, action: torch.Tensor) -> State:
         reward, done_logit = self._heads(state["frames"][:, -3:], action)
-        return {**state, "reward": reward, "done_logit": done_logit}
+        return {**state, "reward": reward[:, None], "done_logit": done_logit[:, None]}
 
     def observe(self, state: State, frame: torch.Tensor, prev_action: torch.Tensor) -> State:
         """Push a real frame (B, H, W, 3) uint8 and the action that led to it onto the stacks."""
@@ -306,19 +333,24 @@ class PixelDiffusion(WorldModel):
 
     def reward(self, state: State) -> torch.Tensor:
         """The heads' reward for arriving at the newest frame, (B,)."""
-        return state["reward"]
+        return state["reward"][:, 0]
 
     def done(self, state: State) -> torch.Tensor:
         """Probability that the newest frame is terminal, (B,)."""
-        return torch.sigmoid(state["done_logit"])
+        return torch.sigmoid(state["done_logit"][:, 0])
 
     def latent(self, state: State) -> torch.Tensor:
-        """The newest frame pooled to 16x16, flat (B, 768): a pixel model's state is its frames."""
-        return F.adaptive_avg_pool2d(state["frames"][:, -1], 16).flatten(1)
+        """The newest frame, flat (B, 3 * H * W) in [0, 1]: a pixel model's state is its frames."""
+        return state["frames"][:, -1].flatten(1)
 
     def set_latent(self, state: State, latent: torch.Tensor) -> State:
-        """Not meaningful for a pixel-space model (its `capabilities["latent"]` is False)."""
-        raise ValueError("the diffusion family has no latent to move: its state is its last frames")
+        """The state with its newest frame replaced by `latent` (B, 3 * H * W): the inverse of `latent`."""
+        frames = state["frames"]
+        if latent.shape[1] != frames[0, -1].numel():
+            raise ValueError(f"latent has {latent.shape[1]} dims, the newest frame has {frames[0, -1].numel()}")
+        new = frames.clone()
+        new[:, -1] = latent.reshape(frames[:, -1].shape).to(frames.dtype)
+        return {**state, "frames": new}
 
     # ---- training --------------------------------------------------------------------------------
     def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
