@@ -37,7 +37,7 @@ def dream_fps(run: Path, steps: int) -> float:
     model, meta = load_checkpoint(run)
     env = make_env(meta["env_id"], FramePipeline.from_json(meta["pipeline"]))
     rng = np.random.default_rng(0)
-    frames, acts, _ = real_context(env, model.action_spec, rng, 5)
+    frames, acts, *_ = real_context(env, model.action_spec, rng, 5)
     env.close()
     dream = Dream(model)
     dream.reset(frames, acts)

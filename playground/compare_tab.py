@@ -98,7 +98,12 @@ def build_compare_tab(hub: CompareHub, shipped_dir: Path, runs_dir: Path) -> dic
                 0.0, 2.0, value=1.0, step=0.05, label="Temperature (live, every model)", elem_id="wm-cmp-temperature"
             )
             steps = gr.Slider(
-                1, 6, value=2, step=1, label="Sampling steps (pixel-space models, live)", elem_id="wm-cmp-steps"
+                1,
+                6,
+                value=2,
+                step=1,
+                label="Sampling steps (pixel-space models, live)",
+                elem_id="wm-cmp-sampling-steps",
             )
             with gr.Row():
                 pause = gr.Button("Pause", elem_id="wm-cmp-pause", min_width=80)

@@ -197,10 +197,9 @@ class PlayHub(ClientHub[_Player]):
             return {"ok": False, "message": "Pick a checkpoint above and press Start to play."}
         with p.lock:
             s = p.session
-            if p.pending_steps:
+            if p.pending_steps:  # one frame with the held keys (or the first binding's): tick asks the keys once
                 p.pending_steps -= 1
-                held = list(keys) or [s.keymap.bindings[0].key]
-                f = s.tick(held) if s.keys.action(held) is not None else s.frame
+                f = s.tick(list(keys) or [s.keymap.bindings[0].key])
             elif p.paused:
                 f = s.frame
             else:
@@ -269,11 +268,14 @@ class PlayHub(ClientHub[_Player]):
                 s.autopilot = bool(value)
                 return f"the {s.driver_label} drives until you press a key" if s.autopilot else "you drive"
             if action == "lockstep":
-                if not value and s.data is not None:
+                stopped = not value and s.data is not None
+                if stopped:
                     s.record_data(None)
                 s.lockstep = bool(value)
                 s.reset()
-                return "real env beside the dream" if s.lockstep else "dream only (recording of real play stopped)"
+                if s.lockstep:
+                    return "real env beside the dream"
+                return "dream only" + (" (recording of real play stopped)" if stopped else "")
             if action == "record_data":
                 if not value:
                     store = s.record_data(None)

@@ -110,7 +110,7 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
                 value=2,
                 step=1,
                 label="Sampling steps (pixel-space models, live)",
-                elem_id="wm-steps",
+                elem_id="wm-sampling-steps",
                 info="Denoising passes per dream frame: 1 is fastest and draws the average of the possible next "
                 "frames (blurry where the future is uncertain); 2-3 commit to one sharp future",
             )

@@ -226,7 +226,8 @@ def test_train_job_tiny_runs_to_done_and_is_listed(finished_job: TrainJob, tmp_p
     job = finished_job
     assert job.phase == "done" and job.error is None, job.error
     assert job.step == job.total_steps == wm_core.get_family("ha").preset("tiny").steps
-    assert job.collected == job.episodes and job.history and "loss" in job.history[-1]
+    assert job.collect_target == (6, "episodes")  # the tiny preset collects episodes, not a frame budget
+    assert job.collected == 6 and job.history and "loss" in job.history[-1]
     assert job.message.startswith("saved")
     listed = list_checkpoints(tmp_path / "no-shipped", job.runs_dir)
     assert [c.path for c in listed] == [job.run] and not listed[0].shipped
@@ -247,3 +248,18 @@ def test_train_job_stop_saves(tmp_path: Path) -> None:
     wait_for(job)
     assert job.phase == "stopped" and 0 < job.step < 100000
     assert wm_core.read_meta(job.run)["step"] == job.step
+
+
+def test_step_button_ramps_a_continuous_action_once(pendulum_store: wm_core.EpisodeStore, tmp_path: Path) -> None:
+    """Step (one frame while paused) on a Box env moves the held key's ramp by one increment, as a played frame
+    does: the hub once asked the keys for the action before ticking, and the tick asked again (two ramps)."""
+    run, _ = wm_core.train_run(
+        "ha", "Pendulum-v1", preset="tiny", overrides={"steps": 2}, data=pendulum_store.root, out=tmp_path / "pend",
+        device="cpu", command="wm train (test)", checkpoint_every=0,
+    )  # fmt: skip
+    hub = PlayHub()
+    s = hub.start("c", str(run))
+    assert hub.control("c", "step") == "paused: stepped one frame"
+    hub.tick("c", ["ArrowRight"])
+    # Pendulum's torque is in [-2, 2]: a held key adds 0.1 of the half range (0.2) per frame.
+    np.testing.assert_allclose(s.keys._a, [0.2], atol=1e-6)

@@ -7,7 +7,7 @@ from .compare import CompareFrame, CompareSession, Futures, compare_problem
 from .data import HELDOUT_SEED_BASE, DataError, Episode, EpisodeStore, SequenceSampler, collect
 from .dream import Dream
 from .envs import CATALOG, EnvError, KeyController, Keymap, env_entry, make_env
-from .evaluate import format_card, heldout_store, model_card, open_loop, open_loop_grid
+from .evaluate import format_card, heldout_store, open_loop, open_loop_grid
 from .play import PlaySession, cached_model, record_dream, write_video
 from .protocol import TrainConfig, WorldModel, field_doc
 from .registry import FAMILIES, get_family
@@ -51,7 +51,6 @@ __all__ = [
     "heldout_store",
     "load_checkpoint",
     "make_env",
-    "model_card",
     "open_loop",
     "open_loop_grid",
     "read_meta",

@@ -39,13 +39,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
-from .checkpoint import atomic_write_json, data_record, load_checkpoint, recorded_data_dir, save_checkpoint
+from .checkpoint import data_record, load_checkpoint, recorded_data_dir, save_checkpoint
 from .data import Episode, EpisodeStore, SequenceSampler, collect
 from .dream import Dream
 from .envs import PixelEnv, env_entry, make_env
+from .files import atomic_write_bytes, atomic_write_json
 from .models.dreamer import TwoHot
 from .models.nn import Mlp
 from .planning import SEARCH_CHOICES, Chooser, MctsChooser, mcts, plan_episode
@@ -284,7 +285,7 @@ class ActorCritic(nn.Module):
         The Adam moments are not kept: a resumed agent restarts its optimizer (and the world model's)."""
         old = json.loads((run / AGENT_FILE).read_text()).get("weights") if (run / AGENT_FILE).exists() else None
         name = f"agent-{time.time_ns()}.safetensors"
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}, str(run / name))
+        atomic_write_bytes(run / name, save({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}))
         atomic_write_json(run / AGENT_FILE, {"config": asdict(self.config), "weights": name, **extra})
         if old and old != name:
             (run / old).unlink(missing_ok=True)

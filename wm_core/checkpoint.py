@@ -8,18 +8,16 @@ moment leaves either the old checkpoint or the new one, never a mix.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from .files import atomic_write_bytes, atomic_write_json, clean_temp_files, sha256_file
 from .protocol import WorldModel
 from .registry import get_family
 from .spec import ActionSpec, FramePipeline
@@ -43,40 +41,9 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt or does not match its model; the message says which."""
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temp file in the same directory and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a checkpoint is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """JSON version of `atomic_write_bytes` (indented, sorted keys)."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, str]:
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
-    return {"file": path.name, "sha256": _sha256(path)}
+    atomic_write_bytes(path, save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}))
+    return {"file": path.name, "sha256": sha256_file(path)}
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -107,6 +74,7 @@ def save_checkpoint(
     """Save model (and optimizer, for resuming) into `run_dir`; returns the path of checkpoint.json."""
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
+    clean_temp_files(run)  # what an interrupted save left behind
     old = _read_meta(run / META_FILE) if (run / META_FILE).exists() else None
     stamp = f"{step:08d}-{time.time_ns() % 10**9:09d}"
     meta: dict[str, Any] = {
@@ -172,7 +140,7 @@ def _load_tensors(run: Path, entry: dict[str, str], what: str) -> dict[str, torc
     path = run / entry.get("file", "")
     if not path.is_file():
         raise CheckpointError(f"{what} file {path} is missing; the checkpoint is incomplete")
-    if entry.get("sha256") and _sha256(path) != entry["sha256"]:
+    if entry.get("sha256") and sha256_file(path) != entry["sha256"]:
         raise CheckpointError(f"{what} file {path} does not match the hash in {META_FILE}; it is corrupt")
     try:
         return load_file(str(path))

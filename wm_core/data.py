@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from .files import atomic_write, sha256_file
 from .spec import ActionSpec, FramePipeline
 
 if TYPE_CHECKING:  # only the sampler needs torch, so collecting never imports it from here
@@ -68,18 +67,6 @@ class DataError(ValueError):
     """A missing, corrupt or mismatched episode store, or data too small for a request."""
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write `path` through a temp file in the same folder and `os.replace`: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_npz(f: IO[bytes], arrays: dict[str, np.ndarray]) -> None:
     """What `np.savez_compressed` writes, but with fixed member timestamps (savez stamps "now").
 
@@ -91,10 +78,6 @@ def _write_npz(f: IO[bytes], arrays: dict[str, np.ndarray]) -> None:
             info.compress_type = zipfile.ZIP_DEFLATED
             with zf.open(info, "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.ascontiguousarray(arr), allow_pickle=False)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _canon(x: Any) -> Any:
@@ -170,7 +153,7 @@ class EpisodeStore:
         self._index["content_hash"] = hashlib.sha256("".join(e["sha256"] for e in entries).encode()).hexdigest()
         self._index["seeds"] = sorted({e["seed"] for e in entries if e["seed"] is not None})
         text = json.dumps(self._index, indent=1).encode()
-        _atomic_write(self.root / INDEX_FILE, lambda f: f.write(text))
+        atomic_write(self.root / INDEX_FILE, lambda f: f.write(text))
 
     def add(self, ep: Episode, policy: str = "unknown") -> None:
         """Append one episode (`policy` names who played it: random, scripted, human, agent ...): an atomic
@@ -196,10 +179,10 @@ class EpisodeStore:
             if getattr(ep, key) is not None:
                 arrays[key] = getattr(ep, key).astype(np.float32)
         name = f"ep_{len(self):06d}.npz"
-        _atomic_write(self.root / name, lambda f: _write_npz(f, arrays))
+        atomic_write(self.root / name, lambda f: _write_npz(f, arrays))
         entry = {"file": name, "frames": n, "return": float(ep.rew.sum()), "terminated": bool(ep.terminated)}
         entry |= {"truncated": bool(ep.truncated), "seed": ep.seed, "ordinal": ep.ordinal, "policy": policy}
-        self._index["episodes"].append(entry | {"sha256": _sha256(self.root / name)})
+        self._index["episodes"].append(entry | {"sha256": sha256_file(self.root / name)})
         self._write_index()
 
     def __len__(self) -> int:
@@ -213,7 +196,7 @@ class EpisodeStore:
         path = self.root / entry["file"]
         if not path.is_file():
             raise DataError(f"episode file {path} listed in {INDEX_FILE} is missing")
-        if _sha256(path) != entry["sha256"]:
+        if sha256_file(path) != entry["sha256"]:
             raise DataError(f"episode file {path} does not match its sha256 in {INDEX_FILE}: it was modified")
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -268,7 +251,7 @@ class EpisodeStore:
         total = sum(self.load(i).obs.sum(axis=0, dtype=np.float64) for i in range(len(self)))
         mean = (total / (255.0 * self.num_frames)).astype(np.float32)
         try:
-            _atomic_write(path, lambda f: np.save(f, mean, allow_pickle=False))
+            atomic_write(path, lambda f: np.save(f, mean, allow_pickle=False))
             self._index["mean_frame"] = {"file": MEAN_FRAME_FILE, "content_hash": self.content_hash}
             self._write_index()
         except OSError:

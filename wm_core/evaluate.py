@@ -134,23 +134,6 @@ def _f1(pred: np.ndarray, real: np.ndarray) -> float | None:
     return float(2 * tp / (2 * tp + fp + fn))
 
 
-def model_card(
-    model: WorldModel,
-    meta: dict[str, Any],
-    episodes: Sequence[Episode],
-    *,
-    context: int = 5,
-    horizons: Sequence[int] = HORIZONS,
-    temperature: float = 1.0,
-    seed: int = 0,
-    heldout: dict | None = None,
-) -> dict[str, Any]:
-    """Open-loop errors at each horizon for the model and the two baselines, reward MAE, end F1."""
-    roll = open_loop(model, episodes, context, max(horizons), temperature, seed)
-    return card_from_rollout(model, meta, roll, context=context, horizons=horizons, temperature=temperature,
-                             seed=seed, heldout=heldout)  # fmt: skip
-
-
 def card_from_rollout(
     model: WorldModel,
     meta: dict[str, Any],

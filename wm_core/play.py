@@ -15,10 +15,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from .checkpoint import atomic_write_json, load_checkpoint
+from .checkpoint import load_checkpoint
 from .data import EpisodeRecorder, EpisodeStore
 from .dream import Dream
 from .envs import KeyController, Keymap, PixelEnv, env_entry, make_env
+from .files import atomic_write_json
 from .planning import Chooser
 from .protocol import WorldModel
 from .spec import ActionSpec, FramePipeline
@@ -91,7 +92,6 @@ class Frame:
     real_reward: float = 0.0
     real_ret: float = 0.0
     real_ended: bool = False
-    rewards: list[float] = field(default_factory=list)
     driver: str = "you"
     extras: dict[str, str] = field(default_factory=dict)  # short texts beside the frame (`Dream.extras`)
 
@@ -228,7 +228,6 @@ class PlaySession:
             done_prob=info["done_prob"],
             ended=ended,
             step=prev.step + 1,
-            rewards=(prev.rewards + [reward])[-200:],
             extras=dict(info.get("extras", {})),
         )
         if self.lockstep and prev.real is not None:

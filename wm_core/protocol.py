@@ -56,11 +56,6 @@ class TrainConfig:
     budget from the catalog, `wm envs`)."""
 
 
-def config_fields(config_cls: type) -> list[dataclasses.Field]:
-    """The dataclass fields of a config class, in declaration order."""
-    return list(dataclasses.fields(config_cls))
-
-
 def field_doc(config_cls: type, name: str) -> str:
     """The docstring written under a config field (used for --help and UI tooltips)."""
     import ast

@@ -31,12 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import atomic_write_json, load_checkpoint, recorded_data_dir
+from .checkpoint import load_checkpoint, recorded_data_dir
 from .controllability import controllability
 from .data import HELDOUT_SEED_BASE, Episode, EpisodeStore
 from .dream import Dream
 from .envs import env_entry, make_env, replay
 from .evaluate import HORIZONS, _frame_errors, card_from_rollout, card_windows, heldout_store, open_loop
+from .files import atomic_write_bytes, atomic_write_json
 from .protocol import WorldModel
 from .spec import ActionSpec, FramePipeline
 
@@ -471,9 +472,7 @@ def write_report(report: Report, out_dir: Path | str) -> tuple[Path, Path]:
 
     buf = io.BytesIO()
     iio.imwrite(buf, report_image(report), extension=".png")
-    tmp = png.with_suffix(".png.tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(png)
+    atomic_write_bytes(png, buf.getvalue())
     return js, png
 
 

@@ -1,0 +1,63 @@
+"""Files written whole or not at all, and their hashes: the one implementation every store, checkpoint and
+report uses. A write goes to a temp file in the same folder (`.NAME.*.tmp`), is flushed to disk and moved into
+place with `os.replace`, so a reader never sees half a file and a crash leaves at most a temp file, which
+`clean_temp_files` removes at the next save."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+TEMP_SUFFIX = ".tmp"
+
+
+def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> None:
+    """Write `path` through `write(file)` on a temp file in the same folder, then rename it into place
+    (mode 0644: checkpoints and stores are meant to be shared)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """`data` into `path`, whole or not at all."""
+    atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_json(path: Path | str, obj: Any) -> None:
+    """`obj` as indented JSON with sorted keys."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def sha256_file(path: Path | str) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def clean_temp_files(folder: Path | str) -> list[Path]:
+    """Remove the temp files an interrupted write left in `folder` (its own `.NAME.*.tmp` files only)."""
+    removed = []
+    for tmp in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        if tmp.is_file() and not tmp.is_symlink():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
