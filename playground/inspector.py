@@ -55,7 +55,7 @@ class Inspection:
     @property
     def explorer(self) -> LatentExplorer:
         """Principal directions of the latent over the held-out episodes (computed on first use)."""
-        if not self.model.capabilities.get("latent", True):
+        if not self.model.capabilities.latent:
             raise ValueError(
                 f"the latent explorer needs a latent; {self.meta['family']} is a pixel-space model whose state is its "
                 "last frames"
@@ -77,5 +77,5 @@ class Inspection:
             "explained": [round(100 * x, 1) for x in ex.explained],
             "episode": episode,
             "t": t,
-            "decoded_by": "decoder" if self.model.capabilities.get("decoder") else "probe",
+            "decoded_by": "decoder" if self.model.capabilities.decoder else "probe",
         }

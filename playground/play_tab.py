@@ -156,7 +156,7 @@ def build_play_tab(hub: PlayHub, shipped_dir: Path, runs_dir: Path, records_dir:
             f"**{m['family']}** on **{m['env_id']}**, step {m['step']} · frames from the "
             f"{s.dream.decoded_by}{' (probe view: what the latent knows)' if s.dream.decoded_by == 'probe' else ''}"
             f"  \n{keymap_markdown(m['env_id'])}  \nMade by `{m.get('command') or 'unknown command'}`"
-            f"  \nTemperature for {m['family']}: {s.model.capabilities.get('temperature') or 'not described'}"
+            f"  \nTemperature for {m['family']}: {s.model.capabilities.temperature or 'not described'}"
             f"{'' if s.dream.steps_range else ' (no sampling steps: it draws each frame in one pass)'}"
             f"  \nAutopilot driver: {s.driver_label if s.agent is not None else 'none (no agent, no planner)'}"
         )

@@ -19,7 +19,7 @@ from gymnasium import spaces
 from wm_core.controllability import DELTA_HORIZON, action_blind, controllability, delta_psnr
 from wm_core.data import HELDOUT_SEED_BASE, Episode, EpisodeStore, collect
 from wm_core.evaluate import card_windows, open_loop
-from wm_core.protocol import WorldModel
+from wm_core.protocol import Capabilities, WorldModel
 from wm_core.spec import FramePipeline
 
 CONTEXT = 5
@@ -29,6 +29,7 @@ class FrameModel(WorldModel):
     """The state is the last frame; `imagine` makes the next one with `next_frame` (copy: action-blind)."""
 
     family = "test-copy-last"
+    capabilities = Capabilities(decoder=True, probe_decoder=False, stochastic=False, temperature="ignored")
 
     def initial(self, batch_size: int) -> dict[str, torch.Tensor]:
         return {"frame": torch.zeros(batch_size, self.frame_size, self.frame_size, 3)}
@@ -36,7 +37,7 @@ class FrameModel(WorldModel):
     def observe(self, state, frame, prev_action):
         return {"frame": frame.float() / 255.0}
 
-    def imagine(self, state, action, temperature=1.0):
+    def imagine(self, state, action, temperature=1.0, generator=None):
         return {"frame": self.next_frame(state["frame"], action.argmax(-1))}
 
     def next_frame(self, frame: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

@@ -85,11 +85,10 @@ def test_diffusion_overfits_two_pong_episodes(trained: dict) -> None:
 
 
 def dream_step(model: WorldModel, episodes: list, temperature: float, steps: int | None, seed: int) -> np.ndarray:
-    """One batched dream step from the episodes' first CONTEXT frames, with the torch seed fixed."""
-    dream = Dream(model, temperature)
+    """One batched dream step from the episodes' first CONTEXT frames, the dream's random stream seeded."""
+    dream = Dream(model, temperature, seed=seed)
     dream.set_sampling_steps(steps)
     dream.reset(np.stack([e.obs[:CONTEXT] for e in episodes]), np.stack([e.act[:CONTEXT] for e in episodes]))
-    torch.manual_seed(seed)
     return dream.step(np.array([e.act[CONTEXT] for e in episodes]))[0]
 
 

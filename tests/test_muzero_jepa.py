@@ -53,7 +53,7 @@ def test_muzero_refuses_box_actions(pendulum_store: EpisodeStore) -> None:
     cls = get_family("muzero")
     with pytest.raises(ValueError, match="muzero plans over discrete actions.*continuous action space"):
         cls(cls.preset("tiny"), pendulum_store.action_spec, pendulum_store.pipeline.size)
-    assert cls.capabilities["action_kinds"] == ("discrete",)
+    assert cls.capabilities.action_kinds == ("discrete",)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -18,7 +18,7 @@ from conftest import adam_steps, context_state, make_model, real_frames, sampler
 from wm_core.checkpoint import load_checkpoint, save_checkpoint
 from wm_core.data import EpisodeStore
 from wm_core.dream import Dream
-from wm_core.protocol import State, WorldModel
+from wm_core.protocol import Capabilities, GoalEmbedding, Searchable, State, WorldModel
 from wm_core.registry import FAMILIES
 from wm_core.spec import ActionSpec
 
@@ -27,7 +27,7 @@ ALL_KINDS = ("discrete", "box")
 
 
 def _supports(family: str, kind: str) -> bool:
-    return kind in FAMILIES[family].capabilities.get("action_kinds", ALL_KINDS)
+    return kind in FAMILIES[family].capabilities.action_kinds
 
 
 CASES = [(family, kind) for family in FAMILIES for kind in KINDS if _supports(family, kind)]
@@ -74,13 +74,17 @@ def test_pendulum_is_a_box_spec(pendulum_store: EpisodeStore) -> None:
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_capabilities_are_declared(family: str) -> None:
-    caps = FAMILIES[family].capabilities
-    assert FAMILIES[family].family == family
-    for key in ("decoder", "probe_decoder", "stochastic", "reward", "done"):
-        assert isinstance(caps.get(key), bool), f"capabilities[{key!r}] must be declared as a bool"
-    assert "planner" in caps
+    cls = FAMILIES[family]
+    caps = cls.capabilities
+    assert isinstance(caps, Capabilities) and cls.family == family
+    for key in ("decoder", "probe_decoder", "stochastic", "reward", "done", "latent"):
+        assert isinstance(getattr(caps, key), bool), f"capabilities.{key} must be declared as a bool"
+    # A planner's interface is declared in code, so the planner can check for it (not probe with getattr).
+    assert caps.planner != "mcts" or issubclass(cls, Searchable)
+    assert caps.planner != "cem" or issubclass(cls, GoalEmbedding)
+    assert caps.actions in ("env", "model") and set(caps.action_kinds) <= {"discrete", "box"}
     # Every family shows frames: either its own decoder or a labelled probe decoder, never both.
-    assert caps["decoder"] != caps["probe_decoder"]
+    assert caps.decoder != caps.probe_decoder
     assert set(FAMILIES[family].PRESETS) >= {"tiny", "small", "large"}
 
 
@@ -157,7 +161,7 @@ def test_fresh_model_loss_reaches_every_parameter(kind: str, stores: dict[str, E
 
 def test_decoder_capability_is_honest(case) -> None:
     model, store, _ = case
-    if not (model.capabilities["decoder"] or model.capabilities["probe_decoder"]):
+    if not (model.capabilities.decoder or model.capabilities.probe_decoder):
         pytest.skip("family draws no frames")
     with torch.no_grad():
         state = context_state(model, store, 2, CONTEXT)
@@ -182,17 +186,17 @@ def test_stochastic_capability_is_honest(case) -> None:
     same_seed = torch.equal(dream(0, 1.0), dream(0, 1.0))
     assert same_seed, "imagine is not reproducible under a fixed torch seed"
     differs = not torch.equal(dream(0, 1.0), dream(1, 1.0))
-    assert differs == model.capabilities["stochastic"], (
-        f"capabilities['stochastic'] is {model.capabilities['stochastic']} but different seeds "
+    assert differs == model.capabilities.stochastic, (
+        f"capabilities.stochastic is {model.capabilities.stochastic} but different seeds "
         f"{'gave different' if differs else 'gave identical'} dreams at temperature 1"
     )
-    if "deterministic" in str(model.capabilities.get("temperature", "")):
+    if "deterministic" in model.capabilities.temperature:
         assert torch.equal(dream(0, 0.0), dream(1, 0.0)), "temperature 0 is claimed deterministic but is not"
 
 
 def test_ha_claims_temperature_zero_is_deterministic() -> None:
     # So the check above runs for `ha` rather than skipping silently.
-    assert "deterministic" in FAMILIES["ha"].capabilities["temperature"]
+    assert "deterministic" in FAMILIES["ha"].capabilities.temperature
 
 
 def test_batch_one_matches_batched(case) -> None:

@@ -339,7 +339,7 @@ Agent = ActorCritic | MctsAgent
 
 def new_agent(model: WorldModel, config: AgentConfig) -> Agent:
     """The behaviour a family's capabilities ask for: MCTS for the "mcts" planner, else an actor-critic."""
-    if model.capabilities.get("planner") == "mcts":
+    if model.capabilities.planner == "mcts":
         if not model.action_spec.discrete:
             raise ValueError("MCTS plans over discrete actions only; this env's actions are continuous")
         return MctsAgent(config)
@@ -356,17 +356,10 @@ def load_agent(run: Path | str, model: WorldModel, **overrides: Any) -> tuple[Ag
 
 @torch.no_grad()
 def filter_batch(model: WorldModel, batch: dict[str, torch.Tensor]) -> State:
-    """Posterior states of every step of a training batch, flattened to (B*T, ...), via `observe`."""
-    obs, act, first = batch["obs"], batch["act"].float(), batch["is_first"]
-    B, T = first.shape
-    init = model.initial(B)
-    state, states = init, []
-    for t in range(T):  # is_first restarts from the initial state (protocol.py's time convention)
-        reset = first[:, t]
-        state = {k: torch.where(reset.view(B, *[1] * (v.dim() - 1)), init[k], v) for k, v in state.items()}
-        state = model.observe(state, obs[:, t], act[:, t])
-        states.append(state)
-    return {k: torch.stack([s[k] for s in states], 1).flatten(0, 1) for k in init}
+    """Posterior states of every step of a training batch, flattened to (B*T, ...), via `filter_steps`
+    (is_first restarts from the initial state: protocol.py's time convention)."""
+    states = list(model.filter_steps(batch["obs"], batch["act"].float(), batch["is_first"]))
+    return {k: torch.stack([s[k] for s in states], 1).flatten(0, 1) for k in states[0]}
 
 
 def run_episode(

@@ -147,7 +147,10 @@ class CompareSession:
         self.spec = self.models[0].action_spec
         self.keymap: Keymap = env_entry(self.env_id).keymap
         self.keys = KeyController(self.keymap, self.spec)
-        self.dreams = [Dream(m, temperature) for m in self.models]
+        # Each dream samples from its own stream, seeded from the session's seed when it has one.
+        self.dreams = [
+            Dream(m, temperature, seed=None if seed is None else seed + i) for i, m in enumerate(self.models)
+        ]
         self.means = [m.frame_mean.permute(1, 2, 0).float().cpu().numpy() for m in self.models]
         self.labels = [run_label(meta, d.decoded_by) for meta, d in zip(self.metas, self.dreams)]
         self.context = context
@@ -282,13 +285,11 @@ class CompareSession:
         rewards = np.zeros((M, samples, horizon), np.float32)
         done = np.zeros((M, samples, horizon), np.float32)
         for i, model in enumerate(self.models):
-            with torch.random.fork_rng(devices=[]):  # the live dreams' random stream stays untouched
-                torch.manual_seed(seed)
-                dream = Dream(model, self.temperature)
-                dream.reset(np.repeat(frames[None], samples, 0), np.repeat(acts[None], samples, 0))
-                for t, a in enumerate(actions):
-                    dreams[i, :, t], rewards[i, :, t], _, info = dream.step(np.repeat(a[None], samples, 0))
-                    done[i, :, t] = info["done_prob"]
+            dream = Dream(model, self.temperature, seed=seed)  # its own random stream: the live dreams' stays
+            dream.reset(np.repeat(frames[None], samples, 0), np.repeat(acts[None], samples, 0))
+            for t, a in enumerate(actions):
+                dreams[i, :, t], rewards[i, :, t], _, info = dream.step(np.repeat(a[None], samples, 0))
+                done[i, :, t] = info["done_prob"]
         real_arr = np.stack(real)
         n = len(real_arr)
         div = np.full((M, samples, horizon), np.nan, np.float32)

@@ -24,6 +24,7 @@ from torch import nn
 
 from .data import Episode
 from .dream import Dream
+from .models.nn import seeded_init
 from .protocol import WorldModel
 from .spec import ActionSpec
 
@@ -50,8 +51,7 @@ def dream_windows(
 ) -> np.ndarray:  # fmt: skip
     """Batched dreams: contexts (E, C, H, W, 3), their raw actions (E, C, ...), then `actions` (E, K, ...)
     -> dreamed frames (E, K, H, W, 3) uint8; the sampling noise is fixed by `seed`."""
-    torch.manual_seed(seed)
-    dream = Dream(model, temperature)
+    dream = Dream(model, temperature, seed=seed)
     dream.reset(contexts, context_acts)
     return np.stack([dream.step(actions[:, k])[0] for k in range(actions.shape[1])], 1)
 
@@ -118,10 +118,9 @@ class ActionReader:
 
     def __init__(self, spec: ActionSpec, seed: int = 0) -> None:
         self.spec = spec
-        g = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        self.net = InverseDynamics(spec.n)
-        self.gen = g
+        with seeded_init(seed):
+            self.net = InverseDynamics(spec.n)
+        self.gen = torch.Generator().manual_seed(seed)
         self.mean = np.zeros(spec.n, np.float32)
         self.std = np.ones(spec.n, np.float32)
         self.dims = np.arange(spec.n)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .protocol import State, WorldModel
+from .protocol import Searchable, State, WorldModel
 
 
 def to_uint8(frames: torch.Tensor) -> np.ndarray:
@@ -25,12 +25,17 @@ class Dream:
     """
 
     def __init__(
-        self, model: WorldModel, temperature: float = 1.0, done_threshold: float = 0.5, steps: int | None = None
-    ) -> None:
+        self, model: WorldModel, temperature: float = 1.0, done_threshold: float = 0.5, steps: int | None = None,
+        seed: int | None = None,
+    ) -> None:  # fmt: skip
         self.model = model.eval()
         self.spec = model.action_spec
         self.temperature = temperature
-        self.steps_range: tuple[int, int] | None = model.capabilities.get("sampling_steps")
+        # Each dream samples from its own generator (seeded for evaluations, fresh for play), so nothing here
+        # reads or reseeds the global random stream that other sessions and threads share.
+        self.generator = torch.Generator(device=model.frame_mean.device)
+        self.reseed(seed)
+        self.steps_range: tuple[int, int] | None = model.capabilities.sampling_steps
         self.sampling_steps: int | None = None  # None: the family's default (families with `sampling_steps` only)
         self.set_sampling_steps(steps)
         self.done_threshold = done_threshold
@@ -38,6 +43,13 @@ class Dream:
         self.batched = False
         self.steps = 0
         self.device = model.frame_mean.device
+
+    def reseed(self, seed: int | None) -> None:
+        """Restart the dream's random stream from `seed` (None: a fresh, unpredictable seed)."""
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(int(seed))
 
     def set_sampling_steps(self, steps: int | None) -> None:
         """Denoising steps per frame (None: the family's default); ValueError for a family without the knob or
@@ -55,7 +67,7 @@ class Dream:
     @property
     def decoded_by(self) -> str:
         """'decoder' when the model draws its own frames, 'probe' when a probe decoder does."""
-        return "decoder" if self.model.capabilities.get("decoder") else "probe"
+        return "decoder" if self.model.capabilities.decoder else "probe"
 
     def _actions(self, actions: Any, batch: int) -> torch.Tensor:
         a = np.asarray(actions)
@@ -80,13 +92,9 @@ class Dream:
         B, T = frames.shape[:2]
         if context_actions is None:  # no actions known: the first frame starts an episode, the rest unknown
             acts = torch.zeros(B, T, self.spec.dim, device=self.device)
+            state = self.model.filter(torch.as_tensor(frames, device=self.device), acts)
         else:
-            acts = self.spec.encode(np.asarray(context_actions)).to(self.device)
-            acts[:, 0] = 0.0  # the action before an episode's first frame is "none"
-        frames_t = torch.as_tensor(frames, device=self.device)
-        state = self.model.initial(B)
-        for t in range(T):
-            state = self.model.observe(state, frames_t[:, t], acts[:, t])
+            state = self.model.filter(*self.model.context_tensors(frames, np.asarray(context_actions)))
         self.state, self.steps = state, 0
         out = to_uint8(self.model.decode(state))
         return out if self.batched else out[0]
@@ -98,7 +106,8 @@ class Dream:
             raise RuntimeError("call reset(context_frames) before step()")
         B = next(iter(self.state.values())).shape[0]
         options = {"steps": self.sampling_steps} if self.steps_range and self.sampling_steps else {}
-        self.state = self.model.imagine(self.state, self._actions(action, B), self.temperature, **options)
+        action = self._actions(action, B)
+        self.state = self.model.imagine(self.state, action, self.temperature, self.generator, **options)
         self.steps += 1
         frame = to_uint8(self.model.decode(self.state))
         reward = self.model.reward(self.state).float().cpu().numpy()
@@ -117,11 +126,11 @@ class Dream:
 
     @torch.inference_mode()
     def extras(self) -> dict[str, str]:
-        """Short texts about the current (single) state that the family's capabilities offer, for display
+        """Short texts about the current (single) state that a searchable family (`Searchable`) offers, for display
         beside the frame: with "value" and "policy" (MuZero's prediction function) the value and the prior
         over the action spec's named actions, e.g. {"value": "12.3", "policy": "push left 62% · push right 38%"}."""
-        caps, out = self.model.capabilities, {}
-        if self.state is None or not (caps.get("value") and caps.get("policy")):
+        out: dict[str, str] = {}
+        if self.state is None or not isinstance(self.model, Searchable):
             return out
         policy, value = self.model.policy_value(self.state)
         names = self.spec.names or tuple(f"action {i}" for i in range(self.spec.n))

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from .data import HELDOUT_SEED_BASE, Episode, EpisodeStore, collect
 from .dream import Dream
@@ -97,8 +96,7 @@ def open_loop(
         rew[i, :n] = e.rew[context : context + n]
         term[i, n - 1] = e.terminated and context + n == len(e)
         acts[i, :n] = e.act[context : context + n]
-    torch.manual_seed(seed)
-    dream = Dream(model, temperature)
+    dream = Dream(model, temperature, seed=seed)
     contexts, context_acts = np.stack([e.obs[:context] for e in eps]), np.stack([e.act[:context] for e in eps])
     dream.reset(contexts, context_acts)
     pred = np.zeros_like(real)
@@ -169,9 +167,9 @@ def card_from_rollout(
         rows_by_k[k] = row
     v = roll["valid"]
     caps = model.capabilities
-    end_f1 = _f1((roll["done_prob"] > 0.5) & v, roll["term"] & v) if caps.get("done") else None
+    end_f1 = _f1((roll["done_prob"] > 0.5) & v, roll["term"] & v) if caps.done else None
     notes = {}
-    if caps.get("done") and end_f1 is None:
+    if caps.done and end_f1 is None:
         notes["end_f1"] = "n/a: no held-out episode ended inside its dreamed window and the model predicted no end"
     return {
         "family": meta["family"],
@@ -180,10 +178,10 @@ def card_from_rollout(
         "context": context,
         "temperature": temperature,
         "seed": seed,
-        "decoded_by": "decoder" if caps.get("decoder") else "probe",
+        "decoded_by": "decoder" if caps.decoder else "probe",
         "open_loop": [rows_by_k.get(k, {"k": k, "episodes": 0}) for k in horizons],
         "curves": curves,
-        "reward_mae": float(np.abs(roll["reward"] - roll["rew"])[v].mean()) if caps.get("reward") else None,
+        "reward_mae": float(np.abs(roll["reward"] - roll["rew"])[v].mean()) if caps.reward else None,
         "end_f1": end_f1,
         "notes": notes,
         "foreground": {

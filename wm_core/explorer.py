@@ -42,13 +42,7 @@ class LatentExplorer:
         t = int(np.clip(t, 0, len(e) - 1))
         key = (episode, t)
         if key not in self._cache:
-            dev = self.model.frame_mean.device
-            a = self.model.action_spec.encode(e.act[: t + 1]).to(dev)
-            a[0] = 0.0
-            f = torch.as_tensor(e.obs[: t + 1], device=dev)
-            state = self.model.initial(1)
-            for i in range(t + 1):
-                state = self.model.observe(state, f[i : i + 1], a[i : i + 1])
+            state = self.model.filter(*self.model.context_tensors(e.obs[None, : t + 1], e.act[None, : t + 1]))
             self._cache = {key: state}  # one frozen state at a time is all the UI needs
         return self._cache[key]
 

@@ -114,7 +114,7 @@ class PlaySession:
         self.pipeline = FramePipeline.from_json(self.meta["pipeline"])
         self.keymap: Keymap = env_entry(self.env_id).keymap
         self.keys = KeyController(self.keymap, self.model.action_spec)
-        self.dream = Dream(self.model, temperature)
+        self.dream = Dream(self.model, temperature, seed=seed)
         self.context = context
         self.rng = np.random.default_rng(seed)
         self.lockstep = lockstep
@@ -147,7 +147,7 @@ class PlaySession:
                 return agent.eval().chooser(self.model, explore=False), "trained agent"
             c = agent.config  # the search the agent was trained and evaluated with
             search = {"greedy": c.greedy_choice, "normalize": c.q_normalization, "simulations": c.simulations}
-        planner = self.model.capabilities.get("planner")
+        planner = self.model.capabilities.planner
         if planner == "mcts" and self.model.action_spec.discrete:
             return planner_chooser(self.model, **{"simulations": PLAY_SIMULATIONS, **search})
         if planner in PLANNERS and planner != "mcts":

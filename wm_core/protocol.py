@@ -7,21 +7,27 @@ between steps (a dict of tensors with a leading batch dimension). Then:
 
     state = model.initial(B)
     state = model.observe(state, frame_t, act_t)       # filter / posterior step from a real frame
-    state = model.imagine(state, act_t1, temperature)  # prior / dream step: no frame
+    state = model.imagine(state, act_t1, temperature, generator)  # prior / dream step: no frame
     model.decode(state)  -> the frame of that state, (B, H, W, 3) float in [0, 1]
     model.reward(state)  -> predicted rew at that state, (B,)
     model.done(state)    -> probability that the state is terminal, (B,)
     model.loss(batch)    -> (loss, metrics) so one loop trains every family
 
 Families that have no pixel decoder train a *probe* decoder on detached latents and say so in
-`capabilities["probe_decoder"]`; `decode` then returns the probe's view.
+`capabilities.probe_decoder`; `decode` then returns the probe's view.
+
+What a family offers beyond these verbs is declared, not discovered: its `Capabilities` record, and the
+optional interfaces below (`Searchable` for MCTS, `GoalEmbedding` for goal planning), which callers check
+with `isinstance`. Who owns the action space is declared too: the env (its action spec and keymap) for every
+family here; a family that learns its own latent actions (Genie) would say "model" and supply both.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -31,6 +37,68 @@ from .spec import ActionSpec
 
 State = dict[str, torch.Tensor]
 Batch = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a family offers beyond the core verbs. The trainer, the evaluator and the app read this record and
+    never branch on a family's name."""
+
+    decoder: bool
+    """`decode` draws the model's own prediction of the frame."""
+    probe_decoder: bool
+    """`decode` shows a probe trained on detached latents: what the latent knows, not a prediction."""
+    stochastic: bool
+    """`imagine` samples: different random generators give different dreams at temperature > 0."""
+    temperature: str
+    """What the temperature does in this family, in a sentence for the UI."""
+    reward: bool = True
+    """`reward` predicts the reward on arrival."""
+    done: bool = True
+    """`done` predicts episode ends."""
+    planner: str | None = None
+    """The behaviour that acts with the model: "mcts", "cem", "actor-critic" or None."""
+    action_kinds: tuple[str, ...] = ("discrete", "box")
+    """Action spaces the family accepts."""
+    actions: Literal["env", "model"] = "env"
+    """Who owns the action space: the env (its spec and keymap), or the model (learned latent actions)."""
+    latent: bool = True
+    """The state has a learned latent to probe and explore (False: a pixel-space state)."""
+    sampling_steps: tuple[int, int] | None = None
+    """The range of denoising steps `imagine(..., steps=n)` accepts (diffusion families), else None."""
+
+
+@runtime_checkable
+class Searchable(Protocol):
+    """A model MCTS can search in (MuZero's three functions): a hidden state from the protocol state, and the
+    prediction and recurrent inference steps on hidden states."""
+
+    def policy_value(self, state: State) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prior over actions (B, A) and value (B,) of a protocol state."""
+        ...
+
+    def prediction(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states (..., D) -> policy logits (..., A) and value (...)."""
+        ...
+
+    def recurrent_inference(
+        self, s: torch.Tensor, action: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Hidden states and one-hot actions -> next states, reward, policy logits, value, end probability."""
+        ...
+
+
+@runtime_checkable
+class GoalEmbedding(Protocol):
+    """A model whose states can be compared with goal frames in an embedding space (CEM toward a goal frame)."""
+
+    def embedding(self, state: State) -> torch.Tensor:
+        """The embedding (B, D) of a protocol state."""
+        ...
+
+    def goal_embedding(self, frames: torch.Tensor) -> torch.Tensor:
+        """The target embedding (B, D) of goal frames (B, H, W, 3) uint8."""
+        ...
 
 
 @dataclass
@@ -88,7 +156,7 @@ class WorldModel(nn.Module):
     family: ClassVar[str] = ""
     Config: ClassVar[type] = TrainConfig
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"tiny": {}, "small": {}, "large": {}}
-    capabilities: ClassVar[dict[str, Any]] = {}
+    capabilities: ClassVar[Capabilities]
     latent_keys: ClassVar[tuple[str, ...]] = ()  # state entries that make up `latent` (all when empty)
 
     def __init__(self, config: Any, action_spec: ActionSpec, frame_size: int = 64) -> None:
@@ -137,13 +205,46 @@ class WorldModel(nn.Module):
         """Filter step: frame (B, H, W, 3) uint8 reached by prev_action (B, A) float -> new state."""
         raise NotImplementedError
 
-    def imagine(self, state: State, action: torch.Tensor, temperature: float = 1.0) -> State:
-        """Dream step: action (B, A) float -> predicted next state, sampled at `temperature`."""
+    def imagine(
+        self, state: State, action: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> State:
+        """Dream step: action (B, A) float -> predicted next state, sampled at `temperature` with `generator`'s
+        random numbers (the global generator when None; the app and the evaluator always pass their own)."""
         raise NotImplementedError
 
     def decode(self, state: State) -> torch.Tensor:
         """The state's frame, (B, H, W, 3) float in [0, 1] (clamped)."""
         raise NotImplementedError
+
+    def filter_steps(
+        self, frames: torch.Tensor, actions: torch.Tensor, is_first: torch.Tensor | None = None
+    ) -> Iterator[State]:
+        """The state after each of real frames (B, T, H, W, 3) uint8 reached by actions (B, T, A) float, from
+        `initial`. Rows where `is_first` (B, T) holds start again from `initial` with no action (default: only
+        t = 0): the model has not seen what came before. The one context-filtering loop of the library."""
+        B, T = frames.shape[:2]
+        first = torch.zeros(B, T, dtype=torch.bool, device=frames.device) if is_first is None else is_first.clone()
+        first[:, 0] = True
+        init = self.initial(B)
+        state = init
+        for t in range(T):
+            reset = first[:, t].to(init[next(iter(init))].device)
+            state = {k: torch.where(reset.view(B, *[1] * (v.dim() - 1)), init[k], v) for k, v in state.items()}
+            act = torch.where(reset.view(B, 1), torch.zeros_like(actions[:, t]), actions[:, t])
+            state = self.observe(state, frames[:, t], act)
+            yield state
+
+    def filter(self, frames: torch.Tensor, actions: torch.Tensor) -> State:
+        """The state after observing real context frames (B, T, H, W, 3) uint8 reached by actions (B, T, A)
+        (see `filter_steps`)."""
+        *_, last = self.filter_steps(frames, actions)
+        return last
+
+    def context_tensors(self, frames: np.ndarray, raw_actions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Numpy frames (B, T, H, W, 3) uint8 and raw env actions (B, T[, n]) as tensors on the model's device,
+        ready for `filter`."""
+        dev = self.frame_mean.device
+        return torch.as_tensor(frames, device=dev), self.action_spec.encode(np.asarray(raw_actions)).to(dev)
 
     def reward(self, state: State) -> torch.Tensor:
         """Predicted reward on arriving at this state, (B,)."""

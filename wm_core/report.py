@@ -38,7 +38,8 @@ from .dream import Dream
 from .envs import env_entry, make_env, replay
 from .evaluate import HORIZONS, _frame_errors, card_from_rollout, card_windows, heldout_store, open_loop
 from .files import atomic_write_bytes, atomic_write_json
-from .protocol import WorldModel
+from .models.nn import seeded_init
+from .protocol import GoalEmbedding, WorldModel
 from .spec import ActionSpec, FramePipeline
 
 REPORT_JSON = "report.json"
@@ -111,21 +112,17 @@ def latent_error(model: WorldModel, episodes: Sequence[Episode], context: int = 
     """Cosine similarity and relative L2 error of imagined latents vs a reference encoding of the true future."""
     eps = [e for e in episodes if len(e) > context]
     H = min(horizon, max(len(e) for e in eps) - context)
-    spec, dev = model.action_spec, model.frame_mean.device
-    target = getattr(model, "goal_embedding", None)
-    embed = getattr(model, "embedding", model.latent) if target is not None else model.latent
+    goals = isinstance(model, GoalEmbedding)
+    target = model.goal_embedding if goals else None
+    embed = model.embedding if goals else model.latent
     sums = {k: np.zeros(H) for k in ("cos", "rel_l2", "copy_cos", "copy_rel_l2", "n")}
-    # Episodes differ in length, so go one at a time in a batch of E padded with the last frame.
-    E, T = len(eps), context + H
+    # Episodes differ in length, so they go in one batch, each padded with its last frame.
+    T = context + H
     frames = np.stack([np.concatenate([e.obs[:T], np.repeat(e.obs[-1:], max(0, T - len(e)), 0)]) for e in eps])
     acts = np.stack([np.concatenate([e.act[:T], np.repeat(e.act[-1:], max(0, T - len(e)), 0)]) for e in eps])
     valid = np.array([[context + k < len(e) for k in range(H)] for e in eps])
-    f = torch.as_tensor(frames, device=dev)
-    a = spec.encode(acts).to(dev)
-    a[:, 0] = 0.0
-    state = model.initial(E)
-    for t in range(context):
-        state = model.observe(state, f[:, t], a[:, t])
+    f, a = model.context_tensors(frames, acts)
+    state = model.filter(f[:, :context], a[:, :context])
     filt, start = state, embed(state)
     for k in range(H):
         t = context + k
@@ -155,14 +152,8 @@ def filtered_latents(model: WorldModel, episodes: Sequence[Episode]) -> list[np.
     """Per episode, the (T+1, D) latents after observing each real frame."""
     out = []
     for e in episodes:
-        f = torch.as_tensor(e.obs, device=model.frame_mean.device)
-        a = model.action_spec.encode(e.act).to(model.frame_mean.device)
-        a[0] = 0.0
-        state, zs = model.initial(1), []
-        for t in range(len(e)):
-            state = model.observe(state, f[t : t + 1], a[t : t + 1])
-            zs.append(model.latent(state)[0].float().cpu().numpy())
-        out.append(np.stack(zs))
+        steps = model.filter_steps(*model.context_tensors(e.obs[None], e.act[None]))
+        out.append(np.stack([model.latent(state)[0].float().cpu().numpy() for state in steps]))
     return out
 
 
@@ -251,8 +242,8 @@ def state_probe(
     r2, ridge = _ridge_r2(filtered_latents(model.eval(), eps), ys)
     runs, ridges = [], []
     for i in range(twins):
-        torch.manual_seed(seed + i)
-        twin = type(model)(model.config, model.action_spec, model.frame_size).to(model.frame_mean.device)
+        with seeded_init(seed + i):
+            twin = type(model)(model.config, model.action_spec, model.frame_size).to(model.frame_mean.device)
         twin.frame_mean.copy_(model.frame_mean)
         r2_twin, ridge_twin = _ridge_r2(filtered_latents(twin.eval(), eps), ys)
         runs.append(r2_twin)
@@ -313,8 +304,7 @@ def counterfactuals(
     """Dream and (when the episode can be replayed) real futures of one context under several action plans."""
     seqs = action_sequences(model.action_spec, horizon, seed)
     n = len(seqs)
-    torch.manual_seed(seed)
-    dream = Dream(model, temperature)
+    dream = Dream(model, temperature, seed=seed)
     dream.reset(np.repeat(episode.obs[None, :context], n, 0), np.repeat(episode.act[None, :context], n, 0))
     pred = np.stack([dream.step(np.stack([s[k] for _, s in seqs]))[0] for k in range(horizon)], 1)  # (n, H, S, S, 3)
     real = np.zeros_like(pred)
@@ -436,7 +426,7 @@ def evaluate_checkpoint(
     card["controllability"] = controllability(model, eps, roll, temperature, seed)
     entry = env_entry(meta["env_id"])
     pipeline = FramePipeline.from_json(meta["pipeline"])
-    if model.capabilities.get("latent", True):
+    if model.capabilities.latent:
         card["latent"] = latent_error(model, eps, context, counterfactual_horizon)
         card["state_probe"] = state_probe(model, eps, entry.state_names, seed)
     else:

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..protocol import Batch, State, TrainConfig, WorldModel
+from ..protocol import Batch, Capabilities, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
 from .nn import ConvEncoder, Mlp, previous_in_episode, symexp, symlog
 
@@ -193,18 +193,15 @@ class PixelDiffusion(WorldModel):
                       grad_clip=10.0),
     }  # fmt: skip
     latent_keys = ("frames",)
-    capabilities = {
-        "decoder": True,
-        "probe_decoder": False,
-        "stochastic": True,
-        "reward": True,
-        "done": True,
-        "planner": None,
-        "latent": False,  # the state is frames: no learned latent to probe or explore
-        "sampling_steps": (1, 6),
-        "temperature": "scales the starting noise of each frame's denoising (0 = deterministic dream); "
+    capabilities = Capabilities(
+        decoder=True,
+        probe_decoder=False,
+        stochastic=True,
+        latent=False,  # the state is frames: no learned latent to probe or explore
+        sampling_steps=(1, 6),
+        temperature="scales the starting noise of each frame's denoising (0 = deterministic dream); "
         "sampling steps trade speed for sharpness",
-    }
+    )
 
     def __init__(self, config: DiffusionConfig, action_spec: ActionSpec, frame_size: int = 64) -> None:
         super().__init__(config, action_spec, frame_size)
@@ -267,13 +264,15 @@ class PixelDiffusion(WorldModel):
         self.ema_updates += 1
 
     def sample(
-        self, context: torch.Tensor, actions: torch.Tensor, steps: int, temperature: float = 1.0
-    ) -> torch.Tensor:
+        self, context: torch.Tensor, actions: torch.Tensor, steps: int, temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """Draw the next frame (N, 3, H, W) in [-1, 1] with `steps` Euler steps from tau * sigma_max noise."""
         c = self.config
         sigmas = karras_sigmas(max(1, int(steps)), c.sigma_min, c.sigma_max, c.rho)
         N, _, _, H, W = context.shape
-        x = torch.randn(N, 3, H, W, device=context.device) * (c.sigma_max * max(temperature, 0.0))
+        noise = torch.randn(N, 3, H, W, device=context.device, generator=generator)
+        x = noise * (c.sigma_max * max(temperature, 0.0))
         for s, s_next in zip(sigmas[:-1], sigmas[1:]):
             sigma = torch.full((N,), s, device=context.device)
             denoised = self.denoise(x, sigma, context, actions)
@@ -318,13 +317,16 @@ class PixelDiffusion(WorldModel):
         action = prev_action.to(self.frame_mean.device).float()
         return self._with_heads(self._push(state, self.to_pixels(frame), action), action)
 
-    def imagine(self, state: State, action: torch.Tensor, temperature: float = 1.0, steps: int | None = None) -> State:
+    def imagine(
+        self, state: State, action: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None,
+        steps: int | None = None,
+    ) -> State:  # fmt: skip
         """Draw the next frame given the stacks and `action` (B, A), with `steps` sampling steps (default
         `steps_default`) at `temperature`, and push it."""
         action = action.to(self.frame_mean.device).float()
         context = state["frames"] * 2 - 1
         actions = torch.cat([state["acts"][:, 1:], action[:, None]], dim=1)
-        frame = (self.sample(context, actions, steps or self.config.steps_default, temperature) + 1) / 2
+        frame = (self.sample(context, actions, steps or self.config.steps_default, temperature, generator) + 1) / 2
         return self._with_heads(self._push(state, frame, action), action)
 
     def decode(self, state: State) -> torch.Tensor:

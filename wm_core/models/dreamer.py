@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..protocol import Batch, State, TrainConfig, WorldModel
+from ..protocol import Batch, Capabilities, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
-from .nn import ConvDecoder, ConvEncoder, Mlp, symexp, symlog, weighted_pixel_loss
+from .nn import ConvDecoder, ConvEncoder, Mlp, randn_like, symexp, symlog, weighted_pixel_loss
 
 
 class TwoHot(nn.Module):
@@ -131,17 +131,14 @@ class Rssm(WorldModel):
         ),
     }  # fmt: skip
     latent_keys = ("deter", "stoch")  # [h, z]: what the heads read
-    capabilities = {
-        "decoder": True,
-        "probe_decoder": False,
-        "stochastic": True,
-        "reward": True,
-        "done": True,
-        "planner": "actor-critic",
-        "action_kinds": ("discrete", "box"),
-        "temperature": "prior density ** (1/tau): categorical logits / tau, Gaussian std * sqrt(tau); "
+    capabilities = Capabilities(
+        decoder=True,
+        probe_decoder=False,
+        stochastic=True,
+        planner="actor-critic",
+        temperature="prior density ** (1/tau): categorical logits / tau, Gaussian std * sqrt(tau); "
         "tau=0 is deterministic (the prior's mode)",
-    }
+    )
 
     def __init__(self, config: DreamerConfig, action_spec: ActionSpec, frame_size: int = 64) -> None:
         super().__init__(config, action_spec, frame_size)
@@ -174,16 +171,22 @@ class Rssm(WorldModel):
         mean, std = raw.chunk(2, -1)
         return mean, 2 * torch.sigmoid(std / 2) + 0.1  # std bounded in (0.1, 2.1), as in DreamerV2
 
-    def _sample(self, dist: tuple[torch.Tensor, torch.Tensor], temperature: float = 1.0) -> torch.Tensor:
+    def _sample(
+        self,
+        dist: tuple[torch.Tensor, torch.Tensor],
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """A flat z (N, stoch_dim) at `temperature`; gradients pass straight through categorical samples."""
         a, b = dist
         if not self.categorical:
-            return a if temperature <= 0 else a + b * math.sqrt(temperature) * torch.randn_like(a)
+            return a if temperature <= 0 else a + b * math.sqrt(temperature) * randn_like(a, generator)
         log_probs, probs = a, b
         if temperature <= 0:
             idx = log_probs.argmax(-1)
         else:
-            idx = torch.multinomial((log_probs / temperature).softmax(-1).flatten(0, 1), 1).view(probs.shape[:-1])
+            probs_t = (log_probs / temperature).softmax(-1).flatten(0, 1)
+            idx = torch.multinomial(probs_t, 1, generator=generator).view(probs.shape[:-1])
         one_hot = F.one_hot(idx, self.config.classes).float()
         return (one_hot + probs - probs.detach()).flatten(1)  # straight-through (paper, section 2)
 
@@ -219,10 +222,12 @@ class Rssm(WorldModel):
         dist = self._dist(self.post_net(torch.cat([deter, embed], -1)))
         return {"deter": deter, "stoch": self._sample(dist, 0.0).detach()}
 
-    def imagine(self, state: State, action: torch.Tensor, temperature: float = 1.0) -> State:
+    def imagine(
+        self, state: State, action: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> State:
         """Advance h with (z, action) and sample z from the prior at `temperature` (see module doc)."""
         deter = self._recurrent(state, action.to(self.frame_mean.device))
-        return {"deter": deter, "stoch": self._sample(self._dist(self.prior_net(deter)), temperature)}
+        return {"deter": deter, "stoch": self._sample(self._dist(self.prior_net(deter)), temperature, generator)}
 
     def decode(self, state: State) -> torch.Tensor:
         """Decoder on [h, z] plus the mean frame -> (B, H, W, 3) in [0, 1]."""

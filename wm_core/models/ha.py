@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..protocol import Batch, State, TrainConfig, WorldModel
+from ..protocol import Batch, Capabilities, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
-from .nn import ConvDecoder, ConvEncoder, Mlp, symexp, symlog, weighted_pixel_loss
+from .nn import ConvDecoder, ConvEncoder, Mlp, randn_like, symexp, symlog, weighted_pixel_loss
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -79,15 +79,12 @@ class VaeMdnRnn(WorldModel):
         "large": dict(channels=32, z_dim=64, hidden=512, steps=20000, batch_size=32, seq_len=32, reward_symlog=True),
     }
     latent_keys = ("z",)  # z is the part of the state the decoder draws
-    capabilities = {
-        "decoder": True,
-        "probe_decoder": False,
-        "stochastic": True,
-        "reward": True,
-        "done": True,
-        "planner": None,
-        "temperature": "mixture logits / tau, Gaussian std * sqrt(tau); tau=0 is deterministic",
-    }
+    capabilities = Capabilities(
+        decoder=True,
+        probe_decoder=False,
+        stochastic=True,
+        temperature="mixture logits / tau, Gaussian std * sqrt(tau); tau=0 is deterministic",
+    )
 
     def __init__(self, config: HaConfig, action_spec: ActionSpec, frame_size: int = 64) -> None:
         super().__init__(config, action_spec, frame_size)
@@ -134,7 +131,9 @@ class VaeMdnRnn(WorldModel):
         mu, _ = self.encode(self.to_pixels(frame))
         return {"h": h, "c": c, "z": mu}
 
-    def imagine(self, state: State, action: torch.Tensor, temperature: float = 1.0) -> State:
+    def imagine(
+        self, state: State, action: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> State:
         """Advance M with (z, action) and sample the next z from its mixture at `temperature`."""
         h, c = self._step(state, action.to(self.frame_mean.device))
         logits, means, log_std = self._mixture(h)
@@ -142,9 +141,10 @@ class VaeMdnRnn(WorldModel):
             k = logits.argmax(-1, keepdim=True)
             z = means.gather(-1, k).squeeze(-1)
         else:
-            k = torch.distributions.Categorical(logits=logits / temperature).sample().unsqueeze(-1)
+            probs = (logits / temperature).softmax(-1)
+            k = torch.multinomial(probs.flatten(0, 1), 1, True, generator=generator).view(*probs.shape[:-1], 1)
             mean, std = means.gather(-1, k).squeeze(-1), log_std.gather(-1, k).squeeze(-1).exp()
-            z = mean + std * math.sqrt(temperature) * torch.randn_like(mean)
+            z = mean + std * math.sqrt(temperature) * randn_like(mean, generator)
         return {"h": h, "c": c, "z": z}
 
     def decode(self, state: State) -> torch.Tensor:

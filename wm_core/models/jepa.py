@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..protocol import Batch, State, TrainConfig, WorldModel
+from ..protocol import Batch, Capabilities, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
 from .nn import (
     ConvEncoder,
@@ -115,16 +115,13 @@ class Jepa(WorldModel):
                       ema=0.996, head_grad=1.0, steps=20000, batch_size=32, seq_len=32),
     }  # fmt: skip
     latent_keys = ("z", "z_prev")  # the embedding and the one before it (motion lives in the pair)
-    capabilities = {
-        "decoder": False,
-        "probe_decoder": True,
-        "stochastic": False,
-        "reward": True,
-        "done": True,
-        "planner": "cem",
-        "action_kinds": ("discrete", "box"),
-        "temperature": "none: the predictor is deterministic, so the temperature is ignored",
-    }
+    capabilities = Capabilities(
+        decoder=False,
+        probe_decoder=True,
+        stochastic=False,
+        planner="cem",
+        temperature="none: the predictor is deterministic, so the temperature is ignored",
+    )
 
     def __init__(self, config: JepaConfig, action_spec: ActionSpec, frame_size: int = 64) -> None:
         super().__init__(config, action_spec, frame_size)
@@ -178,7 +175,9 @@ class Jepa(WorldModel):
         z_prev = torch.where(state["seen"] > 0, state["z"], z)  # first frame: no motion known
         return {"z": z, "z_prev": z_prev, "seen": torch.ones_like(state["seen"])}
 
-    def imagine(self, state: State, action: torch.Tensor, temperature: float = 1.0) -> State:
+    def imagine(
+        self, state: State, action: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> State:
         """One predictor step; deterministic, `temperature` has no effect."""
         z = self.predict(state["z_prev"], state["z"], action.to(self.frame_mean.device))
         return {"z": z, "z_prev": state["z"], "seen": state["seen"]}

@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..protocol import Batch, State, TrainConfig, WorldModel
+from ..protocol import Batch, Capabilities, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
 from .nn import (
     ConvEncoder,
@@ -200,18 +200,14 @@ class MuZero(WorldModel):
                       past_actions=True, steps=20000, batch_size=32, seq_len=32),
     }  # fmt: skip
     latent_keys = ("s",)  # the hidden state s
-    capabilities = {
-        "decoder": False,
-        "probe_decoder": True,
-        "stochastic": False,
-        "reward": True,
-        "done": True,
-        "value": True,
-        "policy": True,
-        "planner": "mcts",
-        "action_kinds": ("discrete",),
-        "temperature": "none: the dynamics function is deterministic, so the temperature is ignored",
-    }
+    capabilities = Capabilities(
+        decoder=False,
+        probe_decoder=True,
+        stochastic=False,
+        planner="mcts",
+        action_kinds=("discrete",),
+        temperature="none: the dynamics function is deterministic, so the temperature is ignored",
+    )
 
     def __init__(self, config: MuZeroConfig, action_spec: ActionSpec, frame_size: int = 64) -> None:
         super().__init__(config, action_spec, frame_size)
@@ -340,7 +336,9 @@ class MuZero(WorldModel):
             return {"s": self.representation(stack, actions)} | out
         return {"s": self.representation(stack)} | out
 
-    def imagine(self, state: State, action: torch.Tensor, temperature: float = 1.0) -> State:
+    def imagine(
+        self, state: State, action: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> State:
         """One step of g; deterministic, `temperature` has no effect."""
         s, rew = self.dynamics(state["s"], action.to(self.frame_mean.device))
         return state | {"s": s, "rew": rew.unsqueeze(-1)}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +25,25 @@ def symlog(x: torch.Tensor) -> torch.Tensor:
 def symexp(x: torch.Tensor) -> torch.Tensor:
     """Inverse of `symlog`."""
     return torch.sign(x) * torch.expm1(x.abs())
+
+
+_INIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int) -> Iterator[None]:
+    """Build modules with a reproducible initialisation (`torch.manual_seed(seed)` inside) without moving the
+    global random stream that other threads draw from: the stream is saved and restored around the block, and
+    seeded builds run one at a time. (Modules initialise from the global generator; dreams and evaluations
+    sample from their own generators.)"""
+    with _INIT_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard normal noise shaped like `x`, from `generator` (the global generator when None)."""
+    return torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
 
 
 def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
