@@ -296,3 +296,22 @@ def test_bad_argument_is_one_line_and_exit_2(name: str, tmp_path: Path) -> None:
     assert "Traceback" not in proc.stdout + proc.stderr
     # A refused command leaves nothing behind.
     assert not any((tmp_path / name).exists() for name in ("Rbad", "Dbad", "x.txt", "x.gif"))
+
+
+def test_import_and_help_stay_light() -> None:
+    """`import wm_core` loads its names on first use, so it pulls in neither matplotlib nor gradio (nor torch);
+    `wm --help` answers without importing torch either."""
+    code = (
+        "import sys, contextlib, io\n"
+        "import wm_core\n"
+        "light = [m for m in ('matplotlib', 'gradio', 'torch') if m in sys.modules]\n"
+        "from wm_core.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        "        main(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(light, 'torch' in sys.modules, wm_core.EpisodeStore.__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["[]", "False", "EpisodeStore"], out

@@ -17,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from .errors import CheckpointError
 from .files import atomic_write_bytes, atomic_write_json, clean_temp_files, sha256_file
 from .protocol import WorldModel
 from .registry import get_family
@@ -35,10 +36,6 @@ REQUIRED = (
     "step",
     "weights",
 )
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, corrupt or does not match its model; the message says which."""
 
 
 def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, str]:

@@ -324,8 +324,9 @@ POLICY_HELP = (
 )
 
 
-def build_parser(family: str | None = None) -> Parser:
-    """The full `wm` parser; `family` selects which config fields `wm train` offers as flags."""
+def build_parser(family: str | None = None, command: str | None = None) -> Parser:
+    """The `wm` parser; `family` selects which config fields `wm train` offers as flags, and the agent's config
+    flags are added only for `command` "agent" (building them imports torch, which `wm --help` need not)."""
     from .registry import FAMILIES, get_family
 
     root = Parser(prog="wm", description="World Model Playground: collect, train, evaluate and dream.")
@@ -404,8 +405,6 @@ def build_parser(family: str | None = None) -> Parser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_bench)
 
-    from .agent import ActorCritic
-
     p = sub.add_parser("agent", help="behaviour on a world model: actor-critic in its dream, or MCTS (muzero)")
     agent = p.add_subparsers(dest="agent_command", required=True, parser_class=Parser)
     q = agent.add_parser("train", help="collect with the behaviour, train the world model (and actor-critic), repeat")
@@ -414,7 +413,10 @@ def build_parser(family: str | None = None) -> Parser:
     q.add_argument("--family", choices=sorted(FAMILIES), default="dreamer", help="family of a new world model")
     q.add_argument("--preset", default="small", choices=["tiny", "small", "large"], help="preset of a new one")
     q.add_argument("--seed", type=int, default=0)
-    _add_config_flags(q.add_argument_group("agent config"), ActorCritic)
+    if command == "agent":
+        from .agent import ActorCritic
+
+        _add_config_flags(q.add_argument_group("agent config"), ActorCritic)
     q.set_defaults(fn=cmd_agent_train)
     q = agent.add_parser("eval", help="greedy behaviour: real-env return and dream return")
     q.add_argument("run", help="run directory holding checkpoint.json and agent.json")
@@ -441,9 +443,7 @@ def build_parser(family: str | None = None) -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `wm` console script."""
-    from .checkpoint import CheckpointError, read_meta
-    from .data import DataError
-    from .envs import EnvError
+    from .errors import CheckpointError, DataError, EnvError
     from .registry import FAMILIES
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -454,12 +454,15 @@ def main(argv: list[str] | None = None) -> int:
     known, _ = pre.parse_known_args(argv)
     family = known.family
     if family is None and known.resume:
+        from .checkpoint import read_meta
+
         try:
             family = read_meta(known.resume)["family"]
         except CheckpointError as e:
             print(f"wm train: error: {e}", file=sys.stderr)
             return 2
-    args = build_parser(family if family in FAMILIES else None).parse_args(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(family if family in FAMILIES else None, command).parse_args(argv)
     if args.command == "train" and args.resume is None and (args.env is None or args.family is None):
         print("wm train: error: --family and --env are required (or --resume RUN)", file=sys.stderr)
         return 2

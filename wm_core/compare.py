@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from .checkpoint import read_meta
 from .dream import Dream
@@ -111,7 +110,7 @@ class Futures:
     seed: int
     filmstrip: np.ndarray  # (rows, cols, 3) uint8: real row, then each model's K sample rows
     columns: list[int]  # the step (1-based) shown in each filmstrip column
-    figure: Figure = field(repr=False)
+    figure: Any = field(repr=False)  # a matplotlib Figure
 
     @property
     def samples(self) -> int:
@@ -346,12 +345,14 @@ def _blank(size: int) -> np.ndarray:
     return np.full((size, size, 3), 40, np.uint8)
 
 
-def divergence_figure(divergence: np.ndarray, labels: Sequence[str], temperature: float) -> Figure:
+def divergence_figure(divergence: np.ndarray, labels: Sequence[str], temperature: float) -> Any:
     """Divergence over time (M, K, H): per model the mean over its K samples and a min-max band; the title
     carries the budget (samples, horizon, temperature)."""
     M, K, H = divergence.shape
     valid = ~np.isnan(divergence[0, 0])
     n = int(valid.sum())
+    from matplotlib.figure import Figure  # imported here: `import wm_core` stays free of matplotlib
+
     fig = Figure(figsize=(7.0, 3.2), layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(1, n + 1)

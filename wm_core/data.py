@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import DataError
 from .files import atomic_write, sha256_file
 from .spec import ActionSpec, FramePipeline
 
@@ -61,10 +62,6 @@ class Episode:
     def __len__(self) -> int:
         """Number of frames (env steps + 1)."""
         return len(self.obs)
-
-
-class DataError(ValueError):
-    """A missing, corrupt or mismatched episode store, or data too small for a request."""
 
 
 def _write_npz(f: IO[bytes], arrays: dict[str, np.ndarray]) -> None:

@@ -23,15 +23,12 @@ import numpy as np
 from gymnasium.spaces import Box, Discrete
 from PIL import Image
 
-from wm_core.spec import ActionSpec, FramePipeline
+from .errors import EnvError
+from .spec import ActionSpec, FramePipeline
 
 # pygame's SDL, which renders the classic-control envs, installs its own SIGTERM handler that swallows the
 # signal, so `kill` could not stop a training run; leave signals to Python.
 os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
-
-
-class EnvError(ValueError):
-    """An environment cannot be used: unknown id, missing extra, or unsupported spaces."""
 
 
 ARROWS = {"ArrowLeft": "←", "ArrowRight": "→", "ArrowUp": "↑", "ArrowDown": "↓", " ": "Space"}

@@ -1,30 +1,59 @@
-"""The family registry: a plain dict from family name to model class.
+"""The family registry: family name -> its model class, as "module:Class" so a family's code (and torch) is
+imported only when that family is used.
 
-A family is one module in `wm_core.models`; registering it here is all the trainer, the checkpoint
-loader, the dream adapter, the CLI and the app need to pick it up.
+A family is one module in `wm_core.models`; registering it here (one line) is all the trainer, the checkpoint
+loader, the dream adapter, the CLI and the app need to pick it up. `register` adds one from elsewhere (a
+test's own family, say).
 """
 
 from __future__ import annotations
 
-from .models.diffusion import PixelDiffusion
-from .models.dreamer import Rssm
-from .models.ha import VaeMdnRnn
-from .models.jepa import Jepa
-from .models.muzero import MuZero
-from .protocol import WorldModel
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
-FAMILIES: dict[str, type[WorldModel]] = {
-    "ha": VaeMdnRnn,
-    "muzero": MuZero,
-    "jepa": Jepa,
-    "dreamer": Rssm,
-    "diffusion": PixelDiffusion,
+if TYPE_CHECKING:
+    from .protocol import WorldModel
+
+_PATHS: dict[str, str] = {
+    "ha": "wm_core.models.ha:VaeMdnRnn",
+    "muzero": "wm_core.models.muzero:MuZero",
+    "jepa": "wm_core.models.jepa:Jepa",
+    "dreamer": "wm_core.models.dreamer:Rssm",
+    "diffusion": "wm_core.models.diffusion:PixelDiffusion",
 }
+
+
+class _Families(Mapping):
+    """A read-only dict name -> model class that imports each family on first access."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, type[WorldModel]] = {}
+
+    def __getitem__(self, name: str) -> type[WorldModel]:
+        if name not in self._loaded:
+            module, cls = _PATHS[name].split(":")
+            self._loaded[name] = getattr(importlib.import_module(module), cls)
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_PATHS)
+
+    def __len__(self) -> int:
+        return len(_PATHS)
+
+
+FAMILIES: Mapping[str, type[WorldModel]] = _Families()
+
+
+def register(name: str, cls: type[WorldModel]) -> None:
+    """Add a family defined outside `wm_core.models` (its class is already imported)."""
+    _PATHS[name] = f"{cls.__module__}:{cls.__qualname__}"
+    FAMILIES._loaded[name] = cls  # type: ignore[attr-defined]
 
 
 def get_family(name: str) -> type[WorldModel]:
     """The model class registered as `name`; ValueError naming the known families otherwise."""
-    try:
-        return FAMILIES[name]
-    except KeyError:
-        raise ValueError(f"unknown family '{name}': choose one of {', '.join(sorted(FAMILIES))}") from None
+    if name not in _PATHS:
+        raise ValueError(f"unknown family '{name}': choose one of {', '.join(sorted(_PATHS))}")
+    return FAMILIES[name]
