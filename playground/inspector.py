@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 import wm_core
-from wm_core.explorer import LatentExplorer
-from wm_core.figures import card_figures
-from wm_core.play import cached_model
+from wm_core.evaluation.explorer import LatentExplorer
+from wm_core.evaluation.figures import card_figures
+from wm_core.interactive.play import cached_model
 
 
 class Inspection:

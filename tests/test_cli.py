@@ -79,7 +79,7 @@ def test_train_help_shows_every_config_field(family: str, tmp_path: Path) -> Non
 
 
 def test_agent_train_help_shows_every_agent_field(tmp_path: Path) -> None:
-    from wm_core.agent import AgentConfig
+    from wm_core.agents.agent import AgentConfig
     from wm_core.protocol import field_doc
 
     text = _flat(ok(wm("agent", "train", "--help", cwd=tmp_path)))  # docstrings hold a literal "%"

@@ -14,7 +14,7 @@ from test_hub import TINY_STEPS, train_tiny
 
 import wm_core
 from playground.compare_hub import CompareHub
-from wm_core.compare import filmstrip, frame_divergence
+from wm_core.interactive.compare import filmstrip, frame_divergence
 
 # From the real context of seed 0 these keep the real pole up throughout (the tests check that they do).
 KEYS = [["ArrowRight"], ["ArrowLeft"], ["ArrowRight"], [], ["ArrowLeft"], ["ArrowRight"], ["ArrowLeft"]]

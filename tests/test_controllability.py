@@ -16,9 +16,9 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from wm_core.controllability import DELTA_HORIZON, action_blind, controllability, delta_psnr
 from wm_core.data import HELDOUT_SEED_BASE, Episode, EpisodeStore, collect
-from wm_core.evaluate import card_windows, open_loop
+from wm_core.evaluation.card import card_windows, open_loop
+from wm_core.evaluation.controllability import DELTA_HORIZON, action_blind, controllability, delta_psnr
 from wm_core.protocol import Capabilities, WorldModel
 from wm_core.spec import FramePipeline
 

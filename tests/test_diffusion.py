@@ -10,7 +10,7 @@ from conftest import make_model
 
 from wm_core.data import EpisodeStore, SequenceSampler, collect
 from wm_core.dream import Dream
-from wm_core.evaluate import card_from_rollout, open_loop
+from wm_core.evaluation.card import card_from_rollout, open_loop
 from wm_core.protocol import WorldModel
 from wm_core.registry import get_family
 from wm_core.train import Trainer

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import make_model, sampler_for
 
-from wm_core.agent import ActorCritic, AgentConfig, evaluate_agent, filter_batch, lambda_return, train_agent
+from wm_core.agents.agent import ActorCritic, AgentConfig, evaluate_agent, filter_batch, lambda_return, train_agent
 from wm_core.checkpoint import load_checkpoint
 from wm_core.data import EpisodeStore, SequenceSampler
 from wm_core.models.dreamer import Rssm, TwoHot, symexp, symlog
@@ -187,7 +187,7 @@ def test_two_hot_head_regresses_rewards_of_any_scale() -> None:
     torch.testing.assert_close(head(x[:2]), y[:2], rtol=0.05, atol=0.05)
 
 
-# ---- behaviour learned in imagination (wm_core.agent) -------------------------------------------------
+# ---- behaviour learned in imagination (wm_core.agents.agent) -------------------------------------------------
 
 
 def test_lambda_return_by_hand() -> None:

@@ -15,7 +15,7 @@ import gymnasium
 import numpy as np
 import pytest
 
-from wm_core.envs import (
+from wm_core.data.envs import (
     CATALOG,
     EnvEntry,
     EnvError,

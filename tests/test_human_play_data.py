@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from wm_core.data import EpisodeStore
-from wm_core.envs import make_env
-from wm_core.play import PlaySession
+from wm_core.data.envs import make_env
+from wm_core.interactive.play import PlaySession
 from wm_core.train import train_run
 
 

@@ -18,16 +18,12 @@ from conftest import context_state, make_model
 
 import wm_core
 from playground.inspector import Inspection
-from wm_core.envs import env_entry
-from wm_core.explorer import LatentExplorer
-from wm_core.report import (
-    _ridge_r2,
-    action_coverage,
-    card_equal,
-    counterfactuals,
-    evaluate_checkpoint,
-    frame_pair_components,
-)
+from wm_core.data.coverage import action_coverage
+from wm_core.data.envs import env_entry
+from wm_core.evaluation.counterfactual import counterfactuals
+from wm_core.evaluation.explorer import LatentExplorer
+from wm_core.evaluation.probes import _ridge_r2, frame_pair_components
+from wm_core.evaluation.report import card_equal, evaluate_checkpoint
 
 EPISODES = 12  # the fewest that give the state probe its five folds of whole episodes with room to spare
 

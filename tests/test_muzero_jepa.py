@@ -12,11 +12,11 @@ import pytest
 import torch
 from conftest import adam_steps, context_state, make_model, real_frames, sampler_for
 
+from wm_core.agents.planning import MctsChooser, cem, cem_goal_chooser, goal_cost, mcts, mcts_chooser, plan_episode
 from wm_core.data import EpisodeStore, SequenceSampler, collect
-from wm_core.envs import make_env
+from wm_core.data.envs import make_env
 from wm_core.models.jepa import effective_rank
 from wm_core.models.muzero import inverse_value_transform, n_step_returns, value_transform
-from wm_core.planning import MctsChooser, cem, cem_goal_chooser, goal_cost, mcts, mcts_chooser, plan_episode
 from wm_core.protocol import WorldModel, make_optimizer
 from wm_core.registry import get_family
 from wm_core.spec import ActionSpec
@@ -425,7 +425,7 @@ def test_goal_cost_is_zero_at_the_goal(cartpole_store: EpisodeStore) -> None:
 
 
 def test_agent_config_refuses_an_unknown_q_normalisation() -> None:
-    from wm_core.agent import ActorCritic
+    from wm_core.agents.agent import ActorCritic
 
     with pytest.raises(ValueError, match="--q-normalization must be 'tree' or 'siblings', got 'root'"):
         ActorCritic.preset(q_normalization="root")

@@ -20,7 +20,7 @@ from conftest import make_model, real_frames
 from test_cli import ENV
 
 from playground.hub import PlayHub
-from wm_core.agent import (
+from wm_core.agents.agent import (
     AGENT_FILE,
     KEPT_SEED_OFFSET,
     POLICY_SEED_BASE,
@@ -29,11 +29,11 @@ from wm_core.agent import (
     load_agent,
     train_agent,
 )
+from wm_core.agents.planning import check_planner
 from wm_core.checkpoint import load_checkpoint
 from wm_core.data import EpisodeStore, SequenceSampler
 from wm_core.dream import Dream
-from wm_core.planning import check_planner
-from wm_core.play import PlaySession
+from wm_core.interactive.play import PlaySession
 from wm_core.train import train_run
 
 

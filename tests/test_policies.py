@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from wm_core.data import EpisodeStore, collect
-from wm_core.envs import make_env
-from wm_core.policies import SCRIPTED, RandomPolicy, ScriptedPolicy, make_policy
+from wm_core.data.envs import make_env
+from wm_core.data.policies import SCRIPTED, RandomPolicy, ScriptedPolicy, make_policy
 from wm_core.spec import ActionSpec
 
 NUM_ENVS = 2

@@ -12,49 +12,49 @@ from typing import TYPE_CHECKING, Any
 
 _WHERE = {
     "ActionSpec": "spec",
-    "CATALOG": "envs",
+    "CATALOG": "data.envs",
     "CheckpointError": "checkpoint",
-    "CompareFrame": "compare",
-    "CompareSession": "compare",
+    "CompareFrame": "interactive.compare",
+    "CompareSession": "interactive.compare",
     "DataError": "data",
     "Dream": "dream",
-    "EnvError": "envs",
+    "EnvError": "data.envs",
     "Episode": "data",
     "EpisodeStore": "data",
     "FAMILIES": "registry",
     "FramePipeline": "spec",
-    "Futures": "compare",
+    "Futures": "interactive.compare",
     "HELDOUT_SEED_BASE": "data",
-    "KeyController": "envs",
-    "Keymap": "envs",
-    "PlaySession": "play",
-    "Report": "report",
+    "KeyController": "data.envs",
+    "Keymap": "data.envs",
+    "PlaySession": "interactive.play",
+    "Report": "evaluation.report",
     "SequenceSampler": "data",
     "TrainConfig": "protocol",
     "TrainReport": "train",
     "Trainer": "train",
     "WorldModel": "protocol",
-    "cached_model": "play",
+    "cached_model": "interactive.play",
     "collect": "data",
-    "compare_problem": "compare",
+    "compare_problem": "interactive.compare",
     "data_budget": "train",
-    "env_entry": "envs",
-    "evaluate_checkpoint": "report",
+    "env_entry": "data.envs",
+    "evaluate_checkpoint": "evaluation.report",
     "field_doc": "protocol",
-    "format_card": "evaluate",
+    "format_card": "evaluation.card",
     "get_family": "registry",
-    "heldout_store": "evaluate",
+    "heldout_store": "evaluation.card",
     "load_checkpoint": "checkpoint",
-    "make_env": "envs",
-    "open_loop": "evaluate",
-    "open_loop_grid": "evaluate",
+    "make_env": "data.envs",
+    "open_loop": "evaluation.card",
+    "open_loop_grid": "evaluation.card",
     "read_meta": "checkpoint",
-    "record_dream": "play",
+    "record_dream": "interactive.play",
     "resolve_device": "train",
     "save_checkpoint": "checkpoint",
     "train_run": "train",
-    "write_report": "report",
-    "write_video": "play",
+    "write_report": "evaluation.report",
+    "write_video": "interactive.play",
 }
 __all__ = sorted(_WHERE)
 
@@ -74,14 +74,14 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
     from .checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint  # noqa: F401
-    from .compare import CompareFrame, CompareSession, Futures, compare_problem  # noqa: F401
     from .data import HELDOUT_SEED_BASE, DataError, Episode, EpisodeStore, SequenceSampler, collect  # noqa: F401
+    from .data.envs import CATALOG, EnvError, KeyController, Keymap, env_entry, make_env  # noqa: F401
     from .dream import Dream  # noqa: F401
-    from .envs import CATALOG, EnvError, KeyController, Keymap, env_entry, make_env  # noqa: F401
-    from .evaluate import format_card, heldout_store, open_loop, open_loop_grid  # noqa: F401
-    from .play import PlaySession, cached_model, record_dream, write_video  # noqa: F401
+    from .evaluation.card import format_card, heldout_store, open_loop, open_loop_grid  # noqa: F401
+    from .evaluation.report import Report, evaluate_checkpoint, write_report  # noqa: F401
+    from .interactive.compare import CompareFrame, CompareSession, Futures, compare_problem  # noqa: F401
+    from .interactive.play import PlaySession, cached_model, record_dream, write_video  # noqa: F401
     from .protocol import TrainConfig, WorldModel, field_doc  # noqa: F401
     from .registry import FAMILIES, get_family  # noqa: F401
-    from .report import Report, evaluate_checkpoint, write_report  # noqa: F401
     from .spec import ActionSpec, FramePipeline  # noqa: F401
     from .train import Trainer, TrainReport, data_budget, resolve_device, train_run  # noqa: F401

@@ -76,7 +76,7 @@ def _add_config_flags(p: argparse.ArgumentParser, family_cls: type) -> None:
 
 def cmd_envs(args: argparse.Namespace) -> None:
     """Print the environment catalog."""
-    from .envs import CATALOG
+    from .data.envs import CATALOG
 
     for env_id, e in CATALOG.items():
         keys = ", ".join(e.keymap.describe())
@@ -186,8 +186,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     """Print (or write as JSON) the model card of a run on held-out episodes; write report.json/.png."""
-    from .evaluate import format_card
-    from .report import evaluate_checkpoint, write_report
+    from .evaluation.card import format_card
+    from .evaluation.report import evaluate_checkpoint, write_report
 
     report = evaluate_checkpoint(
         args.run,
@@ -212,7 +212,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_dream(args: argparse.Namespace) -> None:
     """Roll the dream from a real context and write it as GIF or MP4."""
-    from .play import record_dream
+    from .interactive.play import record_dream
 
     if Path(args.out).suffix.lower() not in (".gif", ".mp4"):
         raise UserError(f"--out must end in .gif or .mp4, got '{args.out}'")
@@ -245,7 +245,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 def cmd_agent_train(args: argparse.Namespace) -> None:
     """Train an actor-critic in the dream of RUN's world model, alternating with real collection."""
-    from .agent import train_agent
+    from .agents.agent import train_agent
 
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
     result = train_agent(
@@ -263,7 +263,7 @@ def cmd_agent_train(args: argparse.Namespace) -> None:
 
 def cmd_agent_eval(args: argparse.Namespace) -> None:
     """Score RUN's agent (actor or MCTS) in the real env and in the dream from the same first frames."""
-    from .agent import MctsAgent, evaluate_agent, load_agent
+    from .agents.agent import MctsAgent, evaluate_agent, load_agent
     from .checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(args.run)
@@ -283,10 +283,10 @@ def cmd_plan(args: argparse.Namespace) -> None:
     """Act in the real env with RUN's planner (MCTS or CEM toward a goal frame); print returns and ms per move."""
     import numpy as np
 
-    from .agent import POLICY_SEED_BASE
+    from .agents.agent import POLICY_SEED_BASE
+    from .agents.planning import check_planner, load_goal_frame, plan_episode, planner_chooser
     from .checkpoint import load_checkpoint
-    from .envs import make_env
-    from .planning import check_planner, load_goal_frame, plan_episode, planner_chooser
+    from .data.envs import make_env
     from .spec import FramePipeline
 
     model, meta = load_checkpoint(args.run)
@@ -414,7 +414,7 @@ def build_parser(family: str | None = None, command: str | None = None) -> Parse
     q.add_argument("--preset", default="small", choices=["tiny", "small", "large"], help="preset of a new one")
     q.add_argument("--seed", type=int, default=0)
     if command == "agent":
-        from .agent import ActorCritic
+        from .agents.agent import ActorCritic
 
         _add_config_flags(q.add_argument_group("agent config"), ActorCritic)
     q.set_defaults(fn=cmd_agent_train)

@@ -19,10 +19,10 @@ import torch
 
 from .checkpoint import data_record, load_checkpoint, load_optimizer_state, recorded_data_dir, save_checkpoint
 from .data import DataError, EpisodeStore, SequenceSampler, collect
-from .envs import env_entry
+from .data.coverage import action_coverage
+from .data.envs import env_entry
 from .protocol import WorldModel, make_optimizer
 from .registry import get_family
-from .report import action_coverage
 from .spec import FramePipeline
 
 MetricsCallback = Callable[[int, dict[str, float]], None]

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .data import HELDOUT_SEED_BASE, Episode, EpisodeStore, collect
-from .dream import Dream
-from .protocol import WorldModel
+from ..data import HELDOUT_SEED_BASE, Episode, EpisodeStore, collect
+from ..dream import Dream
+from ..protocol import WorldModel
 
 HORIZONS = (1, 5, 15, 50)
 FG_THRESHOLD = 0.05
@@ -290,7 +290,7 @@ def format_card(card: dict[str, Any]) -> str:
 
 
 def _deeper_sections(card: dict[str, Any]) -> list[str]:
-    """Text of the latent, counterfactual, state-probe and coverage sections (see `wm_core.report`)."""
+    """Text of the latent, counterfactual, state-probe and coverage sections (see `wm_core.evaluation.report`)."""
     lines: list[str] = []
     if lt := card.get("latent"):
         picks = [i for i, k in enumerate(lt["k"]) if k in (1, 5, 10, 15)]

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .data import Episode
-from .dream import to_uint8
-from .protocol import State, WorldModel
-from .report import filtered_latents
+from ..data import Episode
+from ..dream import to_uint8
+from ..protocol import State, WorldModel
+from .probes import filtered_latents
 
 
 class LatentExplorer:

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import Episode
-from .dream import Dream
-from .models.nn import seeded_init
-from .protocol import WorldModel
-from .spec import ActionSpec
+from ..data import Episode
+from ..dream import Dream
+from ..models.nn import seeded_init
+from ..protocol import WorldModel
+from ..spec import ActionSpec
 
 DELTA_HORIZON = 15
 IDM_STEPS = 300

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .spec import ActionSpec
+from ..spec import ActionSpec
 
 Controller = Callable[[Any, np.random.Generator], Any]  # (PixelEnv, rng) -> raw action
 
@@ -191,8 +191,8 @@ class AgentPolicy:
     """A trained agent (`wm agent train RUN`) acting from its world model's filtered state, exploring."""
 
     def __init__(self, run: Path | str, env_id: str, num_envs: int) -> None:
-        from .agent import load_agent
-        from .checkpoint import load_checkpoint
+        from ..agents.agent import load_agent
+        from ..checkpoint import load_checkpoint
 
         self.model, meta = load_checkpoint(run)
         if meta["env_id"] != env_id:

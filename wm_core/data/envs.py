@@ -23,8 +23,8 @@ import numpy as np
 from gymnasium.spaces import Box, Discrete
 from PIL import Image
 
-from .errors import EnvError
-from .spec import ActionSpec, FramePipeline
+from ..errors import EnvError
+from ..spec import ActionSpec, FramePipeline
 
 # pygame's SDL, which renders the classic-control envs, installs its own SIGTERM handler that swallows the
 # signal, so `kill` could not stop a training run; leave signals to Python.

@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import read_meta
-from .dream import Dream
-from .envs import KeyController, Keymap, PixelEnv, env_entry, make_env, replay
-from .evaluate import _frame_errors
+from ..checkpoint import read_meta
+from ..data.envs import KeyController, Keymap, PixelEnv, env_entry, make_env, replay
+from ..dream import Dream
+from ..evaluation.card import _frame_errors
+from ..spec import FramePipeline
 from .play import cached_model, real_context
-from .spec import FramePipeline
 
 MAX_RUNS = 4
 

@@ -15,14 +15,14 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint
-from .data import EpisodeRecorder, EpisodeStore
-from .dream import Dream
-from .envs import KeyController, Keymap, PixelEnv, env_entry, make_env
-from .files import atomic_write_json
-from .planning import Chooser
-from .protocol import WorldModel
-from .spec import ActionSpec, FramePipeline
+from ..agents.planning import Chooser
+from ..checkpoint import load_checkpoint
+from ..data import EpisodeRecorder, EpisodeStore
+from ..data.envs import KeyController, Keymap, PixelEnv, env_entry, make_env
+from ..dream import Dream
+from ..files import atomic_write_json
+from ..protocol import WorldModel
+from ..spec import ActionSpec, FramePipeline
 
 PLAY_SIMULATIONS = 8  # MCTS simulations per move (~3 ms on one core), unless an MCTS agent's run gives its own
 PLAY_CEM = {"horizon": 6, "population": 32, "elites": 4, "iterations": 3}  # CEM when it drives
@@ -32,7 +32,7 @@ _MODELS_LOCK = threading.Lock()
 
 def cached_model(run: Path | str, device: str = "cpu") -> tuple[WorldModel, dict[str, Any]]:
     """Load a checkpoint once per (path, file version); sessions share the read-only model."""
-    from .checkpoint import read_meta
+    from ..checkpoint import read_meta
 
     meta = read_meta(run)
     key = f"{meta['_dir']}|{meta['weights']['sha256']}|{device}"
@@ -132,8 +132,8 @@ class PlaySession:
         """Who can drive the dream, as a `Chooser` on dream states and a label: the actor-critic trained in
         this run's dream (`wm agent train`), else the family's planner (its capabilities: MCTS with few
         simulations, or CEM toward the env's default goal frame), else no one."""
-        from .agent import AGENT_FILE, ActorCritic, load_agent
-        from .planning import PLANNERS, default_goal_frame, planner_chooser
+        from ..agents.agent import AGENT_FILE, ActorCritic, load_agent
+        from ..agents.planning import PLANNERS, default_goal_frame, planner_chooser
 
         run = Path(self.meta["_dir"])
         search: dict[str, Any] = {}  # an MCTS agent's run plays its own search

@@ -42,19 +42,19 @@ import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
-from .checkpoint import data_record, load_checkpoint, recorded_data_dir, save_checkpoint
-from .data import Episode, EpisodeStore, SequenceSampler, collect
-from .dream import Dream
-from .envs import PixelEnv, env_entry, make_env
-from .files import atomic_write_bytes, atomic_write_json
-from .models.dreamer import TwoHot
-from .models.nn import Mlp
+from ..checkpoint import data_record, load_checkpoint, recorded_data_dir, save_checkpoint
+from ..data import Episode, EpisodeStore, SequenceSampler, collect
+from ..data.coverage import action_coverage
+from ..data.envs import PixelEnv, env_entry, make_env
+from ..dream import Dream
+from ..files import atomic_write_bytes, atomic_write_json
+from ..models.dreamer import TwoHot
+from ..models.nn import Mlp
+from ..protocol import State, WorldModel, make_optimizer
+from ..registry import get_family
+from ..spec import ActionSpec
+from ..train import cli_command, keep_freed_memory, peak_rss_mb
 from .planning import SEARCH_CHOICES, Chooser, MctsChooser, mcts, plan_episode
-from .protocol import State, WorldModel, make_optimizer
-from .registry import get_family
-from .report import action_coverage
-from .spec import ActionSpec
-from .train import cli_command, keep_freed_memory, peak_rss_mb
 
 AGENT_FILE = "agent.json"
 # world-model metrics that the curve logs too (MuZero's; an actor-critic's own metrics come from its update)

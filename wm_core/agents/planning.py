@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import HELDOUT_SEED_BASE, Episode
-from .envs import PixelEnv, make_env
-from .protocol import GoalEmbedding, Searchable, State, WorldModel
-from .spec import FramePipeline
+from ..data import HELDOUT_SEED_BASE, Episode
+from ..data.envs import PixelEnv, make_env
+from ..protocol import GoalEmbedding, Searchable, State, WorldModel
+from ..spec import FramePipeline
 
 SEARCH_CHOICES = ("visits", "improved")  # what a search's policy target and greedy move are taken from
 
@@ -439,7 +439,7 @@ def load_goal_frame(spec: str | None, env_id: str, pipeline: FramePipeline | Non
 def check_planner(model: WorldModel, planner: str | None = None) -> str:
     """The planner `model` acts with: the one named, or its family's (`capabilities.planner`). A family
     without that planner, or MCTS on continuous actions, is a ValueError of one line."""
-    from .registry import FAMILIES
+    from ..registry import FAMILIES
 
     own, spec = model.capabilities.planner, model.action_spec
     planner = planner or own
@@ -448,15 +448,15 @@ def check_planner(model: WorldModel, planner: str | None = None) -> str:
             f"MCTS plans over discrete actions only; this env's actions are continuous (Box of {spec.n}): "
             "plan with CEM (a jepa run) instead"
         )
-    needs = {"mcts": Searchable, "cem": GoalEmbedding}.get(planner or "")
-    if needs is not None and not isinstance(model, needs):
-        raise ValueError(f"{model.family} does not implement {needs.__name__}, which the {planner} planner needs")
     if planner not in PLANNERS or planner != own:
         offered = ", ".join(f"{cls.capabilities.planner} ({name})" for name, cls in FAMILIES.items()
                             if cls.capabilities.planner in PLANNERS)  # fmt: skip
         mine = f"plans with {own}" if own else "has no planner"
         ask = f"the {planner} planner" if planner else "a planner"
         raise ValueError(f"{model.family} {mine}, so it cannot act with {ask}; planners by family: {offered}")
+    needs = {"mcts": Searchable, "cem": GoalEmbedding}[planner]
+    if not isinstance(model, needs):  # a family that names a planner must implement its interface
+        raise ValueError(f"{model.family} does not implement {needs.__name__}, which the {planner} planner needs")
     return planner
 
 
