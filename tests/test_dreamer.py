@@ -10,7 +10,8 @@ import pytest
 import torch
 from conftest import make_model, sampler_for
 
-from wm_core.agents.agent import ActorCritic, AgentConfig, evaluate_agent, filter_batch, lambda_return, train_agent
+from wm_core.agents.agent import ActorCritic, AgentConfig, filter_batch, lambda_return
+from wm_core.agents.loop import evaluate_agent, train_agent
 from wm_core.checkpoint import load_checkpoint
 from wm_core.data import EpisodeStore, SequenceSampler
 from wm_core.models.dreamer import Rssm, TwoHot, symexp, symlog

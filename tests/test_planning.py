@@ -20,15 +20,8 @@ from conftest import make_model, real_frames
 from test_cli import ENV
 
 from playground.hub import PlayHub
-from wm_core.agents.agent import (
-    AGENT_FILE,
-    KEPT_SEED_OFFSET,
-    POLICY_SEED_BASE,
-    MctsAgent,
-    evaluate_agent,
-    load_agent,
-    train_agent,
-)
+from wm_core.agents.agent import AGENT_FILE, MctsAgent, load_agent
+from wm_core.agents.loop import KEPT_SEED_OFFSET, POLICY_SEED_BASE, evaluate_agent, train_agent
 from wm_core.agents.planning import check_planner
 from wm_core.checkpoint import load_checkpoint
 from wm_core.data import EpisodeStore, SequenceSampler

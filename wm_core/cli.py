@@ -245,7 +245,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 def cmd_agent_train(args: argparse.Namespace) -> None:
     """Train an actor-critic in the dream of RUN's world model, alternating with real collection."""
-    from .agents.agent import train_agent
+    from .agents.loop import train_agent
 
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
     result = train_agent(
@@ -263,7 +263,8 @@ def cmd_agent_train(args: argparse.Namespace) -> None:
 
 def cmd_agent_eval(args: argparse.Namespace) -> None:
     """Score RUN's agent (actor or MCTS) in the real env and in the dream from the same first frames."""
-    from .agents.agent import MctsAgent, evaluate_agent, load_agent
+    from .agents.agent import MctsAgent, load_agent
+    from .agents.loop import evaluate_agent
     from .checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(args.run)
@@ -283,7 +284,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
     """Act in the real env with RUN's planner (MCTS or CEM toward a goal frame); print returns and ms per move."""
     import numpy as np
 
-    from .agents.agent import POLICY_SEED_BASE
+    from .agents.loop import POLICY_SEED_BASE
     from .agents.planning import check_planner, load_goal_frame, plan_episode, planner_chooser
     from .checkpoint import load_checkpoint
     from .data.envs import make_env

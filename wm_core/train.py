@@ -122,6 +122,40 @@ class TrainReport:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+def gradient_step(
+    model: WorldModel, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], device: torch.device,
+    bf16: bool = False, step: int = 0,
+) -> dict[str, float]:  # fmt: skip
+    """One optimizer step on `model.loss(batch)`: the batch to `device`, bf16 autocast if asked, a finite-loss
+    check, gradient clipping at the config's `grad_clip`, `after_step`; returns the loss's metrics and the
+    gradient norm. The world-model trainer and the agent loop both step through here."""
+    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss, metrics = model.loss(batch)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()} at step {step}; try a lower --lr")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), model.config.grad_clip))
+    optimizer.step()
+    model.after_step()
+    return metrics
+
+
+def budget_record(env_steps: int, grad_steps: int, seconds: float, cpu: float, device: torch.device | str) -> dict:
+    """What a checkpoint records of its cost: env steps, gradient steps, wall and CPU seconds (counting earlier
+    sessions of the run), device, torch threads and the process's peak memory."""
+    return {
+        "env_steps": int(env_steps),
+        "grad_steps": int(grad_steps),
+        "train_seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu, 1),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+
+
 class Trainer:
     """Adam on `model.loss` over batches from a sampler; bf16 autocast optional; stops cleanly."""
 
@@ -162,16 +196,7 @@ class Trainer:
                 scale = 1.0 - (1.0 - cfg.lr_decay) * step / max(1, steps)
                 for group in self.optimizer.param_groups:
                     group["lr"] = cfg.lr * group.get("lr_scale", 1.0) * scale
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in self.sampler.sample().items()}
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                loss, metrics = model.loss(batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at step {step}; try a lower --lr")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-            self.optimizer.step()
-            model.after_step()
+            metrics = gradient_step(model, self.optimizer, self.sampler.sample(), self.device, self.bf16, step)
             step += 1
             n += 1
             for k, v in metrics.items():
@@ -301,15 +326,7 @@ def train_run(
     prior_seconds, prior_cpu = float(prior.get("train_seconds", 0.0)), float(prior.get("cpu_seconds", 0.0))
 
     def save(step: int, metrics: dict[str, float], seconds: float = 0.0) -> None:
-        budget = {
-            "env_steps": store.num_frames,
-            "grad_steps": step,
-            "train_seconds": round(prior_seconds + seconds, 1),
-            "cpu_seconds": round(prior_cpu + cpu_seconds(), 1),
-            "device": str(dev),
-            "threads": torch.get_num_threads(),
-            "peak_rss_mb": round(peak_rss_mb(), 1),
-        }
+        budget = budget_record(store.num_frames, step, prior_seconds + seconds, prior_cpu + cpu_seconds(), dev)
         data_info = {"dir": data_record(data, run), **store.summary(), "coverage": coverage}
         extra = {"data": data_info, "budget": budget}
         save_checkpoint(
