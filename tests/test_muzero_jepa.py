@@ -16,7 +16,7 @@ from wm_core.agents.planning import MctsChooser, cem, cem_goal_chooser, goal_cos
 from wm_core.data import EpisodeStore, SequenceSampler, collect
 from wm_core.data.envs import make_env
 from wm_core.models.jepa import effective_rank
-from wm_core.models.muzero import inverse_value_transform, n_step_returns, value_transform
+from wm_core.models.nn import inverse_value_transform, n_step_returns, value_transform
 from wm_core.protocol import WorldModel, make_optimizer
 from wm_core.registry import get_family
 from wm_core.spec import ActionSpec

@@ -8,10 +8,8 @@ The paper's three functions:
     dynamics        s', r = g(s, a)         an MLP on (s, one-hot a), residual on s
     prediction      pi, v = f(s)            policy logits and value
 Hidden states are min-max normalised to [0, 1] after h and after every g ("we scale the hidden state to the
-same range as the action input", paper Appendix G). The paper stacks 32 frames and the 32 actions that led
-to them; here two frames (`frames`) and their actions: the frames show CartPole's velocities as they were
-before the last push, the action says how that push changed them. The state carries the frames and actions
-before the last so `observe` can stack them.
+same range as the action input", paper Appendix G). The paper stacks 32 frames and their actions; here
+two frames (`frames`) and their actions, which the state carries so `observe` can stack them.
 
 Training (paper Appendix G): from *every* position t of a sampled window the model unrolls K steps of g
 with the logged actions, and at each step k = 0..K regresses
@@ -28,24 +26,18 @@ Value and reward pass through the invertible transform of Pohlen et al. 2018 (pa
 regressed with MSE, not the paper's 601-bin categorical: simpler, and adequate for CartPole's rewards of 1.
 The gradient entering g is halved and each unrolled step's losses are weighted 1/K (Appendix G).
 
-Additions (not in the paper), each with its reason:
-  - a termination head on s: the Dream ends episodes with it and MCTS discounts through it. Its loss counts
-    as much at every unrolled step as at k = 0 (not 1/K) and weights terminal frames up (`done_pos_weight`):
-    with 1/K and plain cross-entropy the head found terminals from real frames (p 0.92) but not after g
-    (p 0.67, 0.38, 0.23 one, three, five steps before the end), so open-loop dreams never ended (end F1 0)
-    and MCTS could not see the pole fall;
+Additions (not in the paper), each for a failure measured on CartPole (docs/results/cartpole.md and
+docs/results/agents.md tell the numbers):
+  - a termination head on s, whose loss counts fully at every unrolled step and weights terminal frames up
+    (`done_pos_weight`): the Dream ends episodes with it and MCTS discounts through it;
   - EfficientZero's temporal consistency (Ye et al. 2021, "Mastering Atari Games with Limited Data"): each
     unrolled state g^k(s_t) also regresses the detached representation h(o_{t+k}) of the real frame it
-    stands for: 1 - cosine of the two after subtracting the batch's mean real state (EfficientZero: a SimSiam
-    cosine after a projector; a squared error relative to the states' variance blew up as that shrank). With
-    value, policy and done alone the MCTS agent's dynamics barely told actions apart (dreamed futures of
-    different action sequences spread 0.005 vs 0.067 in the real env) and its return stalled near 50;
+    stands for, as 1 - cosine after subtracting the batch's mean real state; without it the dynamics barely
+    told actions apart;
   - a probe decoder on detached states: `decode` draws the probe's view and never trains the model;
   - a variance floor on the frame features (VICReg's hinge, `feature_std_floor`) and zero-initialised head
-    outputs: with random-policy data every loss above shrank the features' spread across frames tenfold in
-    40 steps, and the value never left its mean;
-  - the encoder sees each frame minus the dataset mean frame (features of different frames start twice as
-    far apart).
+    outputs: otherwise the losses shrank the features' spread until the value never left its mean;
+  - the encoder sees each frame minus the dataset mean frame.
 Dynamics are deterministic: `imagine` ignores the temperature.
 """
 
@@ -64,59 +56,21 @@ from .nn import (
     Mlp,
     ProbeConfig,
     ProbeDecoder,
+    inverse_value_transform,
     masked_mean,
+    n_step_returns,
     previous_in_episode,
     scale_gradient,
     shift,
     unroll_mask,
+    value_transform,
 )
-
-EPS = 1e-3  # epsilon of the value transform (Pohlen et al. 2018)
-
-
-def value_transform(x: torch.Tensor) -> torch.Tensor:
-    """h(x) = sign(x)(sqrt(|x| + 1) - 1) + eps x: squashes large returns (MuZero Appendix F)."""
-    return x.sign() * ((x.abs() + 1).sqrt() - 1) + EPS * x
-
-
-def inverse_value_transform(y: torch.Tensor) -> torch.Tensor:
-    """The exact inverse of `value_transform` (Pohlen et al. 2018, Proposition A.2)."""
-    a = y.abs() + 1 + EPS
-    inner = 2 * a / ((1 + 4 * EPS * a).sqrt() + 1)  # = (sqrt(1 + 4 eps a) - 1) / (2 eps), without cancellation
-    return y.sign() * (inner.pow(2) - 1)
 
 
 def min_max(s: torch.Tensor) -> torch.Tensor:
     """Scale each hidden state (..., D) to [0, 1] over its D units (MuZero Appendix G)."""
     lo, hi = s.amin(-1, keepdim=True), s.amax(-1, keepdim=True)
     return (s - lo) / (hi - lo).clamp(min=1e-5)
-
-
-def n_step_returns(
-    rew: torch.Tensor, value: torch.Tensor, first: torch.Tensor, term: torch.Tensor, n: int, discount: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """n-step value targets (B, T) inside a window, and where they exist (B, T) bool.
-
-    z_t = sum_{i=1..m} discount^(i-1) rew[t+i] + discount^m value[t+m], with m <= n cut where t's episode
-    ends inside the window: at a terminal the bootstrap is 0, at the window's end it is the last value.
-    A non-terminal t with no step after it in the window has no target.
-    """
-    nxt_first = F.pad(first, (0, n), value=True)  # past the window counts as another episode
-    nxt_term, nxt_rew, nxt_val = F.pad(term, (0, n)), F.pad(rew, (0, n)), F.pad(value, (0, n))
-    T = rew.shape[1]
-    ret = torch.zeros_like(rew)
-    gain = torch.ones_like(rew)
-    boot = torch.where(term, torch.zeros_like(value), value)
-    alive, steps = ~term, torch.zeros_like(rew)
-    for i in range(1, n + 1):
-        ok = alive & ~nxt_first[:, i : i + T]
-        ret = ret + ok * gain * nxt_rew[:, i : i + T]
-        gain = torch.where(ok, gain * discount, gain)
-        ended = nxt_term[:, i : i + T]
-        boot = torch.where(ok, torch.where(ended, torch.zeros_like(boot), nxt_val[:, i : i + T]), boot)
-        steps = steps + ok
-        alive = ok & ~ended
-    return ret + gain * boot, (steps > 0) | term
 
 
 @dataclass
@@ -138,12 +92,10 @@ class MuZeroConfig(ProbeConfig, TrainConfig):
     """h also reads the actions that led to each stacked frame, one-hot, joined to the conv features (the
     paper feeds Atari's representation the last 32 actions as bias planes beside the 32 frames). Two frames
     show CartPole's angular velocity one step late: the frames' angle difference is the velocity before the
-    last push, and the push changes it by about as much as its whole spread under a balancing policy
-    (R^2 0.21 for the difference alone, 1.00 with the last action; true states, 30,000 balancing steps)."""
+    last push, and the push changes it by about as much as its whole spread under a balancing policy."""
     gray: bool = True
     """Stack the frames as luminance planes, one per frame (DQN's Atari input, Mnih et al. 2015), not RGB:
-    CartPole's shapes carry the state, and the cost of the first conv and of stacking grows with the planes
-    (a training step of the small preset, one thread: 0.19 s with two luma frames, 0.27 s with two RGB)."""
+    CartPole's shapes carry the state, and the first conv's cost grows with the planes."""
     hidden: int = 64
     """Size of the hidden state s (min-max normalised to [0, 1])."""
     mlp: int = 128
@@ -172,18 +124,12 @@ class MuZeroConfig(ProbeConfig, TrainConfig):
     CartPole play, 1 in hundreds with a good policy), and unweighted the head learned to say "never"."""
     consistency_weight: float = 1.0
     """Weight of EfficientZero's consistency loss between unrolled and real-frame states (0 turns it off).
-    The small preset uses 10: on random-policy CartPole the value and end targets do not depend on which
-    way the pole leans, so with weight 1 the state held the angle's size better than a random encoder but
-    its sign no better; pulling each unrolled state toward the next frame's makes the push's effect, and
-    so the sign, part of the state (pole-angle probe R² over seven seeds, 200 held-out episodes: 0.935 ±
-    0.011 with 10, every seed above the mean of random encoders, 0.910 ± 0.025; 0.863 with 1, six seeds
-    below it). With 10 an MCTS agent learned less in its 30 CPU-minutes (one run), so the agent's recipe
-    sets 1."""
+    The small preset uses 10: on random-policy CartPole the value and end targets do not depend on which way
+    the pole leans, and pulling each unrolled state toward the next frame's makes the push's effect, and so
+    the sign, part of the state (docs/results/cartpole.md); the agent's recipe sets 1."""
     feature_std_floor: float = 0.1
     """VICReg's variance hinge on the frame features (an addition; 0 turns it off): each feature's std over
-    the batch is pushed up to this floor. On random-policy CartPole every MuZero loss, even a constant reward
-    alone, shrank the features' spread across frames tenfold within 40 Adam steps (our guess: a growing common
-    mode that the encoder's per-sample GroupNorm divides out), leaving value, probe and search nothing to read."""
+    the batch is pushed up to this floor, so the losses cannot shrink the features' spread across frames."""
 
 
 class MuZero(WorldModel):

@@ -239,3 +239,46 @@ def vicreg_terms(z: torch.Tensor, std_target: float = 1.0) -> tuple[torch.Tensor
     cov = (z.T @ z) / max(z.shape[0] - 1, 1)  # (D, D)
     off_diagonal = cov - torch.diag(torch.diagonal(cov))
     return variance, off_diagonal.pow(2).sum() / z.shape[1]
+
+
+# ---- value targets (MuZero) ------------------------------------------------------------------------
+EPS = 1e-3  # epsilon of the value transform (Pohlen et al. 2018)
+
+
+def value_transform(x: torch.Tensor) -> torch.Tensor:
+    """h(x) = sign(x)(sqrt(|x| + 1) - 1) + eps x: squashes large returns (MuZero Appendix F)."""
+    return x.sign() * ((x.abs() + 1).sqrt() - 1) + EPS * x
+
+
+def inverse_value_transform(y: torch.Tensor) -> torch.Tensor:
+    """The exact inverse of `value_transform` (Pohlen et al. 2018, Proposition A.2)."""
+    a = y.abs() + 1 + EPS
+    inner = 2 * a / ((1 + 4 * EPS * a).sqrt() + 1)  # = (sqrt(1 + 4 eps a) - 1) / (2 eps), without cancellation
+    return y.sign() * (inner.pow(2) - 1)
+
+
+def n_step_returns(
+    rew: torch.Tensor, value: torch.Tensor, first: torch.Tensor, term: torch.Tensor, n: int, discount: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """n-step value targets (B, T) inside a window, and where they exist (B, T) bool.
+
+    z_t = sum_{i=1..m} discount^(i-1) rew[t+i] + discount^m value[t+m], with m <= n cut where t's episode
+    ends inside the window: at a terminal the bootstrap is 0, at the window's end it is the last value.
+    A non-terminal t with no step after it in the window has no target.
+    """
+    nxt_first = F.pad(first, (0, n), value=True)  # past the window counts as another episode
+    nxt_term, nxt_rew, nxt_val = F.pad(term, (0, n)), F.pad(rew, (0, n)), F.pad(value, (0, n))
+    T = rew.shape[1]
+    ret = torch.zeros_like(rew)
+    gain = torch.ones_like(rew)
+    boot = torch.where(term, torch.zeros_like(value), value)
+    alive, steps = ~term, torch.zeros_like(rew)
+    for i in range(1, n + 1):
+        ok = alive & ~nxt_first[:, i : i + T]
+        ret = ret + ok * gain * nxt_rew[:, i : i + T]
+        gain = torch.where(ok, gain * discount, gain)
+        ended = nxt_term[:, i : i + T]
+        boot = torch.where(ok, torch.where(ended, torch.zeros_like(boot), nxt_val[:, i : i + T]), boot)
+        steps = steps + ok
+        alive = ok & ~ended
+    return ret + gain * boot, (steps > 0) | term
