@@ -19,13 +19,12 @@ from wm_core.data.envs import (
     CATALOG,
     EnvEntry,
     EnvError,
-    KeyController,
-    Keymap,
     action_spec_of,
     env_entry,
     make_env,
     process_frame,
 )
+from wm_core.data.keys import KeyController, Keymap
 from wm_core.spec import ActionSpec, FramePipeline
 
 

@@ -25,8 +25,8 @@ _WHERE = {
     "FramePipeline": "spec",
     "Futures": "interactive.compare",
     "HELDOUT_SEED_BASE": "data",
-    "KeyController": "data.envs",
-    "Keymap": "data.envs",
+    "KeyController": "data.keys",
+    "Keymap": "data.keys",
     "PlaySession": "interactive.play",
     "Report": "evaluation.report",
     "SequenceSampler": "data",
@@ -75,7 +75,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
     from .checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint  # noqa: F401
     from .data import HELDOUT_SEED_BASE, DataError, Episode, EpisodeStore, SequenceSampler, collect  # noqa: F401
-    from .data.envs import CATALOG, EnvError, KeyController, Keymap, env_entry, make_env  # noqa: F401
+    from .data.envs import CATALOG, EnvError, env_entry, make_env  # noqa: F401
+    from .data.keys import KeyController, Keymap  # noqa: F401
     from .dream import Dream  # noqa: F401
     from .evaluation.card import format_card, heldout_store, open_loop, open_loop_grid  # noqa: F401
     from .evaluation.report import Report, evaluate_checkpoint, write_report  # noqa: F401

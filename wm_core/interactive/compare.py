@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from ..checkpoint import read_meta
-from ..data.envs import KeyController, Keymap, PixelEnv, env_entry, make_env, replay
+from ..data.envs import PixelEnv, env_entry, make_env, replay
+from ..data.keys import KeyController, Keymap
 from ..dream import Dream
 from ..evaluation.card import _frame_errors
 from ..spec import FramePipeline

@@ -18,7 +18,8 @@ import torch
 from ..agents.planning import Chooser
 from ..checkpoint import load_checkpoint
 from ..data import EpisodeRecorder, EpisodeStore
-from ..data.envs import KeyController, Keymap, PixelEnv, env_entry, make_env
+from ..data.envs import PixelEnv, env_entry, make_env
+from ..data.keys import KeyController, Keymap
 from ..dream import Dream
 from ..files import atomic_write_json
 from ..protocol import WorldModel
