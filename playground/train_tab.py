@@ -96,7 +96,7 @@ def build_train_tab(runs_dir: Path):
             elem_id="wm-env",
         )
         preset = gr.Radio(
-            ["tiny", "small", "large"],
+            list(wm_core.PRESET_NAMES),
             value="small",
             label="Preset",
             elem_id="wm-preset",

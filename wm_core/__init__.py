@@ -22,6 +22,7 @@ _WHERE = {
     "Episode": "data",
     "EpisodeStore": "data",
     "FAMILIES": "registry",
+    "PRESET_NAMES": "registry",
     "FramePipeline": "spec",
     "Futures": "interactive.compare",
     "HELDOUT_SEED_BASE": "data",
@@ -83,6 +84,6 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from .interactive.compare import CompareFrame, CompareSession, Futures, compare_problem  # noqa: F401
     from .interactive.play import PlaySession, cached_model, record_dream, write_video  # noqa: F401
     from .protocol import TrainConfig, WorldModel, field_doc  # noqa: F401
-    from .registry import FAMILIES, get_family  # noqa: F401
+    from .registry import FAMILIES, PRESET_NAMES, get_family  # noqa: F401
     from .spec import ActionSpec, FramePipeline  # noqa: F401
     from .train import Trainer, TrainReport, data_budget, resolve_device, train_run  # noqa: F401

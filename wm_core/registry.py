@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .protocol import WorldModel
 
+PRESET_NAMES = ("tiny", "small", "large")  # every family has these; tiny for tests, small the CPU default
+
 _PATHS: dict[str, str] = {
     "ha": "wm_core.models.ha:VaeMdnRnn",
     "muzero": "wm_core.models.muzero:MuZero",
