@@ -362,16 +362,17 @@ class TrainJob:
     def _work(self) -> None:
         unit = self.collect_target[1]
 
-        def on_collect(frames: int, episodes: int) -> None:
-            self.phase, self.collected = "collecting", frames if unit == "frames" else episodes
-
-        def on_metrics(step: int, m: dict[str, float]) -> None:
-            self.phase, self.step = "training", step
-            self.history.append(dict(m))
-
-        def on_preview(step: int, model: wm_core.WorldModel, episodes: list) -> None:
-            long_eps = [e for e in episodes if len(e) > 15] or episodes
-            self.preview = wm_core.open_loop_grid(model, long_eps[0], context=5, horizon=10)
+        def on_event(e: wm_core.TrainEvent) -> None:
+            if e.kind == "collect":
+                self.phase, self.collected = "collecting", e.frames if unit == "frames" else e.episodes
+            elif e.kind == "metrics":
+                self.phase, self.step = "training", e.step
+                self.history.append(dict(e.metrics))
+            elif e.kind == "preview":
+                long_eps = [ep for ep in e.preview_episodes if len(ep) > 15] or e.preview_episodes
+                self.preview = wm_core.open_loop_grid(e.model, long_eps[0], context=5, horizon=10)
+            else:
+                self.message = e.message
 
         args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in self.overrides.items())
         source = f"--data {self.data}" if self.data else f"--policy {self.policy}"
@@ -391,12 +392,9 @@ class TrainJob:
                 out=self.run,
                 device=self.device,
                 command=" ".join(command.split()),
-                on_collect=on_collect,
-                on_metrics=on_metrics,
-                on_preview=on_preview,
+                on_event=on_event,
                 preview_every=min(50, max(1, self.total_steps // 3)),
                 should_stop=self.stop_event.is_set,
-                on_status=lambda msg: setattr(self, "message", msg),
             )
             self.step = report.step
             self.phase = "stopped" if report.stopped else "done"

@@ -34,7 +34,6 @@ def train_tiny(out: Path) -> Path:
         out=out,
         device="cpu",
         command="wm train (test fixture)",
-        on_status=None,
         checkpoint_every=0,
     )
     assert report.step == TINY_STEPS

@@ -32,6 +32,7 @@ _WHERE = {
     "Report": "evaluation.report",
     "SequenceSampler": "data",
     "TrainConfig": "protocol",
+    "TrainEvent": "train",
     "TrainReport": "train",
     "Trainer": "train",
     "WorldModel": "protocol",
@@ -86,4 +87,4 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from .protocol import TrainConfig, WorldModel, field_doc  # noqa: F401
     from .registry import FAMILIES, PRESET_NAMES, get_family  # noqa: F401
     from .spec import ActionSpec, FramePipeline  # noqa: F401
-    from .train import Trainer, TrainReport, data_budget, resolve_device, train_run  # noqa: F401
+    from .train import Trainer, TrainEvent, TrainReport, data_budget, resolve_device, train_run  # noqa: F401

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 
 class UserError(Exception):
@@ -57,6 +58,14 @@ class _CollectBar:
         """Print a status line (closing the bar first, so the line is not drawn over)."""
         self.close()
         print(message, flush=True)
+
+    def show(self, event: Any, quiet: bool = False) -> None:
+        """A training run's event: status and save lines printed, collection progress drawn (unless quiet);
+        metrics go to the training progress bar instead."""
+        if event.kind in ("status", "saved"):
+            self.say(event.message)
+        elif event.kind == "collect" and not quiet:
+            self.update(event.frames, event.episodes)
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
@@ -120,8 +129,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             slim=args.slim,
             seed=args.seed,
             policy=args.policy,
-            on_status=collect_bar.say,
-            on_collect=None if args.quiet else collect_bar.update,
+            on_event=lambda e: collect_bar.show(e, args.quiet),
             progress=not args.quiet,
             should_stop=stop.is_set,
         )

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -230,6 +230,76 @@ def cli_command(argv: list[str] | None = None) -> str:
 RESUME_OVERRIDES = ("steps", "episodes", "frames")  # what `train_run(resume=...)` may change; the rest is the run's
 
 
+@dataclass
+class TrainEvent:
+    """What a training run reports as it goes; the CLI prints it, the Train tab shows it.
+
+    kind "status": a line of text; "collect": data collection progress (`frames`, `episodes` so far);
+    "metrics": the running means of the loss's metrics at `step`; "preview": `model` at `step` with a few
+    training `episodes`, to draw an open-loop preview of (leave the model as you found it); "saved": the run
+    was saved at `step` (`message` says where)."""
+
+    kind: Literal["status", "collect", "metrics", "preview", "saved"]
+    message: str = ""
+    step: int = 0
+    frames: int = 0
+    episodes: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    model: WorldModel | None = None
+    preview_episodes: list = field(default_factory=list)
+
+
+EventCallback = Callable[[TrainEvent], None]
+
+
+def _check_resume(overrides: dict[str, Any]) -> None:
+    """ValueError naming the config flags a resumed run would have ignored."""
+    fixed = sorted(k for k, v in overrides.items() if v is not None and k not in RESUME_OVERRIDES)
+    if fixed:
+        flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
+        raise ValueError(
+            f"--resume continues a run with its own config; {flags} cannot change it (only "
+            f"{' and '.join('--' + k for k in RESUME_OVERRIDES)} can): start a new run with --out to train "
+            "with other settings"
+        )
+
+
+@dataclass
+class _Start:
+    """Where a run starts: a resumed model and its checkpoint, or a new config."""
+
+    family: str
+    env_id: str
+    pipeline: FramePipeline
+    run: Path
+    data: Path | str | None
+    config: Any
+    model: WorldModel | None = None
+    meta: dict[str, Any] | None = None
+    step: int = 0
+
+
+def _start(
+    family: str | None, env_id: str | None, preset: str, overrides: dict[str, Any], data: Path | str | None,
+    out: Path | str | None, resume: Path | str | None, dev: torch.device,
+) -> _Start:  # fmt: skip
+    """Resume `resume` (its family, env, config and data; only RESUME_OVERRIDES may change) or set up a new run."""
+    if resume is not None:
+        _check_resume(overrides)
+        model, meta = load_checkpoint(resume, dev)
+        for key in RESUME_OVERRIDES:
+            if overrides.get(key) is not None:
+                setattr(model.config, key, int(overrides[key]))
+        run = Path(out) if out is not None else Path(meta["_dir"])
+        return _Start(meta["family"], meta["env_id"], FramePipeline.from_json(meta["pipeline"]), run,
+                      data or recorded_data_dir(meta), model.config, model, meta, int(meta["step"]))  # fmt: skip
+    if family is None or env_id is None:
+        raise ValueError("train_run needs a family and an env id (or resume=RUN)")
+    config = get_family(family).preset(preset, **overrides)
+    run = Path(out) if out is not None else Path("runs") / f"{family}-{env_id.replace('/', '-')}"
+    return _Start(family, env_id, env_entry(env_id).pipeline, run, data, config)
+
+
 def train_run(
     family: str | None = None,
     env_id: str | None = None,
@@ -246,13 +316,10 @@ def train_run(
     policy: str = "scripted",
     cache_mb: float = 1024.0,
     command: str = "",
-    on_status: Callable[[str], None] | None = None,
-    on_collect: Callable[[int, int], None] | None = None,
-    on_metrics: MetricsCallback | None = None,
-    on_preview: Callable[[int, WorldModel, list], None] | None = None,
-    preview_every: int = 100,
+    on_event: EventCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     checkpoint_every: int = 500,
+    preview_every: int = 0,
     progress: bool = False,
 ) -> tuple[Path, TrainReport]:
     """Collect data if needed, build (or resume) a model, train it, save it; returns (run dir, report).
@@ -262,104 +329,72 @@ def train_run(
     through a replay buffer of at most `cache_mb` MiB of frames, so memory stays bounded whatever the data.
     With `resume`, family, env, config and data come from that checkpoint and training continues to
     `overrides["steps"]` (default: the config's steps) with the saved optimizer state; overrides other than
-    `RESUME_OVERRIDES` raise a ValueError rather than being ignored.
+    `RESUME_OVERRIDES` raise a ValueError rather than being ignored. Progress goes to `on_event` as
+    `TrainEvent`s (a "preview" every `preview_every` steps when it is > 0); `should_stop()` ends the run early
+    with a resumable checkpoint.
     """
-    say = on_status or (lambda _msg: None)
+    emit = on_event or (lambda _e: None)
     dev = resolve_device(device)
-    torch.manual_seed(seed)
-    overrides = dict(overrides or {})
-    if resume is not None:
-        fixed = sorted(k for k, v in overrides.items() if v is not None and k not in RESUME_OVERRIDES)
-        if fixed:
-            flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
-            raise ValueError(
-                f"--resume continues a run with its own config; {flags} cannot change it (only "
-                f"{' and '.join('--' + k for k in RESUME_OVERRIDES)} can): start a new run with --out to train "
-                "with other settings"
-            )
-        model, meta = load_checkpoint(resume, dev)
-        family, env_id = meta["family"], meta["env_id"]
-        pipeline = FramePipeline.from_json(meta["pipeline"])
-        run = Path(out) if out is not None else Path(meta["_dir"])
-        data = data or recorded_data_dir(meta)
-        start = int(meta["step"])
-        for key in RESUME_OVERRIDES:
-            if overrides.get(key) is not None:
-                setattr(model.config, key, int(overrides[key]))
+    torch.manual_seed(seed)  # a training run seeds the global stream; dreams and evaluations use their own
+    s = _start(family, env_id, preset, dict(overrides or {}), data, out, resume, dev)
+    say = lambda msg: emit(TrainEvent("status", msg))  # noqa: E731
+    if s.data is not None:
+        store = EpisodeStore.open(s.data)
+        if store.env_id != s.env_id:
+            raise DataError(f"data in {s.data} is from {store.env_id}, not {s.env_id}: collect data for {s.env_id}")
     else:
-        if family is None or env_id is None:
-            raise ValueError("train_run needs a family and an env id (or resume=RUN)")
-        cls = get_family(family)
-        config = cls.preset(preset, **overrides)
-        pipeline = env_entry(env_id).pipeline
-        run = Path(out) if out is not None else Path("runs") / f"{family}-{env_id.replace('/', '-')}"
-        meta, start, model = None, 0, None
-
-    cfg = model.config if model is not None else config
-    if data is not None:
-        store = EpisodeStore.open(data)
-        if store.env_id != env_id:
-            raise DataError(f"data in {data} is from {store.env_id}, not {env_id}: collect data for {env_id}")
-    else:
-        data = run / "data"
-        store = collect_for_run(env_id, data, cfg, policy, seed, say, on_collect, should_stop)
+        s.data = s.run / "data"
+        collected = lambda frames, episodes: emit(TrainEvent("collect", frames=frames, episodes=episodes))  # noqa: E731
+        store = collect_for_run(s.env_id, s.data, s.config, policy, seed, say, collected, should_stop)
     if should_stop is not None and should_stop() and len(store) == 0:
         raise DataError("stopped before any episode was collected")
-
+    model = s.model
     if model is None:
-        model = get_family(family)(config, store.action_spec, pipeline.size)
+        model = get_family(s.family)(s.config, store.action_spec, s.pipeline.size)
         model.set_frame_mean(store.mean_frame())
     cfg = model.config
-    cache_frames = int(cache_mb * 2**20 / (3 * pipeline.size**2))
-    sampler = SequenceSampler(
-        store, store.action_spec, cfg.seq_len, cfg.batch_size, seed=seed + start, cache_frames=cache_frames
-    )
+    cache_frames = int(cache_mb * 2**20 / (3 * s.pipeline.size**2))
+    sampler = SequenceSampler(store, store.action_spec, cfg.seq_len, cfg.batch_size, seed=seed + s.step,
+                              cache_frames=cache_frames)  # fmt: skip
     trainer = Trainer(model, sampler, device=dev, bf16=bf16)
-    if meta is not None:
-        load_optimizer_state(meta, trainer.optimizer)
-    command = command or cli_command()
-    coverage = action_coverage(
-        [store.load(i, frames=False) for i in range(len(store))], store.action_spec, env_entry(env_id).state_names
-    )
-    preview_eps = [store.load(i) for i in range(min(3, len(store)))]
-    prior = (meta or {}).get("budget", {})
-    prior_seconds, prior_cpu = float(prior.get("train_seconds", 0.0)), float(prior.get("cpu_seconds", 0.0))
-
-    def save(step: int, metrics: dict[str, float], seconds: float = 0.0) -> None:
-        budget = budget_record(store.num_frames, step, prior_seconds + seconds, prior_cpu + cpu_seconds(), dev)
-        data_info = {"dir": data_record(data, run), **store.summary(), "coverage": coverage}
-        extra = {"data": data_info, "budget": budget}
-        save_checkpoint(
-            run,
-            model,
-            env_id=env_id,
-            pipeline=pipeline,
-            step=step,
-            metrics=metrics,
-            command=command,
-            optimizer=None if slim else trainer.optimizer,
-            extra=extra,
-        )
-
-    say(f"training {family} on {env_id}: {cfg.steps} steps on {dev} ({torch.get_num_threads()} threads)")
+    if s.meta is not None:
+        load_optimizer_state(s.meta, trainer.optimizer)
+    save = _saver(s, model, store, trainer, command or cli_command(), slim, dev)
+    preview_eps = [store.load(i) for i in range(min(3, len(store)))] if preview_every else []
+    say(f"training {s.family} on {s.env_id}: {cfg.steps} steps on {dev} ({torch.get_num_threads()} threads)")
     t0 = time.perf_counter()
 
     def on_step(step: int, metrics: dict[str, float]) -> None:
         if checkpoint_every and step % checkpoint_every == 0 and step < cfg.steps:
             save(step, metrics, time.perf_counter() - t0)
-        if on_preview is not None and preview_every and (step % preview_every == 0 or step == cfg.steps):
-            on_preview(step, model, preview_eps)
-            model.train()  # the preview's dream switched it to eval mode
+        if preview_every and (step % preview_every == 0 or step == cfg.steps):
+            emit(TrainEvent("preview", step=step, model=model, preview_episodes=preview_eps))
+            model.train()  # drawing the preview switched it to eval mode
 
-    report = trainer.run(
-        cfg.steps,
-        start_step=start,
-        log_every=max(1, min(25, cfg.steps // 40)),
-        on_metrics=on_metrics,
-        should_stop=should_stop,
-        on_step=on_step,
-        progress=progress,
-    )
+    report = trainer.run(cfg.steps, start_step=s.step, log_every=max(1, min(25, cfg.steps // 40)),
+                         on_metrics=lambda step, m: emit(TrainEvent("metrics", step=step, metrics=m)),
+                         should_stop=should_stop, on_step=on_step, progress=progress)  # fmt: skip
     save(report.step, report.metrics, report.seconds)
-    say(f"saved {run} at step {report.step}" + (" (stopped early)" if report.stopped else ""))
-    return run, report
+    emit(TrainEvent("saved", f"saved {s.run} at step {report.step}" + (" (stopped early)" * report.stopped),
+                    step=report.step))  # fmt: skip
+    return s.run, report
+
+
+def _saver(
+    s: _Start, model: WorldModel, store: EpisodeStore, trainer: Trainer, command: str, slim: bool, dev: torch.device
+) -> Callable[..., None]:
+    """save(step, metrics, seconds): the run's checkpoint with its data record (policies, coverage) and budget."""
+    coverage = action_coverage(
+        [store.load(i, frames=False) for i in range(len(store))], store.action_spec, env_entry(s.env_id).state_names
+    )
+    prior = (s.meta or {}).get("budget", {})
+    prior_seconds, prior_cpu = float(prior.get("train_seconds", 0.0)), float(prior.get("cpu_seconds", 0.0))
+
+    def save(step: int, metrics: dict[str, float], seconds: float = 0.0) -> None:
+        budget = budget_record(store.num_frames, step, prior_seconds + seconds, prior_cpu + cpu_seconds(), dev)
+        data_info = {"dir": data_record(s.data, s.run), **store.summary(), "coverage": coverage}
+        save_checkpoint(s.run, model, env_id=s.env_id, pipeline=s.pipeline, step=step, metrics=metrics,
+                        command=command, optimizer=None if slim else trainer.optimizer,
+                        extra={"data": data_info, "budget": budget})  # fmt: skip
+
+    return save
