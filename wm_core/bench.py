@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from .dream import Dream
-from .protocol import make_optimizer
+from .protocol import WorldModel, make_optimizer
 from .registry import FAMILIES, get_family
 from .spec import ActionSpec
-from .train import peak_rss_mb, resolve_device
+from .train import gradient_step, peak_rss_mb, resolve_device
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -27,6 +27,64 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def _dream_latency(model: WorldModel, steps: int, dev: torch.device) -> tuple[float, float]:
+    """p50 and p95 ms of a batch-1 dream step (imagine + decode + the frame's base64, as the Play tab sends)."""
+    rng, S = np.random.default_rng(0), model.frame_size
+    dream = Dream(model, temperature=1.0, seed=0)
+    dream.reset(rng.integers(0, 255, (5, S, S, 3), dtype=np.uint8), np.array([0, 1, 0, 1, 0]))
+    times = []
+    for i in range(steps + 10):
+        t0 = time.perf_counter()
+        frame, _, _, _ = dream.step(i % 2)
+        base64.b64encode(frame.tobytes())
+        _sync(dev)
+        if i >= 10:  # warm-up steps are not counted
+            times.append(time.perf_counter() - t0)
+    return _percentiles(times)
+
+
+@torch.inference_mode()
+def _imagine_rate(model: WorldModel, spec: ActionSpec, batch: int, dev: torch.device) -> float:
+    """Imagined states per second at `batch` (no decoding)."""
+    state = model.initial(batch)
+    act = spec.encode(np.random.default_rng(0).integers(0, 2, batch)).to(dev)
+    for _ in range(3):
+        state = model.imagine(state, act)
+    _sync(dev)
+    t0, n = time.perf_counter(), 20
+    for _ in range(n):
+        state = model.imagine(state, act)
+    _sync(dev)
+    return n * batch / (time.perf_counter() - t0)
+
+
+def _train_step_seconds(model: WorldModel, spec: ActionSpec, steps: int, dev: torch.device) -> float:
+    """Mean seconds of the trainer's `gradient_step` on a random batch of the config's size (first step not
+    counted)."""
+    cfg, S, rng = model.config, model.frame_size, np.random.default_rng(0)
+    B, T = cfg.batch_size, cfg.seq_len
+    first = torch.zeros(B, T, dtype=torch.bool)
+    first[:, 0] = True
+    data = {
+        "obs": torch.randint(0, 255, (B, T, S, S, 3), dtype=torch.uint8),
+        "act": spec.encode(rng.integers(0, 2, (B, T))),
+        "rew": torch.ones(B, T),
+        "is_first": first,
+        "is_terminal": torch.zeros(B, T, dtype=torch.bool),
+    }
+    opt = make_optimizer(model, 1e-4)
+    model.train()
+    times = []
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        gradient_step(model, opt, data, dev)
+        _sync(dev)
+        if i:
+            times.append(time.perf_counter() - t0)
+    model.eval()
+    return float(np.mean(times))
 
 
 def bench_family(
@@ -43,75 +101,24 @@ def bench_family(
     cls = get_family(name)
     cfg = cls.preset(preset)
     spec = ActionSpec("discrete", 2, names=("left", "right"))
-    model = cls(cfg, spec).to(dev)
-    params = sum(p.numel() for p in model.parameters())
-    rng = np.random.default_rng(0)
-    S = model.frame_size
-
-    dream = Dream(model, temperature=1.0)
-    dream.reset(rng.integers(0, 255, (5, S, S, 3), dtype=np.uint8), np.array([0, 1, 0, 1, 0]))
-    times = []
-    for i in range(dream_steps + 10):
-        t0 = time.perf_counter()
-        frame, _, _, _ = dream.step(i % 2)
-        base64.b64encode(frame.tobytes())  # what the Play tab sends per frame
-        _sync(dev)
-        if i >= 10:  # warm-up steps are not counted
-            times.append(time.perf_counter() - t0)
-    p50, p95 = _percentiles(times)
-
-    with torch.inference_mode():
-        state = model.initial(batch)
-        act = spec.encode(rng.integers(0, 2, batch)).to(dev)
-        for _ in range(3):
-            state = model.imagine(state, act)
-        _sync(dev)
-        t0 = time.perf_counter()
-        n = 20
-        for _ in range(n):
-            state = model.imagine(state, act)
-        _sync(dev)
-        imagine_rate = n * batch / (time.perf_counter() - t0)
-
-    B, T = cfg.batch_size, cfg.seq_len
-    first = torch.zeros(B, T, dtype=torch.bool)
-    first[:, 0] = True
-    data = {
-        "obs": torch.randint(0, 255, (B, T, S, S, 3), dtype=torch.uint8, device=dev),
-        "act": spec.encode(rng.integers(0, 2, (B, T))).to(dev),
-        "rew": torch.ones(B, T, device=dev),
-        "is_first": first.to(dev),
-        "is_terminal": torch.zeros(B, T, dtype=torch.bool, device=dev),
-    }
-    opt = make_optimizer(model, 1e-4)
-    model.train()
-    times = []
-    for i in range(train_steps + 1):
-        t0 = time.perf_counter()
-        loss, _ = model.loss(data)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        model.after_step()
-        _sync(dev)
-        if i:
-            times.append(time.perf_counter() - t0)
-    step_s = float(np.mean(times))
-    gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None
+    model = cls(cfg, spec).to(dev).eval()
+    p50, p95 = _dream_latency(model, dream_steps, dev)
+    imagine_rate = _imagine_rate(model, spec, batch, dev)
+    step_s = _train_step_seconds(model, spec, train_steps, dev)
     return {
         "family": name,
         "preset": preset,
         "device": str(dev),
         "threads": torch.get_num_threads(),
-        "params": params,
+        "params": sum(p.numel() for p in model.parameters()),
         "dream_ms_p50": p50,
         "dream_ms_p95": p95,
         "imagine_states_per_s": imagine_rate,
         "train_step_s": step_s,
-        "train_sequences_per_s": B / step_s,
-        "batch": f"{B}x{T}",
+        "train_sequences_per_s": cfg.batch_size / step_s,
+        "batch": f"{cfg.batch_size}x{cfg.seq_len}",
         "peak_rss_mb": peak_rss_mb(),
-        "peak_gpu_mb": gpu_mb,
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None,
     }
 
 
