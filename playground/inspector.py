@@ -11,22 +11,19 @@ from typing import Any
 import numpy as np
 
 import wm_core
-from wm_core.evaluation.explorer import LatentExplorer
-from wm_core.evaluation.figures import card_figures
-from wm_core.interactive.play import cached_model
 
 
 class Inspection:
     """A checkpoint evaluated on held-out episodes: card text, figures, report files, latent explorer."""
 
     def __init__(self, run: str, *, episodes: int = 50, seed: int = 0, temperature: float = 1.0) -> None:
-        self.model, self.meta = cached_model(run)
+        self.model, self.meta = wm_core.cached_model(run)
         self.run = run
         self.report = wm_core.evaluate_checkpoint(
             run, episodes=episodes, seed=seed, temperature=temperature, model=self.model, meta=self.meta
         )
         self.card = self.report.card
-        self._explorer: LatentExplorer | None = None
+        self._explorer: wm_core.LatentExplorer | None = None
         self.files_dir = Path(tempfile.mkdtemp(prefix="wm-inspect-"))
 
     @property
@@ -46,14 +43,14 @@ class Inspection:
     def figures(self, episode: int, horizon: int) -> dict[str, np.ndarray | None]:
         """Every figure, with the open-loop ones on `episode` up to `horizon` steps."""
         episode = int(np.clip(episode, 0, len(self.episode_lengths) - 1))
-        return card_figures(self.report, episode, max(1, int(horizon)))
+        return wm_core.card_figures(self.report, episode, max(1, int(horizon)))
 
     def files(self) -> list[str]:
         """report.json and report.png of this evaluation, written to a temp directory for download."""
         return [str(p) for p in wm_core.write_report(self.report, self.files_dir)]
 
     @property
-    def explorer(self) -> LatentExplorer:
+    def explorer(self) -> wm_core.LatentExplorer:
         """Principal directions of the latent over the held-out episodes (computed on first use)."""
         if not self.model.capabilities.latent:
             raise ValueError(
@@ -61,7 +58,7 @@ class Inspection:
                 "last frames"
             )
         if self._explorer is None:
-            self._explorer = LatentExplorer(self.model, self.report.episodes)
+            self._explorer = wm_core.LatentExplorer(self.model, self.report.episodes)
         return self._explorer
 
     def explore(self, episode: int, t: int, offsets: list[float]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ _WHERE = {
     "Futures": "interactive.compare",
     "HELDOUT_SEED_BASE": "data",
     "KeyController": "data.keys",
+    "LatentExplorer": "evaluation.explorer",
     "Keymap": "data.keys",
     "PlaySession": "interactive.play",
     "Report": "evaluation.report",
@@ -37,6 +38,7 @@ _WHERE = {
     "Trainer": "train",
     "WorldModel": "protocol",
     "cached_model": "interactive.play",
+    "card_figures": "evaluation.figures",
     "collect": "data",
     "compare_problem": "interactive.compare",
     "data_budget": "train",
@@ -81,6 +83,8 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from .data.keys import KeyController, Keymap  # noqa: F401
     from .dream import Dream  # noqa: F401
     from .evaluation.card import format_card, heldout_store, open_loop, open_loop_grid  # noqa: F401
+    from .evaluation.explorer import LatentExplorer  # noqa: F401
+    from .evaluation.figures import card_figures  # noqa: F401
     from .evaluation.report import Report, evaluate_checkpoint, write_report  # noqa: F401
     from .interactive.compare import CompareFrame, CompareSession, Futures, compare_problem  # noqa: F401
     from .interactive.play import PlaySession, cached_model, record_dream, write_video  # noqa: F401
