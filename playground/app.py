@@ -1,4 +1,5 @@
-"""The playground's Blocks: Play, Compare, Inspect and Train tabs over `wm_core`'s public API."""
+"""The playground's Blocks: the tabs over `wm_core`'s public API, composed from a list (the tab contract is in
+`playground.context`)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from .compare_hub import CompareHub
 from .compare_tab import build_compare_tab
-from .hub import ROOT, PlayHub
+from .context import AppContext
+from .hub import ROOT
 from .inspect_tab import build_inspect_tab
 from .play_tab import build_play_tab
 from .train_tab import build_train_tab
@@ -21,6 +22,14 @@ CSS = """
 .wm-mono textarea { font-family: ui-monospace, Menlo, Consolas, monospace !important; font-size: 12px !important;
   white-space: pre; }
 """
+
+# (title, id, builder): add a tab by adding a line (see playground/context.py for what a builder gets and returns)
+TABS = (
+    ("Play", "play", build_play_tab),
+    ("Compare", "compare", build_compare_tab),
+    ("Inspect", "inspect", build_inspect_tab),
+    ("Train", "train", build_train_tab),
+)
 
 
 def set_threads() -> int:
@@ -36,24 +45,21 @@ def set_threads() -> int:
 def build_demo(checkpoint_dir: Path | str | None = None, runs_dir: Path | str | None = None) -> gr.Blocks:
     """The whole app; `launch()` it, or mount it in a FastAPI app."""
     set_threads()
-    shipped = Path(checkpoint_dir) if checkpoint_dir else ROOT / "checkpoints"
-    runs = Path(runs_dir) if runs_dir else Path("runs")
-    hub = PlayHub(runs / "play-data")
+    ctx = AppContext(Path(checkpoint_dir) if checkpoint_dir else ROOT / "checkpoints", Path(runs_dir or "runs"))
     with gr.Blocks(title="World Model Playground") as demo:
         gr.Markdown(
             "# World Model Playground\nTrain world models on gymnasium environments, then play inside "
             "their dreams with your keyboard.",
             elem_id="wm-title",
         )
+        built = []
         with gr.Tabs():
-            with gr.Tab("Play", id="play"):
-                play = build_play_tab(hub, shipped, runs, runs / "recordings")
-            with gr.Tab("Compare", id="compare"):
-                build_compare_tab(CompareHub(), shipped, runs)
-            with gr.Tab("Inspect", id="inspect"):
-                inspect = build_inspect_tab(shipped, runs)
-            with gr.Tab("Train", id="train"):
-                finished = build_train_tab(runs)
-        finished.then(play["refresh"], None, play["checkpoint"]).then(inspect["refresh"], None, inspect["checkpoint"])
+            for title, tab_id, build in TABS:
+                with gr.Tab(title, id=tab_id):
+                    built.append(build(ctx))
+        lists = [c for tab in built for c in tab.checkpoint_lists]
+        for tab in built:  # a finished training run appears in every checkpoint list
+            if tab.trained is not None:
+                tab.trained.then(lambda: [ctx.refreshed() for _ in lists], None, lists)
     demo.css = CSS
     return demo

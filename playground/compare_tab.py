@@ -4,68 +4,44 @@ next to the real future, as a filmstrip and a divergence-over-time plot."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 
 import wm_core
 
-from .compare_hub import CompareHub
-from .hub import control_handler, friendly, list_checkpoints, tick_server_function
-from .play_tab import keymap_markdown, player_assets
+from .context import AppContext, Tab, keymap_markdown
+from .hub import SessionHub, control_handler, friendly, list_checkpoints
+from .player import player
 
 MAX_RUNS = 4
 
-COMPARE_HTML = """
-<div class="wm-compare" data-client="${value}">
-  <div class="wm-cmp-head">
-    <span class="wm-cmp-status">Pick checkpoints of one env above and press Start to compare.</span>
-    <span class="wm-cmp-meta">step <b class="wm-cmp-step">0</b> · frames/s <b class="wm-cmp-fps">0</b> ·
-      key→frame <b class="wm-cmp-latency">–</b></span>
-  </div>
-  <div class="wm-cmp-panels">
-    <div class="wm-cmp-panel wm-cmp-real-panel">
-      <div class="wm-cmp-label">real env (same keys)</div>
-      <canvas class="wm-cmp-real" width="64" height="64" tabindex="0"></canvas>
-      <div class="wm-cmp-rows">
-        <span>reward</span><b class="wm-cmp-real-reward">0.00</b>
-        <span>return</span><b class="wm-cmp-real-return">0.0</b>
-        <span>episode</span><b class="wm-cmp-real-state">–</b>
-      </div>
-    </div>
-  </div>
-</div>
-"""
+
+def problem(runs: list[str] | None) -> str | None:
+    """Why these checkpoints cannot be compared (one line), or None when they can."""
+    runs = list(runs or [])
+    if not runs:
+        return "Pick 1 to 4 checkpoints of one env (train some in the Train tab)."
+    if len(runs) > MAX_RUNS:
+        return f"{len(runs)} checkpoints picked: Compare shows at most {MAX_RUNS}. Remove some."
+    try:
+        return wm_core.compare_problem([wm_core.read_meta(r) for r in runs])
+    except Exception as e:
+        return f"A checkpoint cannot be read: {friendly(e)}"
 
 
-def build_compare_tab(hub: CompareHub, shipped_dir: Path, runs_dir: Path) -> dict:
-    """Build the Compare tab inside the current Blocks; returns the components other tabs refresh."""
+def describe(runs: list[str] | None) -> str:
+    """The picked checkpoints in a line, or why they cannot be compared."""
+    why = problem(runs)
+    if why is not None:
+        return f"**{why}**"
+    env_id = wm_core.read_meta(runs[0])["env_id"]
+    return f"{len(runs)} checkpoint{'s' * (len(runs) > 1)} of **{env_id}**: press Start.  \n{keymap_markdown(env_id)}"
 
-    def choices() -> list[tuple[str, str]]:
-        return [(c.label, c.path) for c in list_checkpoints(shipped_dir, runs_dir)]
 
-    def default() -> list[str]:
-        """The first listed checkpoint and up to one more of its env."""
-        found = list_checkpoints(shipped_dir, runs_dir)
-        return [c.path for c in found if c.env_id == found[0].env_id][:2] if found else []
-
-    def describe(runs: list[str] | None) -> str:
-        runs = list(runs or [])
-        if not runs:
-            return "Pick 1 to 4 checkpoints of one env (train some in the Train tab)."
-        if len(runs) > MAX_RUNS:
-            return f"**{len(runs)} checkpoints picked: Compare shows at most {MAX_RUNS}.** Remove some."
-        try:
-            metas = [wm_core.read_meta(r) for r in runs]
-        except Exception as e:
-            return f"**A checkpoint cannot be read:** {friendly(e)}"
-        problem = wm_core.compare_problem(metas)
-        if problem:
-            return f"**{problem}.**"
-        env_id = metas[0]["env_id"]
-        plural = "s" * (len(runs) > 1)
-        return f"{len(runs)} checkpoint{plural} of **{env_id}**: press Start.  \n{keymap_markdown(env_id)}"
-
+def build_compare_tab(ctx: AppContext) -> Tab:
+    """Build the Compare tab inside the current Blocks."""
+    hub = SessionHub(hold=True)
+    found = list_checkpoints(ctx.shipped, ctx.runs)
+    default = [c.path for c in found if c.env_id == found[0].env_id][:2] if found else []
     gr.Markdown(
         "Up to four models of one environment, driven by **one key stream** in lockstep with the real "
         "environment, all started from the same real frames. Each panel shows the model's own prediction and "
@@ -73,38 +49,19 @@ def build_compare_tab(hub: CompareHub, shipped_dir: Path, runs_dir: Path) -> dic
         "and shows K sampled futures per model next to the real future."
     )
     with gr.Row():
-        picked = gr.Dropdown(
-            choices=choices(),
-            value=default(),
-            multiselect=True,
-            label=f"Runs to compare (up to {MAX_RUNS}, one env)",
-            scale=4,
-            elem_id="wm-cmp-runs",
-        )
+        picked = gr.Dropdown(choices=ctx.checkpoints(), value=default, multiselect=True, scale=4,
+                             label=f"Runs to compare (up to {MAX_RUNS}, one env)", elem_id="wm-cmp-runs")  # fmt: skip
         refresh = gr.Button("↻ Refresh", scale=0, min_width=120)
         start = gr.Button("Start", variant="primary", scale=0, min_width=120, elem_id="wm-cmp-start")
-    info = gr.Markdown(describe(default()), elem_id="wm-cmp-info")
+    info = gr.Markdown(describe(default), elem_id="wm-cmp-info")
     with gr.Row(equal_height=False):
         with gr.Column(scale=4, min_width=700):
-            board = gr.HTML(
-                value="",
-                html_template=COMPARE_HTML,
-                **player_assets("compare"),
-                server_functions=[tick_server_function(hub)],
-                elem_id="wm-compare",
-            )
+            live = player(hub, "wm-compare", "Pick checkpoints of one env above and press Start to compare.")
         with gr.Column(scale=1, min_width=220):
-            temperature = gr.Slider(
-                0.0, 2.0, value=1.0, step=0.05, label="Temperature (live, every model)", elem_id="wm-cmp-temperature"
-            )
-            steps = gr.Slider(
-                1,
-                6,
-                value=2,
-                step=1,
-                label="Sampling steps (pixel-space models, live)",
-                elem_id="wm-cmp-sampling-steps",
-            )
+            temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature (live, every model)",
+                                    elem_id="wm-cmp-temperature")  # fmt: skip
+            steps = gr.Slider(1, 6, value=2, step=1, label="Sampling steps (pixel-space models, live)",
+                              elem_id="wm-cmp-sampling-steps")  # fmt: skip
             with gr.Row():
                 pause = gr.Button("Pause", elem_id="wm-cmp-pause", min_width=80)
                 reset = gr.Button("Reset", elem_id="wm-cmp-reset", min_width=80)
@@ -126,9 +83,9 @@ def build_compare_tab(hub: CompareHub, shipped_dir: Path, runs_dir: Path) -> dic
 
     def on_start(cid: str, runs: list[str] | None, temp: float, n_steps: float):
         cid = cid or hub.new_client()
-        problem = describe(runs)
-        if not runs or problem.startswith("**"):
-            return cid, cid, problem, ""
+        why = problem(runs)
+        if why is not None:
+            return cid, cid, f"**{why}**", ""
         try:
             s = hub.start(cid, list(runs), temperature=temp)
             s.set_sampling_steps(int(n_steps))
@@ -148,11 +105,11 @@ def build_compare_tab(hub: CompareHub, shipped_dir: Path, runs_dir: Path) -> dic
         return text, big, futures.figure
 
     picked.change(describe, picked, info)
-    refresh.click(lambda: gr.update(choices=choices()), None, picked)
-    start.click(on_start, [client, picked, temperature, steps], [client, board, info, status])
+    refresh.click(ctx.refreshed, None, picked)
+    start.click(on_start, [client, picked, temperature, steps], [client, live, info, status])
     temperature.change(control_handler(hub, "temperature"), [client, temperature], status)
     steps.change(control_handler(hub, "steps"), [client, steps], status)
     pause.click(control_handler(hub, "pause"), client, status)
     reset.click(control_handler(hub, "reset"), client, status)
     dream.click(on_dream, [client, samples, horizon], [status, strip, plot])
-    return {"runs": picked, "refresh": lambda: gr.update(choices=choices())}
+    return Tab(checkpoint_lists=[picked])

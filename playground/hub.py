@@ -1,6 +1,6 @@
-"""The app's controller layer, free of gradio: play sessions keyed by browser client, training jobs in
-threads, and the checkpoint list. Handlers in the tabs are thin wrappers around these, so this logic
-is testable without a browser.
+"""The app's controller layer, free of gradio: each tab's sessions keyed by browser client (`SessionHub`, over
+`wm_core.Session`), the one wire format the browser player paints, and the checkpoint and data lists.
+Handlers in the tabs are thin wrappers around these, so this logic is testable without a browser.
 """
 
 from __future__ import annotations
@@ -8,12 +8,11 @@ from __future__ import annotations
 import base64
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -90,36 +89,70 @@ def list_stores(runs_dir: Path | str) -> list[tuple[str, str]]:
     return found
 
 
-S = TypeVar("S")
-
-
 @dataclass
-class Seat(Generic[S]):
-    """One browser client's session with its lock, pause flag and last use."""
+class Seat:
+    """One browser client's session with its lock, pause flag, pending single steps and last use."""
 
-    session: S
+    session: wm_core.Session
     lock: threading.Lock = field(default_factory=threading.Lock)
     paused: bool = False
+    pending_steps: int = 0
     last_used: float = field(default_factory=time.monotonic)
 
 
-@dataclass
-class _Player(Seat[wm_core.PlaySession]):
-    pending_steps: int = 0
+def wire(seat: Seat, f: wm_core.SessionFrame, keys: list[str]) -> dict[str, Any]:
+    """The one wire format of a tick: what the browser player paints (see static/player.js)."""
+    s = seat.session
+    waiting = not seat.paused and not f.real_ended and s.waiting(keys)
+    driver = "you" if waiting else f.driver  # a frame the agent made before the autopilot went off
+    return {
+        "ok": True,
+        "size": int(f.panels[0].frame.shape[0]),
+        "step": f.step,
+        "real": b64_frame(f.real),
+        "real_reward": f.real_reward,
+        "real_ret": f.real_ret,
+        "real_ended": f.real_ended,
+        "hold": s.hold,
+        "paused": seat.paused,
+        "waiting": waiting,
+        "resets": s.resets,
+        "temperature": s.temperature,
+        "recording": s.recording,
+        "recording_data": s.data is not None,
+        "driver": driver,
+        "driver_label": s.driver_label if driver == "agent" else "you",
+        "has_agent": s.agent is not None,
+        "panels": [
+            {
+                "label": label,
+                "frame": b64_frame(p.frame),
+                "reward": p.reward,
+                "ret": p.ret,
+                "done_prob": p.done_prob,
+                "ended": p.ended,
+                "divergence": p.divergence,
+                "extras": p.extras,
+            }
+            for label, p in zip(s.labels, f.panels)
+        ],  # fmt: skip
+    }
 
 
-P = TypeVar("P", bound=Seat)
+class SessionHub:
+    """One tab's sessions, keyed by browser client id and created on demand; idle ones and the least recently
+    used beyond `max_sessions` are dropped. `hold` is the session's end rule (Compare holds, Play restarts).
+    Real-env play recorded as training data goes to `data_dir/ENV` (one store per env, shared by players)."""
 
-
-class ClientHub(Generic[P]):
-    """Sessions keyed by browser client id, created on demand; idle ones and the least recently used beyond
-    `max_sessions` are dropped. PlayHub and CompareHub add what their tabs do."""
-
-    def __init__(self, max_sessions: int = 32, idle_seconds: float = 1800.0) -> None:
-        self.players: dict[str, P] = {}
+    def __init__(
+        self, *, hold: bool = False, data_dir: Path | str = Path("runs") / "play-data", max_sessions: int = 32,
+        idle_seconds: float = 1800.0,
+    ) -> None:  # fmt: skip
+        self.hold, self.data_dir = hold, Path(data_dir)
+        self.not_started = "Start a comparison first." if hold else "Start a checkpoint first."
+        self.players: dict[str, Seat] = {}
         self.lock = threading.Lock()
-        self.max_sessions = max_sessions
-        self.idle_seconds = idle_seconds
+        self.max_sessions, self.idle_seconds = max_sessions, idle_seconds
 
     @staticmethod
     def new_client() -> str:
@@ -133,14 +166,7 @@ class ClientHub(Generic[P]):
         while len(self.players) >= self.max_sessions:
             del self.players[min(self.players, key=lambda c: self.players[c].last_used)]
 
-    def _seat(self, client: str, seat: P) -> None:
-        """Give `client` a new seat; a restart replaces the client's own session, no one else's."""
-        with self.lock:
-            self.players.pop(client, None)
-            self._evict()
-            self.players[client] = seat
-
-    def get(self, client: str) -> P | None:
+    def get(self, client: str) -> Seat | None:
         """The client's seat, if it has started one."""
         with self.lock:
             p = self.players.get(client)
@@ -148,8 +174,116 @@ class ClientHub(Generic[P]):
             p.last_used = time.monotonic()
         return p
 
+    def start(
+        self, client: str, runs: str | list[str], *, temperature: float = 1.0, real: bool = False
+    ) -> wm_core.Session:
+        """Open `runs` (one, or 1-4 of one env) for `client`, started from one real context; a restart replaces
+        the client's own session, no one else's."""
+        session = wm_core.Session(runs, temperature=temperature, real=real or self.hold, hold=self.hold)
+        session.reset()
+        with self.lock:
+            self.players.pop(client, None)
+            self._evict()
+            self.players[client] = Seat(session)
+        return session
 
-def control_handler(hub: Any, action: str) -> Callable[..., str]:
+    def tick(self, client: str, keys: list[str]) -> dict[str, Any]:
+        """One frame for the browser loop: step with the held keys unless paused (or once, after Step)."""
+        p = self.get(client)
+        if p is None:
+            return {"ok": False, "message": "Pick a checkpoint above and press Start."}
+        with p.lock:
+            if p.pending_steps:
+                p.pending_steps -= 1
+                f = p.session.tick(keys, once=True)
+            else:
+                f = p.session.frame if p.paused else p.session.tick(keys)
+            return wire(p, f, keys)
+
+    def control(self, client: str, action: str, value: Any = None) -> str:
+        """pause / step / reset / temperature / steps / real / record_data / autopilot; returns a status line."""
+        p = self.get(client)
+        if p is None:
+            return self.not_started
+        with p.lock:
+            return _control(self, p, action, value)
+
+    def record(self, client: str, out_dir: Path | str) -> tuple[str, list[str]]:
+        """Toggle recording; on stop returns the written GIF and JSON paths."""
+        p = self.get(client)
+        if p is None:
+            return self.not_started, []
+        with p.lock:
+            s = p.session
+            if not s.recording:
+                s.start_recording()
+                return "recording… press Record again to save", []
+            video, log = s.stop_recording(out_dir)
+            return f"saved {video.name} and {log.name}", [str(video), str(log)]
+
+    def dream_from_here(
+        self, client: str, samples: int, horizon: int, seed: int | None = None
+    ) -> tuple[str, wm_core.Futures | None]:
+        """Pause the client's session and dream `samples` futures per model from the frozen real state; returns a
+        status line and the futures (None before Start)."""
+        p = self.get(client)
+        if p is None:
+            return self.not_started, None
+        with p.lock:
+            futures = p.session.dream_from_here(samples=int(samples), horizon=int(horizon), seed=seed)
+            p.paused = True
+        n, H = len(futures.real), futures.horizon
+        ended = f"; the real episode ends after {n} of them" if n < H else ""
+        return (
+            f"paused: {futures.samples} dreams per model for {H} steps of random actions (seed {futures.seed}) "
+            f"from the frozen real frame{ended}. Press Pause to play on.",
+            futures,
+        )
+
+
+def _control(hub: SessionHub, p: Seat, action: str, value: Any) -> str:
+    s = p.session
+    if action == "pause":
+        p.paused = not p.paused
+        return "paused" if p.paused else "playing"
+    if action == "step":
+        p.paused, p.pending_steps = True, p.pending_steps + 1
+        return "paused: stepped one frame"
+    if action == "reset":
+        s.reset()
+        return "new real context" + (" for every model" if len(s.models) > 1 else "")
+    if action == "temperature":
+        s.temperature = float(value)
+        return f"temperature {s.temperature:.2f}"
+    if action == "steps":
+        n = s.set_sampling_steps(int(value))
+        if not n:
+            return f"{s.meta['family']} draws each frame in one pass: it has no sampling steps"
+        return f"{int(value)} sampling steps per frame"
+    if action == "real":
+        stopped = not value and s.data is not None
+        s.set_real(bool(value))
+        if s.real:
+            return "real env beside the dream"
+        return "dream only" + (" (recording of real play stopped)" if stopped else "")
+    if action == "record_data":
+        if not value:
+            store = s.record_data(None)
+            return f"stopped: {len(store) if store else 0} episodes of real play in {store.root if store else '-'}"
+        store = s.record_data(hub.data_dir / s.env_id.replace("/", "-"))
+        return (
+            f"recording your real-env play into {store.root} ({len(store)} episodes there): train on it "
+            "with the Train tab's Data list or `wm train --data`"
+        )
+    if action == "autopilot":
+        if value and s.agent is None:
+            return "This checkpoint has no trained agent and its family no planner: `wm agent train RUN` trains one."
+        s.autopilot = bool(value)
+        return f"the {s.driver_label} drives until you press a key" if s.autopilot else "you drive"
+    raise ValueError(f"unknown control '{action}'")
+
+
+def control_handler(hub: SessionHub, action: str) -> Callable[..., str]:
     """A Gradio handler (client id, optional value) -> status line for `hub.control(client, action, value)`."""
 
     def handler(cid: str, value: Any = None) -> str:
@@ -161,10 +295,9 @@ def control_handler(hub: Any, action: str) -> Callable[..., str]:
     return handler
 
 
-def tick_server_function(hub: Any) -> Callable[[dict], dict]:
-    """The server function a tab's browser loop calls ~30 times a second with {"client": id, "keys": [...]};
-    `hub` is a PlayHub or CompareHub. Errors come back as one line, so a broken checkpoint or env never
-    stops the loop."""
+def tick_server_function(hub: SessionHub) -> Callable[[dict], dict]:
+    """The server function the player's browser loop calls ~30 times a second with {"client": id, "keys": [...]};
+    errors come back as one line, so a broken checkpoint or env never stops the loop."""
 
     def tick(request: dict) -> dict:
         try:
@@ -173,231 +306,3 @@ def tick_server_function(hub: Any) -> Callable[[dict], dict]:
             return {"ok": False, "message": friendly(e)}
 
     return tick
-
-
-class PlayHub(ClientHub[_Player]):
-    """Every browser client's play session, created on demand and dropped when idle. Real-env play recorded as
-    training data goes to `data_dir/ENV` (one store per env, shared by every player of this app)."""
-
-    def __init__(self, data_dir: Path | str = Path("runs") / "play-data", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.data_dir = Path(data_dir)
-
-    def start(self, client: str, run: str, *, temperature: float = 1.0, lockstep: bool = False) -> wm_core.PlaySession:
-        """Open `run` for `client` and reset it from a real context."""
-        session = wm_core.PlaySession(run, temperature=temperature, lockstep=lockstep)
-        session.reset()
-        self._seat(client, _Player(session))
-        return session
-
-    def tick(self, client: str, keys: list[str]) -> dict[str, Any]:
-        """One frame for the browser loop: step with held keys unless paused, and report."""
-        p = self.get(client)
-        if p is None:
-            return {"ok": False, "message": "Pick a checkpoint above and press Start to play."}
-        with p.lock:
-            s = p.session
-            if p.pending_steps:  # one frame with the held keys (or the first binding's): tick asks the keys once
-                p.pending_steps -= 1
-                f = s.tick(list(keys) or [s.keymap.bindings[0].key])
-            elif p.paused:
-                f = s.frame
-            else:
-                f = s.tick(keys)
-            waiting = (
-                not p.paused
-                and s.keymap.idle_action is None
-                and not keys
-                and not f.ended
-                and not (s.autopilot and s.agent is not None)
-            )
-            driver = "you" if waiting else f.driver  # a frame the agent made before the autopilot went off
-            return {
-                "ok": True,
-                "frame": b64_frame(f.dream),
-                "size": int(f.dream.shape[0]),
-                "real": b64_frame(f.real) if s.lockstep else None,
-                "reward": f.reward,
-                "ret": f.ret,
-                "done_prob": f.done_prob,
-                "ended": f.ended,
-                "step": f.step,
-                "real_reward": f.real_reward,
-                "real_ret": f.real_ret,
-                "real_ended": f.real_ended,
-                "paused": p.paused,
-                "waiting": waiting,
-                "resets": s.resets,
-                "recording": s.recording is not None,
-                "recording_data": s.data is not None,
-                "temperature": s.temperature,
-                "driver": driver,
-                "driver_label": s.driver_label if driver == "agent" else "you",
-                "has_agent": s.agent is not None,
-                "extras": f.extras,
-            }
-
-    def control(self, client: str, action: str, value: Any = None) -> str:
-        """Pause / step / reset / temperature / steps / lockstep / record_data / autopilot; returns a status line."""
-        p = self.get(client)
-        if p is None:
-            return "Start a checkpoint first."
-        with p.lock:
-            s = p.session
-            if action == "pause":
-                p.paused = not p.paused
-                return "paused" if p.paused else "playing"
-            if action == "step":
-                p.paused, p.pending_steps = True, p.pending_steps + 1
-                return "paused: stepped one frame"
-            if action == "reset":
-                s.reset()
-                return "new real context"
-            if action == "temperature":
-                s.temperature = float(value)
-                return f"temperature {s.temperature:.2f}"
-            if action == "steps":
-                s.sampling_steps = int(value)
-                return f"{s.sampling_steps} sampling steps per frame"
-            if action == "autopilot":
-                if value and s.agent is None:
-                    return (
-                        "This checkpoint has no trained agent and its family no planner: `wm agent train RUN` "
-                        "trains one in its dream."
-                    )
-                s.autopilot = bool(value)
-                return f"the {s.driver_label} drives until you press a key" if s.autopilot else "you drive"
-            if action == "lockstep":
-                stopped = not value and s.data is not None
-                if stopped:
-                    s.record_data(None)
-                s.lockstep = bool(value)
-                s.reset()
-                if s.lockstep:
-                    return "real env beside the dream"
-                return "dream only" + (" (recording of real play stopped)" if stopped else "")
-            if action == "record_data":
-                if not value:
-                    store = s.record_data(None)
-                    return (
-                        f"stopped: {len(store) if store else 0} episodes of real play in {store.root if store else '-'}"
-                    )
-                store = s.record_data(self.data_dir / s.env_id.replace("/", "-"))
-                return (
-                    f"recording your real-env play into {store.root} ({len(store)} episodes there): train on it "
-                    "with the Train tab's Data list or `wm train --data`"
-                )
-        raise ValueError(f"unknown control '{action}'")
-
-    def record(self, client: str, out_dir: Path | str) -> tuple[str, list[str]]:
-        """Toggle recording; on stop returns the written GIF and JSON paths."""
-        p = self.get(client)
-        if p is None:
-            return "Start a checkpoint first.", []
-        with p.lock:
-            s = p.session
-            if s.recording is None:
-                s.start_recording()
-                return "recording… press Record again to save", []
-            video, log = s.stop_recording(out_dir)
-            return f"saved {video.name} and {log.name}", [str(video), str(log)]
-
-
-@dataclass
-class TrainJob:
-    """One training run in a background thread, with everything the Train tab shows."""
-
-    family: str
-    env_id: str
-    preset: str
-    overrides: dict[str, Any]
-    device: str
-    runs_dir: Path
-    data: str | None = None  # an episode store to train on; None: collect with `policy`
-    policy: str = "scripted"
-    phase: str = "starting"
-    message: str = ""
-    collected: int = 0  # frames (or episodes, when the job asks for episodes) collected so far
-    step: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-    preview: np.ndarray | None = None
-    run: str | None = None
-    error: str | None = None
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
-
-    @property
-    def total_steps(self) -> int:
-        """Gradient steps this job will take."""
-        cls = wm_core.get_family(self.family)
-        return int(self.overrides.get("steps") or cls.preset(self.preset).steps)
-
-    @property
-    def collect_target(self) -> tuple[int, str]:
-        """(how many, "frames" or "episodes") it collects when it has no data."""
-        config = wm_core.get_family(self.family).preset(self.preset, **self.overrides)
-        episodes, frames = wm_core.data_budget(self.env_id, config)
-        return (episodes, "episodes") if episodes else (frames, "frames")
-
-    @property
-    def alive(self) -> bool:
-        """True while the thread runs."""
-        return self.thread is not None and self.thread.is_alive()
-
-    def start(self) -> TrainJob:
-        """Validate the inputs, then train in a daemon thread."""
-        wm_core.get_family(self.family)
-        wm_core.env_entry(self.env_id)  # unknown id or missing extra fails here, before any thread
-        wm_core.resolve_device(self.device)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.run = str(self.runs_dir / f"{self.family}-{self.env_id.replace('/', '-')}-{stamp}")
-        self.thread = threading.Thread(target=self._work, daemon=True, name=f"train-{self.family}")
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Ask the loop to stop; it saves a resumable checkpoint."""
-        self.stop_event.set()
-
-    def _work(self) -> None:
-        unit = self.collect_target[1]
-
-        def on_event(e: wm_core.TrainEvent) -> None:
-            if e.kind == "collect":
-                self.phase, self.collected = "collecting", e.frames if unit == "frames" else e.episodes
-            elif e.kind == "metrics":
-                self.phase, self.step = "training", e.step
-                self.history.append(dict(e.metrics))
-            elif e.kind == "preview":
-                long_eps = [ep for ep in e.preview_episodes if len(ep) > 15] or e.preview_episodes
-                self.preview = wm_core.open_loop_grid(e.model, long_eps[0], context=5, horizon=10)
-            else:
-                self.message = e.message
-
-        args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in self.overrides.items())
-        source = f"--data {self.data}" if self.data else f"--policy {self.policy}"
-        command = (
-            f"wm train --family {self.family} --env {self.env_id} --preset {self.preset} {args} {source} "
-            f"--device {self.device} --out {self.run}"
-        )
-        try:
-            self.phase = "collecting"
-            _, report = wm_core.train_run(
-                self.family,
-                self.env_id,
-                preset=self.preset,
-                overrides=self.overrides,
-                data=self.data,
-                policy=self.policy,
-                out=self.run,
-                device=self.device,
-                command=" ".join(command.split()),
-                on_event=on_event,
-                preview_every=min(50, max(1, self.total_steps // 3)),
-                should_stop=self.stop_event.is_set,
-            )
-            self.step = report.step
-            self.phase = "stopped" if report.stopped else "done"
-        except Exception as e:  # shown to the user as one line; the traceback goes to the server log
-            traceback.print_exc()
-            self.error, self.phase = friendly(e), "error"

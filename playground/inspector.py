@@ -76,3 +76,19 @@ class Inspection:
             "t": t,
             "decoded_by": "decoder" if self.model.capabilities.decoder else "probe",
         }
+
+
+def saved_report(run: str | None) -> tuple[str, str | None, list[str]]:
+    """(card text, report.png path, [report.json, report.png]) of the report `wm eval` saved beside `run`, or a
+    line saying there is none yet (then Evaluate computes one)."""
+    if not run:
+        return "Pick a checkpoint.", None, []
+    folder = Path(wm_core.read_meta(run)["_dir"])
+    js, png = folder / "report.json", folder / "report.png"
+    if not js.is_file():
+        return "No saved report beside this checkpoint yet: press Evaluate (or run `wm eval RUN`).", None, []
+    import json
+
+    card = json.loads(js.read_text())
+    files = [str(js)] + ([str(png)] if png.is_file() else [])
+    return wm_core.format_card(card), str(png) if png.is_file() else None, files

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 import matplotlib
@@ -15,7 +17,9 @@ import torch  # noqa: E402
 
 import wm_core  # noqa: E402
 
-from .hub import TrainJob, friendly, list_stores  # noqa: E402
+from .context import AppContext, Tab  # noqa: E402
+from .hub import friendly, list_stores  # noqa: E402
+from .jobs import TrainJob  # noqa: E402
 
 JOBS: dict[str, TrainJob] = {}  # job id -> job; each browser session holds its own ids in gr.State
 PLOTTED = ("loss", "recon_fg_mse", "recon_mse", "mdn_nll", "kl")
@@ -76,96 +80,131 @@ def device_choices() -> list[str]:
     return ["auto", "cpu"] + ([f"cuda ({gpu})"] if gpu else [])
 
 
-def build_train_tab(runs_dir: Path):
-    """Build the Train tab inside the current Blocks; returns the Start event (for chaining)."""
-    families = sorted(wm_core.FAMILIES)
-    cfg = wm_core.TrainConfig
+def config_table(family: str) -> str:
+    """The family's config fields as a markdown table: name, the small preset's value, what it does (the field's
+    docstring). The form's knobs and `wm train --help` come from the same fields."""
+    cls = wm_core.get_family(family)
+    small = cls.preset("small")
+    rows = [f"| `{f.name}` | {getattr(small, f.name)} | {wm_core.field_doc(cls.Config, f.name)} |"
+            for f in dataclasses.fields(cls.Config)]  # fmt: skip
+    return "| field | small preset | what it does |\n|---|---|---|\n" + "\n".join(rows)
+
+
+def parse_overrides(family: str, text: str) -> dict[str, Any]:
+    """`name=value, name=value` -> typed config overrides of `family`; ValueError (one line) for an unknown
+    field or a value of the wrong type."""
+    cls = wm_core.get_family(family)
+    fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+    out: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in (text or "").replace("\n", ",").split(","))):
+        name, eq, value = part.partition("=")
+        name, value = name.strip().replace("-", "_"), value.strip()
+        if not eq or name not in fields:
+            raise ValueError(f"'{part}' is not field=value with a field of {family} (see the table)")
+        kind = type(fields[name].default)
+        try:
+            if kind is bool:
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                out[name] = value.lower() in ("true", "1", "yes")
+            else:
+                out[name] = kind(value)
+        except ValueError:
+            raise ValueError(f"{name} takes a {kind.__name__}, got '{value}'") from None
+    return out
+
+
+def start_job(
+    ctx: AppContext, family: str, env_id: str, preset: str, device: str, n_steps: float | None,
+    n_frames: float | None, source: str | None, advanced: str,
+) -> tuple[TrainJob | None, str | None]:  # fmt: skip
+    """Validate the form and start a TrainJob; returns (job, None) or (None, one-line problem)."""
+    try:
+        overrides = parse_overrides(family, advanced)
+    except ValueError as e:
+        return None, str(e)
+    for key, value in (("steps", n_steps), ("frames", n_frames)):
+        if value is not None and value != "":
+            if int(value) < 1:
+                return None, f"{key} must be at least 1"
+            overrides[key] = int(value)
+    source = source or "collect:scripted"
+    collecting = source.startswith("collect:")
+    job = TrainJob(family, (env_id or "").strip(), preset, overrides, (device or "auto").split(" ")[0], ctx.runs,
+                   data=None if collecting else source,
+                   policy=source.split(":", 1)[1] if collecting else "scripted")  # fmt: skip
+    try:
+        job.start()
+    except Exception as e:
+        return None, friendly(e)
+    return job, None
+
+
+def follow(jid: str, job: TrainJob):
+    """Yield the job's progress, message, curves and preview until it ends."""
+    shown_preview = None
+    while True:
+        alive = job.alive
+        if job.preview is not None and job.preview is not shown_preview:
+            shown_preview = job.preview
+        msg = job.message if job.phase != "error" else f"**Training failed:** {job.error}"
+        if job.phase in ("done", "stopped"):
+            msg = f"**{job.phase}**: saved `{job.run}` at step {job.step}. Open the Play tab to drive it."
+        yield jid, progress_html(job), msg, loss_figure(job), shown_preview
+        if not alive:
+            break
+        time.sleep(0.5)
+
+
+def _form(ctx: AppContext) -> dict[str, Any]:
+    """The form's components."""
+    cfg, f = wm_core.TrainConfig, {}
+    with gr.Row():
+        f["family"] = gr.Dropdown(sorted(wm_core.FAMILIES), value="ha", label="Family", elem_id="wm-family")
+        f["env"] = gr.Dropdown(list(wm_core.CATALOG), value="CartPole-v1", allow_custom_value=True,
+                               label="Environment (or type any gymnasium id)", elem_id="wm-env")  # fmt: skip
+        f["preset"] = gr.Radio(list(wm_core.PRESET_NAMES), value="small", label="Preset", elem_id="wm-preset",
+                               info="tiny: seconds, for checks · small: minutes on a CPU · large: a GPU")  # fmt: skip
+        f["device"] = gr.Radio(device_choices(), value="auto", label="Device")
+    with gr.Row():
+        f["steps"] = gr.Number(None, label="Gradient steps (blank = preset)", precision=0,
+                               info=wm_core.field_doc(cfg, "steps"), elem_id="wm-steps")  # fmt: skip
+        f["frames"] = gr.Number(None, label="Frames of data (blank = the env's default)", precision=0,
+                                info=wm_core.field_doc(cfg, "frames"), elem_id="wm-frames")  # fmt: skip
+        f["data"] = gr.Dropdown(data_choices(ctx.runs), value="collect:scripted", label="Data", elem_id="wm-data",
+                                scale=2, info="collect new episodes, or train on a store (your recorded play, or "
+                                "another run's data)")  # fmt: skip
+    with gr.Accordion("Advanced: every config field of the family", open=False):
+        f["advanced"] = gr.Textbox("", label="More fields (field=value, comma-separated)", elem_id="wm-advanced",
+                                   placeholder="e.g. lr=0.0003, batch_size=8")  # fmt: skip
+        f["table"] = gr.Markdown(config_table("ha"), elem_id="wm-config-table")
+    f["env_info"] = gr.Markdown(wm_core.CATALOG["CartPole-v1"].description)
+    return f
+
+
+def build_train_tab(ctx: AppContext) -> Tab:
+    """Build the Train tab inside the current Blocks; its Start event fires when a run is done training."""
     gr.Markdown(
         "Train a world model: data is collected first (each env has a scripted player mixed with random "
         "actions, so the data reaches the states play reaches), or pick data you recorded by playing the real "
         "env in the Play tab. Then the model learns to predict frames, rewards and episode ends. A finished run "
-        "appears in the Play tab."
+        "appears in the other tabs."
     )
-    with gr.Row():
-        family = gr.Dropdown(families, value="ha", label="Family", elem_id="wm-family")
-        env = gr.Dropdown(
-            list(wm_core.CATALOG),
-            value="CartPole-v1",
-            allow_custom_value=True,
-            label="Environment (or type any gymnasium id)",
-            elem_id="wm-env",
-        )
-        preset = gr.Radio(
-            list(wm_core.PRESET_NAMES),
-            value="small",
-            label="Preset",
-            elem_id="wm-preset",
-            info="tiny: seconds, for checks · small: minutes on a CPU · large: for a GPU",
-        )
-        device = gr.Radio(device_choices(), value="auto", label="Device")
-    with gr.Row():
-        steps = gr.Number(
-            None,
-            label="Gradient steps (blank = preset)",
-            precision=0,
-            info=wm_core.field_doc(cfg, "steps"),
-            elem_id="wm-steps",
-        )
-        frames = gr.Number(
-            None,
-            label="Frames of data (blank = the env's default)",
-            precision=0,
-            info=wm_core.field_doc(cfg, "frames"),
-            elem_id="wm-frames",
-        )
-        data = gr.Dropdown(
-            data_choices(runs_dir),
-            value="collect:scripted",
-            label="Data",
-            info="collect new episodes, or train on a store (your recorded play, or another run's data)",
-            elem_id="wm-data",
-            scale=2,
-        )
-    env_info = gr.Markdown(wm_core.CATALOG["CartPole-v1"].description)
+    f = _form(ctx)
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="wm-train-start")
         stop = gr.Button("Stop and save", variant="stop", elem_id="wm-train-stop")
     progress = gr.HTML("", elem_id="wm-train-progress")
     message = gr.Markdown("", elem_id="wm-train-message")
     curves = gr.Plot(label="Training curves", elem_id="wm-train-curves")
-    preview = gr.Image(
-        label="Open-loop preview on a training episode: real / predicted / |difference|",
-        interactive=False,
-        elem_id="wm-train-preview",
-        image_mode="RGB",
-    )
+    preview = gr.Image(label="Open-loop preview on a training episode: real / predicted / |difference|",
+                       interactive=False, elem_id="wm-train-preview", image_mode="RGB")  # fmt: skip
     job_id = gr.State("")
 
-    def describe_env(env_id: str) -> str:
-        entry = wm_core.CATALOG.get(env_id)
-        return entry.description if entry else f"`{env_id}`: not in the catalog; frames come from its renderer."
-
-    def run(family_name, env_id, preset_name, device_name, n_steps, n_frames, source):
-        overrides = {k: int(v) for k, v in (("steps", n_steps), ("frames", n_frames)) if v}
-        for k, v in overrides.items():
-            if v < 1:
-                yield "", "", f"**{k} must be at least 1.**", None, None
-                return
-        source = source or "collect:scripted"
-        job = TrainJob(
-            family_name,
-            (env_id or "").strip(),
-            preset_name,
-            overrides,
-            (device_name or "auto").split(" ")[0],
-            runs_dir,
-            data=None if source.startswith("collect:") else source,
-            policy=source.split(":", 1)[1] if source.startswith("collect:") else "scripted",
-        )
-        try:
-            job.start()
-        except Exception as e:
-            yield "", "", f"**Cannot start:** {friendly(e)}", None, None
+    def run(*values):
+        job, problem = start_job(ctx, *values)
+        if job is None:
+            yield "", "", f"**Cannot start:** {problem}", None, None
             return
         jid = uuid.uuid4().hex
         JOBS[jid] = job
@@ -174,20 +213,6 @@ def build_train_tab(runs_dir: Path):
         finally:  # the page may go away; the job keeps training and saves its run
             JOBS.pop(jid, None)
 
-    def follow(jid: str, job: TrainJob):
-        shown_preview = None
-        while True:
-            alive = job.alive
-            if job.preview is not None and job.preview is not shown_preview:
-                shown_preview = job.preview
-            msg = job.message if job.phase not in ("error",) else f"**Training failed:** {job.error}"
-            if job.phase in ("done", "stopped"):
-                msg = f"**{job.phase}**: saved `{job.run}` at step {job.step}. Open the Play tab to drive it."
-            yield jid, progress_html(job), msg, loss_figure(job), shown_preview
-            if not alive:
-                break
-            time.sleep(0.5)
-
     def stop_job(jid: str) -> str:
         job = JOBS.get(jid)
         if job is None or not job.alive:
@@ -195,12 +220,14 @@ def build_train_tab(runs_dir: Path):
         job.stop()
         return "Stopping: saving a resumable checkpoint…"
 
-    env.change(describe_env, env, env_info)
-    data.focus(lambda: gr.update(choices=data_choices(runs_dir)), None, data)
+    def describe_env(env_id: str) -> str:
+        entry = wm_core.CATALOG.get(env_id)
+        return entry.description if entry else f"`{env_id}`: not in the catalog; frames come from its renderer."
+
+    f["env"].change(describe_env, f["env"], f["env_info"])
+    f["family"].change(config_table, f["family"], f["table"])
+    f["data"].focus(lambda: gr.update(choices=data_choices(ctx.runs)), None, f["data"])
     stop.click(stop_job, job_id, message, concurrency_limit=None)
-    return start.click(
-        run,
-        [family, env, preset, device, steps, frames, data],
-        [job_id, progress, message, curves, preview],
-        concurrency_limit=4,
-    )
+    inputs = [f[k] for k in ("family", "env", "preset", "device", "steps", "frames", "data", "advanced")]
+    trained = start.click(run, inputs, [job_id, progress, message, curves, preview], concurrency_limit=4)
+    return Tab(trained=trained)

@@ -1,4 +1,5 @@
-"""Compare without a browser: CompareSession and CompareHub on two real tiny CartPole checkpoints (ha and
+"""Compare without a browser: the Compare tab's Session (hold rule, real env
+on) and its SessionHub on two real tiny CartPole checkpoints (ha and
 dreamer), checked against standalone Dreams and a separately replayed real env.
 """
 
@@ -13,8 +14,8 @@ import torch
 from test_hub import TINY_STEPS, train_tiny
 
 import wm_core
-from playground.compare_hub import CompareHub
-from wm_core.interactive.compare import filmstrip, frame_divergence
+from playground.hub import SessionHub
+from wm_core.interactive.futures import filmstrip, frame_divergence
 
 # From the real context of seed 0 these keep the real pole up throughout (the tests check that they do).
 KEYS = [["ArrowRight"], ["ArrowLeft"], ["ArrowRight"], [], ["ArrowLeft"], ["ArrowRight"], ["ArrowLeft"]]
@@ -37,9 +38,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"ha": ha, "dreamer": dreamer, "pendulum": pendulum}
 
 
-def session(runs: dict[str, Path], **kw) -> wm_core.CompareSession:
+def session(runs: dict[str, Path], **kw) -> wm_core.Session:
     """A compare session of the ha and dreamer runs, reset."""
-    s = wm_core.CompareSession([runs["ha"], runs["dreamer"]], seed=kw.pop("seed", 0), **kw)
+    s = wm_core.Session([runs["ha"], runs["dreamer"]], seed=kw.pop("seed", 0), real=True, hold=True, **kw)
     s.reset()
     return s
 
@@ -104,14 +105,14 @@ def test_divergence_is_the_foreground_mse_against_the_real_frame(runs: dict[str,
 
 def test_mismatched_envs_and_counts_fail_clearly(runs: dict[str, Path]) -> None:
     with pytest.raises(ValueError) as info:
-        wm_core.CompareSession([runs["ha"], runs["pendulum"]])
+        wm_core.Session([runs["ha"], runs["pendulum"]])
     msg = str(info.value)
     assert "ha-cartpole (CartPole-v1)" in msg and "ha-pendulum (Pendulum-v1)" in msg
     assert "pick checkpoints trained on the same env" in msg and "\n" not in msg
     with pytest.raises(ValueError, match="1 to 4 checkpoints, got 5"):
-        wm_core.CompareSession([runs["ha"]] * 5)
+        wm_core.Session([runs["ha"]] * 5)
     with pytest.raises(ValueError, match="got 0"):
-        wm_core.CompareSession([])
+        wm_core.Session([])
     ha = wm_core.read_meta(runs["ha"])
     other = dict(ha, pipeline={**ha["pipeline"], "size": 32}, _dir="/x/ha-small-frames")
     assert "one frame pipeline" in wm_core.compare_problem([ha, other])
@@ -133,7 +134,7 @@ def test_real_end_holds_everything_until_reset(runs: dict[str, Path]) -> None:
     assert s.tick(["ArrowLeft"]).step == 1
 
 
-def twin_ticks(s: wm_core.CompareSession, keys: list[list[str]]) -> list[wm_core.CompareFrame]:
+def twin_ticks(s: wm_core.Session, keys: list[list[str]]) -> list[wm_core.SessionFrame]:
     """Tick `s` with `keys` from a fixed torch seed."""
     torch.manual_seed(5)
     return [s.tick(k) for k in keys]
@@ -203,7 +204,7 @@ def frame_of(b64: str) -> np.ndarray:
 
 
 def test_hub_loop_controls_and_dream_from_here(runs: dict[str, Path]) -> None:
-    hub = CompareHub()
+    hub = SessionHub(hold=True)
     assert hub.tick("c", [])["ok"] is False and "Start" in hub.tick("c", [])["message"]
     assert hub.control("c", "pause") == "Start a comparison first."
     assert hub.dream_from_here("c", 2, 5) == ("Start a comparison first.", None)
@@ -237,7 +238,7 @@ def test_hub_loop_controls_and_dream_from_here(runs: dict[str, Path]) -> None:
 
 
 def test_hub_sessions_are_per_client_and_evicted(runs: dict[str, Path]) -> None:
-    hub = CompareHub(max_sessions=1)
+    hub = SessionHub(hold=True, max_sessions=1)
     hub.start("a", [str(runs["ha"])])
     assert hub.tick("a", [])["ok"]
     hub.start("b", [str(runs["dreamer"])])

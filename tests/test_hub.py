@@ -1,5 +1,5 @@
-"""The app's controller layer without a browser: PlayHub sessions and controls, recording, the checkpoint
-list, and TrainJob threads, all on a real tiny trained run.
+"""The app's controller layer without a browser: SessionHub sessions (the Play tab's) and controls, recording, the
+checkpoint list, and TrainJob threads, all on a real tiny trained run.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import wm_core
-from playground.hub import PlayHub, TrainJob, friendly, list_checkpoints
+from playground.hub import SessionHub, friendly, list_checkpoints
+from playground.jobs import TrainJob
 
 FRAME_BYTES = 64 * 64 * 3
 # The tiny preset's 30 steps leave the done head near 0.5 (the dream's end threshold), so dreams would end
@@ -47,9 +48,9 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def hub(tiny_run: Path) -> PlayHub:
+def hub(tiny_run: Path) -> SessionHub:
     """A hub where client "c" has started the tiny run."""
-    h = PlayHub()
+    h = SessionHub()
     h.start("c", str(tiny_run))
     return h
 
@@ -63,34 +64,34 @@ def frame_of(b64: str | None) -> np.ndarray:
 
 
 def test_tick_before_start_says_what_to_do() -> None:
-    r = PlayHub().tick("nobody", ["ArrowRight"])
+    r = SessionHub().tick("nobody", ["ArrowRight"])
     assert r["ok"] is False and "Start" in r["message"]
-    assert PlayHub().control("nobody", "pause") == "Start a checkpoint first."
-    assert PlayHub().record("nobody", "unused") == ("Start a checkpoint first.", [])
+    assert SessionHub().control("nobody", "pause") == "Start a checkpoint first."
+    assert SessionHub().record("nobody", "unused") == ("Start a checkpoint first.", [])
 
 
-def test_held_key_advances_and_returns_frames(hub: PlayHub) -> None:
+def test_held_key_advances_and_returns_frames(hub: SessionHub) -> None:
     steps, frames = [], []
     for _ in range(5):
         r = hub.tick("c", ["ArrowRight"])
-        assert r["ok"] and r["size"] == 64 and r["real"] is None and not r["ended"]
+        assert r["ok"] and r["size"] == 64 and r["real"] is None and not r["panels"][0]["ended"]
         assert r["waiting"] is False
         steps.append(r["step"])
-        frames.append(frame_of(r["frame"]))
+        frames.append(frame_of(r["panels"][0]["frame"]))
     assert steps == [1, 2, 3, 4, 5]
     assert any(not np.array_equal(frames[0], f) for f in frames[1:]), "the dream frame never changed"
     assert frames[-1].std() > 0, "a flat frame: nothing was decoded"
 
 
-def test_no_key_on_cartpole_waits(hub: PlayHub) -> None:
+def test_no_key_on_cartpole_waits(hub: SessionHub) -> None:
     before = hub.tick("c", ["ArrowLeft"])
     for _ in range(3):
         r = hub.tick("c", [])
         assert r["step"] == before["step"] and r["waiting"] is True
-        assert r["frame"] == before["frame"], "the dream moved with no key held"
+        assert r["panels"][0]["frame"] == before["panels"][0]["frame"], "the dream moved with no key held"
 
 
-def test_pause_and_step(hub: PlayHub) -> None:
+def test_pause_and_step(hub: SessionHub) -> None:
     start = hub.tick("c", ["ArrowRight"])["step"]
     assert hub.control("c", "pause") == "paused"
     r = hub.tick("c", ["ArrowRight"])
@@ -103,29 +104,29 @@ def test_pause_and_step(hub: PlayHub) -> None:
     assert hub.tick("c", ["ArrowRight"])["step"] == start + 2
 
 
-def test_reset_starts_a_new_context(hub: PlayHub) -> None:
+def test_reset_starts_a_new_context(hub: SessionHub) -> None:
     for _ in range(3):
         resets = hub.tick("c", ["ArrowRight"])["resets"]
     assert hub.control("c", "reset") == "new real context"
     r = hub.tick("c", [])
-    assert r["step"] == 0 and r["ret"] == 0.0 and r["resets"] == resets + 1
+    assert r["step"] == 0 and r["panels"][0]["ret"] == 0.0 and r["resets"] == resets + 1
 
 
-def test_temperature_is_live(hub: PlayHub) -> None:
+def test_temperature_is_live(hub: SessionHub) -> None:
     assert hub.control("c", "temperature", 0.25) == "temperature 0.25"
     assert hub.tick("c", ["ArrowLeft"])["temperature"] == pytest.approx(0.25)
     with pytest.raises(ValueError, match="unknown control"):
         hub.control("c", "warp")
 
 
-def test_autopilot_without_an_agent_says_how_to_get_one(hub: PlayHub) -> None:
+def test_autopilot_without_an_agent_says_how_to_get_one(hub: SessionHub) -> None:
     assert "wm agent train" in hub.control("c", "autopilot", True)
     r = hub.tick("c", [])
     assert r["driver"] == "you" and r["has_agent"] is False and r["waiting"] is True
 
 
-def test_lockstep_returns_the_real_frame(hub: PlayHub) -> None:
-    assert hub.control("c", "lockstep", True) == "real env beside the dream"
+def test_lockstep_returns_the_real_frame(hub: SessionHub) -> None:
+    assert hub.control("c", "real", True) == "real env beside the dream"
     first = hub.tick("c", [])
     assert first["step"] == 0 and frame_of(first["real"]).std() > 0
     r = first
@@ -134,11 +135,11 @@ def test_lockstep_returns_the_real_frame(hub: PlayHub) -> None:
     real = frame_of(r["real"])
     assert not np.array_equal(real, frame_of(first["real"])), "the real env did not move"
     assert r["real_ret"] == pytest.approx(3.0) and not r["real_ended"]  # CartPole pays 1 per step
-    assert hub.control("c", "lockstep", False) == "dream only"
+    assert hub.control("c", "real", False) == "dream only"
     assert hub.tick("c", ["ArrowRight"])["real"] is None
 
 
-def test_record_writes_gif_and_json(hub: PlayHub, tmp_path: Path) -> None:
+def test_record_writes_gif_and_json(hub: SessionHub, tmp_path: Path) -> None:
     text, paths = hub.record("c", tmp_path)
     assert "recording" in text and paths == []
     assert hub.tick("c", ["ArrowRight"])["recording"] is True
@@ -157,7 +158,7 @@ def test_record_writes_gif_and_json(hub: PlayHub, tmp_path: Path) -> None:
 
 
 def test_sessions_are_per_client_and_evicted(tiny_run: Path) -> None:
-    hub = PlayHub(max_sessions=2)
+    hub = SessionHub(max_sessions=2)
     for cid in ("a", "b"):
         hub.start(cid, str(tiny_run))
     assert hub.tick("b", [])["step"] == 0
@@ -171,7 +172,7 @@ def test_broken_checkpoint_fails_in_one_line(tiny_run: Path, tmp_path: Path) -> 
     weights = next(run.glob("model-*.safetensors"))
     weights.write_bytes(weights.read_bytes()[:-10])
     with pytest.raises(wm_core.CheckpointError) as info:
-        PlayHub().start("c", str(run))
+        SessionHub().start("c", str(run))
     msg = friendly(info.value)
     assert "corrupt" in msg and "\n" not in msg and "Traceback" not in msg
 
@@ -256,7 +257,7 @@ def test_step_button_ramps_a_continuous_action_once(pendulum_store: wm_core.Epis
         "ha", "Pendulum-v1", preset="tiny", overrides={"steps": 2}, data=pendulum_store.root, out=tmp_path / "pend",
         device="cpu", command="wm train (test)", checkpoint_every=0,
     )  # fmt: skip
-    hub = PlayHub()
+    hub = SessionHub()
     s = hub.start("c", str(run))
     assert hub.control("c", "step") == "paused: stepped one frame"
     hub.tick("c", ["ArrowRight"])

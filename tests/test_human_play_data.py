@@ -1,4 +1,4 @@
-"""A person's play as training data: a lockstep PlaySession records the real CartPole env's episodes into an
+"""A person's play as training data: a Session with the real env on records the real CartPole env's episodes into an
 EpisodeStore (policy "human"), and `train_run` trains on that store."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from wm_core.data import EpisodeStore
 from wm_core.data.envs import make_env
-from wm_core.interactive.play import PlaySession
+from wm_core.interactive.session import Session
 from wm_core.train import train_run
 
 
@@ -27,7 +27,7 @@ def recorded(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     store and what the session showed as real frames, with the actions taken."""
     run = tmp_path_factory.mktemp("play") / "run"
     shutil.copytree(trained_run, run)
-    session = PlaySession(run, lockstep=True, seed=0)
+    session = Session(run, real=True, seed=0)
     store_dir = run.parent / "human"
     started = session.record_data(store_dir)
     assert started is not None and started.root == store_dir and len(started) == 0
@@ -102,7 +102,7 @@ def test_training_on_recorded_play_records_its_policy(recorded: dict, tmp_path: 
 def test_recording_needs_the_real_env(trained_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
-    session = PlaySession(run, lockstep=False, seed=0)
+    session = Session(run, real=False, seed=0)
     with pytest.raises(ValueError, match="only real play becomes training data"):
         session.record_data(tmp_path / "human")
     assert not (tmp_path / "human").exists()

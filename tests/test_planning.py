@@ -19,14 +19,14 @@ import torch
 from conftest import make_model, real_frames
 from test_cli import ENV
 
-from playground.hub import PlayHub
+import wm_core
+from playground.hub import SessionHub
 from wm_core.agents.agent import AGENT_FILE, MctsAgent, load_agent
 from wm_core.agents.loop import KEPT_SEED_OFFSET, POLICY_SEED_BASE, evaluate_agent, train_agent
 from wm_core.agents.planning import check_planner
 from wm_core.checkpoint import load_checkpoint
 from wm_core.data import EpisodeStore, SequenceSampler
 from wm_core.dream import Dream
-from wm_core.interactive.play import PlaySession
 from wm_core.train import train_run
 
 
@@ -91,12 +91,12 @@ def test_mcts_loop_writes_a_loadable_run_with_search_targets(mcts_run: tuple[Pat
 
 def test_an_mcts_agent_run_drives_the_dream_with_its_own_search(mcts_run: tuple[Path, dict]) -> None:
     run, _ = mcts_run
-    session = PlaySession(run, seed=0)
+    session = wm_core.Session(run, seed=0)
     assert session.driver_label == "MCTS planner (4 simulations)", session.driver_label  # the agent's, not 8
     session.reset()
     session.autopilot = True
     stepped = [f for f in (session.tick() for _ in range(3)) if f.step > 0]
-    assert stepped and all(f.driver == "agent" and "value" in f.extras for f in stepped)
+    assert stepped and all(f.driver == "agent" and "value" in f.panels[0].extras for f in stepped)
 
 
 def test_world_model_learning_rate_decays_over_the_budget(tmp_path: Path, cartpole_store: EpisodeStore) -> None:
@@ -276,21 +276,22 @@ def test_dream_extras_show_value_and_policy_where_the_family_has_them(family: st
 
 @pytest.mark.parametrize(("family", "label"), [("muzero", "MCTS planner"), ("jepa", "CEM planner")])
 def test_planner_drives_the_dream_on_autopilot(family: str, label: str, runs: dict[str, Path]) -> None:
-    session = PlaySession(runs[family], seed=0)
+    session = wm_core.Session(runs[family], seed=0)
     assert session.agent is not None and session.driver_label.startswith(label)
     session.reset()
     session.autopilot = True
     frames = [session.tick() for _ in range(3)]
     stepped = [f for f in frames if f.step > 0]
     assert stepped and all(f.driver == "agent" for f in stepped)
-    assert all(f.extras["time per move"].endswith(" ms") for f in stepped)
-    assert ("value" in stepped[0].extras) == (family == "muzero")
+    assert all(f.panels[0].extras["time per move"].endswith(" ms") for f in stepped)
+    assert ("value" in stepped[0].panels[0].extras) == (family == "muzero")
 
-    hub = PlayHub()
+    hub = SessionHub()
     hub.start("c", str(runs[family]))
     assert label in hub.control("c", "autopilot", True)
     r = hub.tick("c", [])
-    assert r["ok"] and r["driver"] == "agent" and r["driver_label"].startswith(label) and "time per move" in r["extras"]
+    assert r["ok"] and r["driver"] == "agent" and r["driver_label"].startswith(label)
+    assert "time per move" in r["panels"][0]["extras"]
     r = hub.tick("c", ["ArrowLeft"])  # a key takes over
     assert r["driver"] == "you" and r["driver_label"] == "you"
     assert hub.tick("c", [])["driver"] == "agent"  # and hands back when released

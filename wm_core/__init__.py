@@ -14,8 +14,6 @@ _WHERE = {
     "ActionSpec": "spec",
     "CATALOG": "data.envs",
     "CheckpointError": "checkpoint",
-    "CompareFrame": "interactive.compare",
-    "CompareSession": "interactive.compare",
     "DataError": "data",
     "Dream": "dream",
     "EnvError": "data.envs",
@@ -24,23 +22,25 @@ _WHERE = {
     "FAMILIES": "registry",
     "PRESET_NAMES": "registry",
     "FramePipeline": "spec",
-    "Futures": "interactive.compare",
+    "Futures": "interactive.futures",
     "HELDOUT_SEED_BASE": "data",
     "KeyController": "data.keys",
     "LatentExplorer": "evaluation.explorer",
     "Keymap": "data.keys",
-    "PlaySession": "interactive.play",
     "Report": "evaluation.report",
     "SequenceSampler": "data",
+    "Session": "interactive.session",
+    "SessionFrame": "interactive.session",
+    "Panel": "interactive.session",
     "TrainConfig": "protocol",
     "TrainEvent": "train",
     "TrainReport": "train",
     "Trainer": "train",
     "WorldModel": "protocol",
-    "cached_model": "interactive.play",
+    "cached_model": "interactive.session",
     "card_figures": "evaluation.figures",
     "collect": "data",
-    "compare_problem": "interactive.compare",
+    "compare_problem": "interactive.futures",
     "data_budget": "train",
     "env_entry": "data.envs",
     "evaluate_checkpoint": "evaluation.report",
@@ -53,12 +53,12 @@ _WHERE = {
     "open_loop": "evaluation.card",
     "open_loop_grid": "evaluation.card",
     "read_meta": "checkpoint",
-    "record_dream": "interactive.play",
+    "record_dream": "interactive.recording",
     "resolve_device": "train",
     "save_checkpoint": "checkpoint",
     "train_run": "train",
     "write_report": "evaluation.report",
-    "write_video": "interactive.play",
+    "write_video": "interactive.recording",
 }
 __all__ = sorted(_WHERE)
 
@@ -86,8 +86,9 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from .evaluation.explorer import LatentExplorer  # noqa: F401
     from .evaluation.figures import card_figures  # noqa: F401
     from .evaluation.report import Report, evaluate_checkpoint, write_report  # noqa: F401
-    from .interactive.compare import CompareFrame, CompareSession, Futures, compare_problem  # noqa: F401
-    from .interactive.play import PlaySession, cached_model, record_dream, write_video  # noqa: F401
+    from .interactive.futures import Futures, compare_problem  # noqa: F401
+    from .interactive.recording import record_dream, write_video  # noqa: F401
+    from .interactive.session import Panel, Session, SessionFrame, cached_model  # noqa: F401
     from .protocol import TrainConfig, WorldModel, field_doc  # noqa: F401
     from .registry import FAMILIES, PRESET_NAMES, get_family  # noqa: F401
     from .spec import ActionSpec, FramePipeline  # noqa: F401

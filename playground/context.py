@@ -1,0 +1,64 @@
+"""The tab contract: every tab is a function `build(ctx: AppContext) -> Tab` that lays out its components inside
+the current Blocks and talks to `wm_core` only through its public API. `playground.app` composes the tabs from a
+list and, when a run finishes training, refreshes every checkpoint list the tabs registered."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+import wm_core
+
+from .hub import list_checkpoints
+
+
+@dataclass
+class AppContext:
+    """Where the app finds and keeps things: the shipped checkpoints, the runs trained here, recordings and
+    recorded play."""
+
+    shipped: Path
+    runs: Path
+
+    @property
+    def records(self) -> Path:
+        """Where Record saves GIFs and JSON logs."""
+        return self.runs / "recordings"
+
+    @property
+    def play_data(self) -> Path:
+        """Where recorded real-env play goes (one episode store per env)."""
+        return self.runs / "play-data"
+
+    def checkpoints(self) -> list[tuple[str, str]]:
+        """(label, path) of every checkpoint, shipped first: the choices of a checkpoint list."""
+        return [(c.label, c.path) for c in list_checkpoints(self.shipped, self.runs)]
+
+    def first_checkpoint(self) -> str | None:
+        """The path listed first, or None."""
+        found = self.checkpoints()
+        return found[0][1] if found else None
+
+    def refreshed(self) -> dict[str, Any]:
+        """A Gradio update that gives a checkpoint list the current choices."""
+        return gr.update(choices=self.checkpoints())
+
+
+@dataclass
+class Tab:
+    """What a tab builder returns: its checkpoint lists (refreshed when a run finishes training) and, for the
+    tab that trains, the event that fires then."""
+
+    checkpoint_lists: list[gr.components.Component] = field(default_factory=list)
+    trained: Any = None
+
+
+def keymap_markdown(env_id: str) -> str:
+    """The env's keys as a line of markdown."""
+    km = wm_core.env_entry(env_id).keymap
+    keys = " · ".join(f"**{line.split(' ', 1)[0]}** {line.split(' ', 1)[1]}" for line in km.describe())
+    idle = "" if km.idle_action is not None else " — the dream waits while no key is held"
+    return f"Keys: {keys}{idle}"
