@@ -75,7 +75,7 @@ def start_first_checkpoint(page) -> str:
     """Press Start on the dropdown's default (the first checkpoint); returns its env id."""
     page.click("#wm-start")
     # The frame loop's first answer replaces the player's "Pick a checkpoint ..." line.
-    page.wait_for_function("!document.querySelector('.wm-status').innerText.startsWith('Pick a checkpoint')",
+    page.wait_for_function("!document.querySelector('#wm-player .wm-status').innerText.startsWith('Pick a checkpoint')",
                            timeout=60_000)  # fmt: skip
     info = page.locator("#wm-play-info").inner_text()
     m = re.search(r" on (\S+), step", info)
@@ -115,16 +115,19 @@ def percentile(values: list[float], q: float) -> float:
 def restart_if_ended(page) -> float:
     """Compare holds everything once the real episode ends: press Reset and wait for its first frame;
     returns the seconds spent (0 while the real episode runs)."""
-    if page.locator(".wm-cmp-real-state").inner_text() != "ended":
+    if page.locator("#wm-compare .wm-real-state").inner_text() != "ended":
         return 0.0
     t0 = time.perf_counter()
     page.click("#wm-cmp-reset")
-    page.wait_for_function("document.querySelector('.wm-cmp-real-state').innerText !== 'ended'", timeout=30_000)
-    page.click("canvas.wm-cmp-real")
+    page.wait_for_function("document.querySelector('#wm-compare .wm-real-state').innerText !== 'ended'", timeout=30_000)
+    page.click("#wm-compare canvas.wm-real")
     return time.perf_counter() - t0
 
 
-def measure(page, keys: list[str], seconds: float, hold: float, scenario: str, focus: str = "canvas.wm-dream",
+PLAY_CANVAS = "#wm-player canvas.wm-dream"
+
+
+def measure(page, keys: list[str], seconds: float, hold: float, scenario: str, focus: str = PLAY_CANVAS,
             between=lambda page: 0.0) -> Result:  # fmt: skip
     """Hold `keys` in turn for `seconds` (after a 1 s warm-up) and read the page's stats; `between(page)` runs
     after each key and returns seconds to leave out (e.g. a reset)."""
@@ -159,8 +162,8 @@ def start_compare(page) -> int:
     if "press Start" not in info.inner_text():
         return 0
     page.click("#wm-cmp-start")
-    page.wait_for_function("document.querySelectorAll('.wm-cmp-model').length > 0", timeout=60_000)
-    return page.locator(".wm-cmp-model").count()
+    page.wait_for_function("document.querySelectorAll('#wm-compare .wm-dream-panel').length > 0", timeout=60_000)
+    return page.locator("#wm-compare .wm-dream-panel").count()
 
 
 def run(url: str, seconds: float, hold: float, compare_hold: float) -> tuple[str, list[Result]]:
@@ -174,12 +177,12 @@ def run(url: str, seconds: float, hold: float, compare_hold: float) -> tuple[str
             keys = held_keys(env_id)
             results = [measure(page, keys, seconds, hold, "dream only")]
             page.get_by_label(LOCKSTEP_LABEL).check()
-            page.locator("canvas.wm-real").wait_for(state="visible", timeout=30_000)
+            page.locator("#wm-player canvas.wm-real").wait_for(state="visible", timeout=30_000)
             results.append(measure(page, keys, seconds, hold, "dream + real env (lockstep)"))
             dreams = start_compare(page)
             if dreams >= 2:
                 results.append(measure(page, keys, seconds, compare_hold, f"compare: {dreams} dreams + real env",
-                                       focus="canvas.wm-cmp-real", between=restart_if_ended))  # fmt: skip
+                                       focus="#wm-compare canvas.wm-real", between=restart_if_ended))  # fmt: skip
             else:
                 print("compare scenario skipped: the list has no second checkpoint of the same env", file=sys.stderr)
         finally:

@@ -124,9 +124,9 @@ def start_job(
     except ValueError as e:
         return None, str(e)
     for key, value in (("steps", n_steps), ("frames", n_frames)):
-        if value is not None and value != "":
+        if value:  # a blank field reaches us as None or 0: the preset's (or the env's) value
             if int(value) < 1:
-                return None, f"{key} must be at least 1"
+                return None, f"{key} must be at least 1 (leave it blank for the preset's)"
             overrides[key] = int(value)
     source = source or "collect:scripted"
     collecting = source.startswith("collect:")

@@ -34,8 +34,8 @@ def shoot_play(page, out: Path) -> Path:
     """Start the first checkpoint, lockstep on, hold its last key for a second, and shoot while it is held."""
     env_id = start_first_checkpoint(page)
     page.get_by_label(LOCKSTEP_LABEL).check()
-    page.locator("canvas.wm-real").wait_for(state="visible", timeout=30_000)
-    page.click("canvas.wm-dream")
+    page.locator("#wm-player canvas.wm-real").wait_for(state="visible", timeout=30_000)
+    page.click("#wm-player canvas.wm-dream")
     key = held_keys(env_id)[-1]
     page.keyboard.down(key)
     page.wait_for_timeout(1000)
@@ -54,18 +54,18 @@ def shoot_compare(page, out: Path) -> Path:
     """Start Compare on its default picks, hold keys for a while, dream from here, shoot."""
     page.get_by_role("tab", name="Compare").click()
     page.click("#wm-cmp-start")
-    page.locator(".wm-cmp-status").filter(has_text="Hold a key").wait_for(timeout=30_000)
+    page.locator("#wm-compare .wm-status").filter(has_text="Hold a key").wait_for(timeout=30_000)
     for _ in range(5):  # a random start can leave the pole too little room for the taps: then reset, retry
-        page.click("canvas.wm-cmp-real")
+        page.click("#wm-compare canvas.wm-real")
         for key in ("ArrowRight", "ArrowLeft", "ArrowLeft", "ArrowRight"):  # short taps: the pole mostly stays up
             page.keyboard.down(key)
             page.wait_for_timeout(120)
             page.keyboard.up(key)
         page.wait_for_timeout(300)
-        if "episode ended" not in page.locator(".wm-cmp-status").inner_text():
+        if "episode ended" not in page.locator("#wm-compare .wm-status").inner_text():
             break
         page.click("#wm-cmp-reset")
-        page.locator(".wm-cmp-status").filter(has_text="Hold a key").wait_for(timeout=30_000)
+        page.locator("#wm-compare .wm-status").filter(has_text="Hold a key").wait_for(timeout=30_000)
     page.click("#wm-cmp-pause")  # freeze the real env where it is, then dream from there
     page.click("#wm-cmp-dream")
     page.locator("#wm-cmp-filmstrip img").wait_for(state="visible", timeout=60_000)

@@ -69,16 +69,18 @@ def shoot(env_id: str, runs: list[Path], out: Path) -> list[Path]:
                 browser, page = open_page(p, url)
                 start_first_checkpoint(page)
                 page.get_by_label(LOCKSTEP_LABEL).check()
-                page.locator("canvas.wm-real").wait_for(state="visible", timeout=30_000)
-                steps = drive(page, env_id, "canvas.wm-dream", ".wm-step")
+                page.locator("#wm-player canvas.wm-real").wait_for(state="visible", timeout=30_000)
+                steps = drive(page, env_id, "#wm-player canvas.wm-dream", "#wm-player .wm-step")
                 paths.append(out / f"play-{name}.png")
                 page.locator("#wm-player").screenshot(path=str(paths[-1]))
                 print(f"{env_id}: Play after {steps} dream steps -> {paths[-1]}", file=sys.stderr)
                 if len(runs) > 1:
                     page.get_by_role("tab", name="Compare").click()
                     page.click("#wm-cmp-start")
-                    page.wait_for_function("document.querySelectorAll('.wm-cmp-model').length > 1", timeout=60_000)
-                    steps = drive(page, env_id, "canvas.wm-cmp-real", ".wm-cmp-step")
+                    page.wait_for_function(
+                        "document.querySelectorAll('#wm-compare .wm-dream-panel').length > 1", timeout=60_000
+                    )
+                    steps = drive(page, env_id, "#wm-compare canvas.wm-real", "#wm-compare .wm-step")
                     paths.append(out / f"compare-{name}.png")
                     page.locator("#wm-compare").screenshot(path=str(paths[-1]))
                     print(f"{env_id}: Compare after {steps} steps -> {paths[-1]}", file=sys.stderr)

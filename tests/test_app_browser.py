@@ -31,9 +31,9 @@ TRAIN_TIMEOUT_MS = 120_000
 MESSAGE = "document.querySelector('#wm-train-message')"
 
 # The 64x64 dream canvas as a PNG data URL: equal strings mean identical pixels.
-DREAM_PIXELS = "document.querySelector('canvas.wm-dream').toDataURL()"
+DREAM_PIXELS = "document.querySelector('#wm-player canvas.wm-dream').toDataURL()"
 # Min and max over RGB and the alpha channel of the real-env canvas: an unpainted canvas is all zero.
-REAL_PAINT = """() => { const c = document.querySelector('canvas.wm-real');
+REAL_PAINT = """() => { const c = document.querySelector('#wm-player canvas.wm-real');
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
   let lo = 255, hi = 0, alpha = 255;
   for (let i = 0; i < d.length; i += 4) {
@@ -107,8 +107,8 @@ def start_playing(page: Page) -> None:
     """Press Start on the selected checkpoint and wait until the frame loop answers."""
     page.click("#wm-start")
     expect(page.locator("#wm-play-info")).to_contain_text("CartPole-v1", timeout=30_000)
-    expect(page.locator(".wm-status")).to_contain_text("Hold a key", timeout=10_000)  # CartPole waits
-    page.click("canvas.wm-dream")
+    expect(page.locator("#wm-player .wm-status")).to_contain_text("Hold a key", timeout=10_000)  # CartPole waits
+    page.click("#wm-player canvas.wm-dream")
 
 
 def hold(page: Page, key: str, seconds: float, every: float = 0.1) -> list[str]:
@@ -124,7 +124,7 @@ def hold(page: Page, key: str, seconds: float, every: float = 0.1) -> list[str]:
 
 def shown_step(page: Page) -> int:
     """The step counter beside the dream."""
-    return int(text(page, ".wm-step"))
+    return int(text(page, "#wm-player .wm-step"))
 
 
 def train_tiny_in_tab(page: Page, env_id: str | None = None) -> None:
@@ -147,18 +147,20 @@ def test_play_with_held_keys(page: Page) -> None:
     assert shown_step(page) == 0 and page.evaluate("window.scrollY") == 0
 
     right = hold(page, "ArrowRight", 1.5)
-    step_right, ret_right = shown_step(page), float(text(page, ".wm-return"))
+    step_right, ret_right = shown_step(page), float(text(page, "#wm-player .wm-return"))
     left = hold(page, "ArrowLeft", 1.5)
     assert len(set(right)) >= 3 and len(set(left)) >= 3, "the dream frame did not change while a key was held"
     assert right[-1] != left[-1] and not set(right[-3:]) & set(left[-3:]), "left and right showed the same frames"
     assert step_right >= 5 and shown_step(page) > step_right
-    assert ret_right > 0 and float(text(page, ".wm-return")) > ret_right
-    assert text(page, ".wm-latency").endswith("ms") and page.evaluate("window.__wmStats.latencies.length") >= 1
+    assert ret_right > 0 and float(text(page, "#wm-player .wm-return")) > ret_right
+    assert (
+        text(page, "#wm-player .wm-latency").endswith("ms") and page.evaluate("window.__wmStats.latencies.length") >= 1
+    )
     assert page.evaluate("window.scrollY") == 0, "arrow keys scrolled the page"
 
     # No key held on CartPole (no idle action): the dream waits.
     # Once a keyless tick has answered (status "Hold a key"), the request in flight at key-up has landed.
-    expect(page.locator(".wm-status")).to_contain_text("Hold a key", timeout=10_000)
+    expect(page.locator("#wm-player .wm-status")).to_contain_text("Hold a key", timeout=10_000)
     idle_step, idle_frame = shown_step(page), page.evaluate(DREAM_PIXELS)
     page.wait_for_timeout(1000)
     assert shown_step(page) == idle_step and page.evaluate(DREAM_PIXELS) == idle_frame
@@ -174,16 +176,16 @@ def test_play_with_held_keys(page: Page) -> None:
     page.evaluate("window.scrollTo(0, 0)")
 
     # Lockstep: the real env appears beside the dream, painted, and moves with the same keys.
-    expect(page.locator("canvas.wm-real")).to_be_hidden()
+    expect(page.locator("#wm-player canvas.wm-real")).to_be_hidden()
     page.get_by_label("Real env beside the dream (same keys)").check()
     expect(page.locator("#wm-play-status")).to_contain_text("real env beside the dream")
-    expect(page.locator("canvas.wm-real")).to_be_visible(timeout=10_000)
+    expect(page.locator("#wm-player canvas.wm-real")).to_be_visible(timeout=10_000)
     paint = page.evaluate(REAL_PAINT)
     assert paint["alpha"] == 255 and paint["hi"] - paint["lo"] > 50, f"real canvas not painted: {paint}"
-    page.click("canvas.wm-dream")
+    page.click("#wm-player canvas.wm-dream")
     hold(page, "ArrowRight", 0.6)
-    expect(page.locator(".wm-real-return")).not_to_have_text("")
-    assert float(text(page, ".wm-real-return").split()[0]) > 0
+    expect(page.locator("#wm-player .wm-real-return")).not_to_have_text("")
+    assert float(text(page, "#wm-player .wm-real-return").split()[0]) > 0
 
 
 def test_train_then_play(page: Page) -> None:
@@ -227,17 +229,17 @@ def test_shipped_mcts_agent_drives_on_autopilot(browser: Browser, tmp_path: Path
         autopilot = page.get_by_label("Let the trained agent or planner drive (any key takes over)")
         autopilot.check()  # the checkbox keeps the focus: the arrow keys below must still reach the game
         # The agent run's own search (25 simulations, as trained and evaluated), named in the status line.
-        status = page.locator(".wm-status")
+        status = page.locator("#wm-player .wm-status")
         expect(status).to_contain_text("The MCTS planner (25 simulations) is driving", timeout=10_000)
         start = shown_step(page)
         page.wait_for_timeout(1500)
         assert shown_step(page) >= start + 5, "the planner did not step the dream without a key held"
-        assert text(page, ".wm-driver").startswith("MCTS planner")
-        assert "value" in text(page, ".wm-extras") and "time per move" in text(page, ".wm-extras")
+        assert text(page, "#wm-player .wm-driver").startswith("MCTS planner")
+        assert "value" in text(page, "#wm-player .wm-extras") and "time per move" in text(page, "#wm-player .wm-extras")
         page.keyboard.down("ArrowLeft")  # a held key takes over ...
-        expect(page.locator(".wm-driver")).to_have_text("you", timeout=5_000)
+        expect(page.locator("#wm-player .wm-driver")).to_have_text("you", timeout=5_000)
         page.keyboard.up("ArrowLeft")  # ... and the planner drives again once it is released
-        expect(page.locator(".wm-driver")).to_contain_text("MCTS planner", timeout=5_000)
+        expect(page.locator("#wm-player .wm-driver")).to_contain_text("MCTS planner", timeout=5_000)
         page.keyboard.press(" ")  # space still toggles the focused checkbox: the autopilot is off again
         expect(autopilot).not_to_be_checked()
         expect(status).to_contain_text("Hold a key", timeout=10_000)

@@ -77,13 +77,17 @@ def assert_painted(page: Page, selector: str, count: int) -> None:
 
 def step_number(page: Page) -> int:
     """The step counter above the panels."""
-    return int(page.locator(".wm-cmp-step").inner_text())
+    return int(page.locator("#wm-compare .wm-step").inner_text())
 
 
 def test_compare_every_control(page: Page, shipped: Path) -> None:
     labels = [c.label for c in cartpole_runs(shipped)[:2]]
     page.get_by_role("tab", name="Compare").click()
-    info, status, step = page.locator("#wm-cmp-info"), page.locator("#wm-cmp-status-line"), page.locator(".wm-cmp-step")
+    info, status, step = (
+        page.locator("#wm-cmp-info"),
+        page.locator("#wm-cmp-status-line"),
+        page.locator("#wm-compare .wm-step"),
+    )
 
     # Pick two runs by hand: clear the default picks, then choose each from the list.
     page.locator("#wm-cmp-runs .remove-all").click()
@@ -95,23 +99,23 @@ def test_compare_every_control(page: Page, shipped: Path) -> None:
 
     page.click("#wm-cmp-start")
     expect(info).to_contain_text("2 models on CartPole-v1", timeout=30_000)
-    expect(page.locator(".wm-cmp-status")).to_contain_text("Hold a key", timeout=10_000)  # CartPole waits
-    panel_families = [lab.split(" · ")[0] for lab in shown(page, ".wm-cmp-model .wm-cmp-label")]
+    expect(page.locator("#wm-compare .wm-status")).to_contain_text("Hold a key", timeout=10_000)  # CartPole waits
+    panel_families = [lab.split(" · ")[0] for lab in shown(page, "#wm-compare .wm-dream-panel .wm-label")]
     assert panel_families == [lab.split(" · ")[0] for lab in labels]
 
-    page.click("canvas.wm-cmp-real")
+    page.click("#wm-compare canvas.wm-real")
     for key in ("ArrowRight", "ArrowLeft", "ArrowRight"):  # alternate, so the real pole stays up a while
         page.keyboard.down(key)
         page.wait_for_timeout(250)
         page.keyboard.up(key)
     expect(step).not_to_have_text("0")
-    assert_painted(page, "#wm-compare canvas", 3)  # the real env and two dreams
-    divergences = [float(t) for t in shown(page, ".wm-cmp-div")]
+    assert_painted(page, "#wm-compare .wm-panel canvas", 3)  # the real env and two dreams
+    divergences = [float(t) for t in shown(page, "#wm-compare .wm-div")]
     assert len(divergences) == 2 and all(math.isfinite(d) and d >= 0 for d in divergences)
-    assert len([float(t) for t in shown(page, ".wm-cmp-reward")]) == 2
-    assert all(t.endswith("%") or t.endswith("ended") for t in shown(page, ".wm-cmp-done"))
-    assert float(page.locator(".wm-cmp-real-return").inner_text()) > 0
-    assert page.locator(".wm-cmp-latency").inner_text().endswith("ms")
+    assert len([float(t) for t in shown(page, "#wm-compare .wm-reward")]) == 2
+    assert all(t.endswith("%") or t.endswith("ended") for t in shown(page, "#wm-compare .wm-done"))
+    assert float(page.locator("#wm-compare .wm-real-return").inner_text()) > 0
+    assert page.locator("#wm-compare .wm-latency").inner_text().endswith("ms")
     assert page.evaluate("window.__wmStats.frames") >= 3 and page.evaluate("window.scrollY") == 0
 
     # Reset first, so that the real episode runs while Pause is checked.
@@ -120,15 +124,15 @@ def test_compare_every_control(page: Page, shipped: Path) -> None:
     expect(step).to_have_text("0")
     page.click("#wm-cmp-pause")
     expect(status).to_contain_text("paused")
-    expect(page.locator(".wm-cmp-status")).to_contain_text("Paused")
-    page.click("canvas.wm-cmp-real")
+    expect(page.locator("#wm-compare .wm-status")).to_contain_text("Paused")
+    page.click("#wm-compare canvas.wm-real")
     page.keyboard.down("ArrowLeft")
     page.wait_for_timeout(400)
     page.keyboard.up("ArrowLeft")
     assert step.inner_text() == "0", "the comparison stepped while paused"
     page.click("#wm-cmp-pause")
     expect(status).to_contain_text("playing")
-    page.click("canvas.wm-cmp-real")
+    page.click("#wm-compare canvas.wm-real")
     page.keyboard.down("ArrowLeft")
     expect(step).not_to_have_text("0")
     page.keyboard.up("ArrowLeft")
@@ -151,5 +155,5 @@ def test_compare_every_control(page: Page, shipped: Path) -> None:
     assert_painted(page, "#wm-cmp-plot img", 1)
     # The default horizon of 20 shows every 2nd step: 10 columns of 64 px with 2 px gaps, shown at 2x.
     assert page.locator("#wm-cmp-filmstrip img").evaluate("(i) => i.naturalWidth") == 2 * (10 * 64 + 9 * 2)
-    expect(page.locator(".wm-cmp-status")).to_contain_text("Paused")  # dreaming from here froze the comparison
+    expect(page.locator("#wm-compare .wm-status")).to_contain_text("Paused")  # dreaming from here froze the comparison
     assert "Traceback" not in page.inner_text("body")

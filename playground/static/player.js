@@ -139,7 +139,8 @@ function countFrame(step, sentAt) {
 function statusLine(r, now) {
   const allEnded = r.panels.every((p) => p.ended);
   if (r.hold && r.real_ended) return `The real episode ended after ${r.step} steps: everything holds. Reset starts a new one`;
-  if (!r.hold && now < endShownUntil) return "Episode end: the dream restarts from a new real context";
+  if (!r.hold && now < endShownUntil) return "Episode end predicted: the dream restarted from a new real context";
+  if (!r.hold && r.real_ended) return "The real episode ended; the dream goes on. Reset restarts both";
   if (r.paused) return "Paused: press Step for one frame, Pause to resume";
   if (r.hold && allEnded) return "Every dream predicted an end (flagged in red); the real env goes on. Reset restarts all";
   if (r.driver === "agent") return "The " + (r.driver_label || "trained agent") + " is driving: press a key to take over";
@@ -172,7 +173,7 @@ function render(r, sentAt) {
     if (r.step > 0) rewards.push(r.panels[0].reward);
     if (rewards.length > 120) rewards.shift();
   }
-  if (!r.hold && (r.real_ended || r.panels.every((p) => p.ended))) endShownUntil = now + 700;
+  if (!r.hold && r.panels.every((p) => p.ended)) endShownUntil = now + 700;
   setText(".wm-step", String(r.step));
   setText(".wm-fps", String(stats.fps));
   setText(".wm-latency", stats.latencies.length ? stats.latencies[stats.latencies.length - 1].toFixed(0) + " ms" : "–");

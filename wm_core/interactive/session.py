@@ -9,10 +9,11 @@ The rules, chosen so that every number compares like with like:
   dream (and, with `real` on, to the real env). With no key held and no idle action in the keymap
   (CartPole), nothing steps: the session waits. `tick(held, once=True)` is Step: one frame with the held keys,
   or the first binding's when none is held.
-- With `hold` off (Play), a predicted episode end, or the real episode's end, restarts everything from a new
-  real context on the next tick: the game goes on. With `hold` on (Compare), a dream that predicts an end
-  holds its last frame (flagged) while the others go on, since restarting it alone would put it on another
-  real state; when the real episode ends everything holds until `reset`.
+- With `hold` off (Play), a predicted episode end restarts everything from a new real context on the next
+  tick, and when the real episode ends its last frame stays (flagged) while the dream goes on: the game goes
+  on. With `hold` on (Compare), a dream that predicts an end holds its last frame (flagged) while the others go
+  on, since restarting it alone would put it on another real state; when the real episode ends everything
+  holds until `reset`.
 - Each panel's divergence is the model card's foreground-masked MSE of its frame against the real frame.
 """
 
@@ -228,9 +229,9 @@ class Session:
     def tick(self, held: Sequence[str] = (), once: bool = False) -> SessionFrame:
         """One frame with the held keys (see the module docstring for waiting, Step and the end rules)."""
         f = self.frame
-        if f is None or (not self.hold and (f.ended or f.real_ended)):
+        if f is None or (not self.hold and f.ended):
             return self.reset()
-        if f.real_ended:
+        if self.hold and f.real_ended:
             return f
         if once:
             held = list(held) or [self.keymap.bindings[0].key]
