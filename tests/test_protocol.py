@@ -14,13 +14,16 @@ import numpy as np
 import pytest
 import torch
 from conftest import adam_steps, context_state, make_model, real_frames, sampler_for
+from shift_family import ShiftFamily
 
 from wm_core.checkpoint import load_checkpoint, save_checkpoint
 from wm_core.data import EpisodeStore
 from wm_core.dream import Dream
 from wm_core.protocol import Capabilities, GoalEmbedding, Searchable, State, WorldModel
-from wm_core.registry import FAMILIES
+from wm_core.registry import FAMILIES, register
 from wm_core.spec import ActionSpec
+
+register("shift", ShiftFamily)  # a family from outside the library: one file and this one line
 
 KINDS = {"discrete": "CartPole-v1", "box": "Pendulum-v1"}
 ALL_KINDS = ("discrete", "box")

@@ -26,6 +26,9 @@ _PATHS: dict[str, str] = {
 }
 
 
+BUILT_IN = tuple(_PATHS)  # the families of this package (`register` adds others to the running process only)
+
+
 class _Families(Mapping):
     """A read-only dict name -> model class that imports each family on first access."""
 

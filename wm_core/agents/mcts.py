@@ -173,6 +173,13 @@ def mcts(
             latent[b, new] = s[b]
             tree.backup(path + [new], values[b])
 
+    return _result(trees, root_prior, temperature, greedy, rng, t0)
+
+
+def _result(
+    trees: list[_Tree], root_prior: np.ndarray, temperature: float, greedy: str, rng: np.random.Generator, t0: float
+) -> SearchResult:
+    """The searched trees' chosen moves (see `mcts` for temperature and greedy), visits, values and policies."""
     root_visits = np.array([[tree.visits[k] if k >= 0 else 0 for k in tree.children[0]] for tree in trees])
     improved = np.stack([improved_policy(tree, row) for tree, row in zip(trees, root_prior)])
     if temperature <= 0 and greedy == "improved":
@@ -181,15 +188,10 @@ def mcts(
         chosen = (root_visits + 1e-3 * root_prior).argmax(-1)  # ties go to the prior's favourite
     else:
         p = root_visits ** (1.0 / temperature)
-        chosen = np.array([rng.choice(A, p=row / row.sum()) for row in p])
-    return SearchResult(
-        action=chosen,
-        visits=root_visits.astype(np.int64),
-        root_value=np.array([tree.value_sum[0] / max(tree.visits[0], 1) for tree in trees]),
-        prior=root_prior,
-        improved=improved,
-        ms=(time.perf_counter() - t0) * 1e3,
-    )
+        chosen = np.array([rng.choice(root_prior.shape[1], p=row / row.sum()) for row in p])
+    root_value = np.array([tree.value_sum[0] / max(tree.visits[0], 1) for tree in trees])
+    return SearchResult(action=chosen, visits=root_visits.astype(np.int64), root_value=root_value, prior=root_prior,
+                        improved=improved, ms=(time.perf_counter() - t0) * 1e3)  # fmt: skip
 
 
 def improved_policy(tree: _Tree, prior: np.ndarray, c_visit: float = 50.0, c_scale: float = 0.1) -> np.ndarray:
