@@ -10,6 +10,8 @@ moves the green paddle.
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ import torch
 from gymnasium import spaces
 
 from wm_core.data import HELDOUT_SEED_BASE, Episode, EpisodeStore, collect
-from wm_core.evaluation.card import card_windows, open_loop
+from wm_core.evaluation.card import card_windows, open_loop, verdict
 from wm_core.evaluation.controllability import DELTA_HORIZON, action_blind, controllability, delta_psnr
 from wm_core.protocol import Capabilities, WorldModel
 from wm_core.spec import FramePipeline
@@ -113,7 +115,23 @@ def dot_cards(tmp_path_factory: pytest.TempPathFactory) -> dict:
         model = cls(None, store.action_spec, DOT_SIZE)
         roll = open_loop(model, windows, CONTEXT, DELTA_HORIZON, temperature=1.0, seed=0)
         out[name] = {"card": controllability(model, episodes, roll, temperature=1.0, seed=0), "roll": roll}
+    # The same frames with actions redrawn at random: actions no frame shows, as a push in CartPole at 64x64.
+    rng = np.random.default_rng(0)
+    unseen = [dataclasses.replace(e, act=rng.integers(0, 5, len(e))) for e in episodes]
+    model = FrameModel(None, store.action_spec, DOT_SIZE)
+    roll = open_loop(model, card_windows(unseen, CONTEXT, DELTA_HORIZON, seed=0), CONTEXT, DELTA_HORIZON, 1.0, 0)
+    out["unseen"] = {"card": controllability(model, unseen, roll, temperature=1.0, seed=0), "roll": roll}
     return out
+
+
+def test_reader_that_cannot_read_real_frames_gives_no_verdict(dot_cards: dict) -> None:
+    card = dot_cards["unseen"]["card"]
+    idm = card["inverse_dynamics"]
+    assert idm["real"] < idm["chance"] + 0.1 * (1 - idm["chance"]), idm
+    # Its dream score would pass an 80%-of-real bar by itself (both sit at chance); the card must not say so.
+    assert idm["ratio"] is None and idm["note"].startswith("n/a"), idm
+    assert verdict_row(card) is None
+    assert card["action_blind"] is True  # ΔtPSNR (0 for a copying model) decides alone
 
 
 def test_action_blind_model_is_called_blind(dot_cards: dict) -> None:
@@ -148,16 +166,25 @@ def test_action_using_model_answers_its_actions(dot_cards: dict) -> None:
     assert idm["real"] == blind["inverse_dynamics"]["real"]  # one reader: same seed, same real triples
 
 
+def verdict_row(ctrl: dict) -> bool | None:
+    """The playable-world bar's inverse-dynamics check on a card holding only this controllability section."""
+    checks = verdict({"open_loop": [], "controllability": ctrl})
+    return next(c["passed"] for c in checks if c["check"].startswith("inverse dynamics"))
+
+
 def test_action_blind_thresholds() -> None:
-    """ΔtPSNR must exceed two standard errors, the dream's reader score a quarter of the way from chance."""
-    idm = {"real": 0.8, "chance": 0.2}
+    """ΔtPSNR must exceed two standard errors, the dream's reader score a quarter of the way from chance;
+    where the reader cannot read real frames (no ratio), ΔtPSNR decides alone."""
+    idm = {"real": 0.8, "chance": 0.2, "ratio": 1.0}
     at_bar = 0.2 + 0.25 * 0.6
     assert action_blind({"delta_psnr": 0.2, "stderr": 0.1}, idm | {"dream": at_bar}) is True
     assert action_blind({"delta_psnr": 0.21, "stderr": 0.1}, idm | {"dream": at_bar}) is False
     assert action_blind({"delta_psnr": 0.0, "stderr": 0.1}, idm | {"dream": at_bar + 0.01}) is False
     assert action_blind({"delta_psnr": -1.0, "stderr": 0.1}, idm | {"dream": 0.1}) is True
     assert action_blind({"delta_psnr": None, "stderr": None}, idm | {"dream": 0.5}) is None
-    assert action_blind({"delta_psnr": 1.0, "stderr": 0.1}, {"note": "n/a"}) is None
+    assert action_blind({"delta_psnr": 1.0, "stderr": 0.1}, {"note": "n/a"}) is False
+    assert action_blind({"delta_psnr": 0.1, "stderr": 0.1}, {"note": "n/a"}) is True
+    assert action_blind({"delta_psnr": None, "stderr": None}, {"note": "n/a"}) is None
 
 
 # ---- real Pong --------------------------------------------------------------------------------------

@@ -128,3 +128,26 @@ def test_temperature_zero_dream_steps_are_deterministic(trained: dict) -> None:
         np.testing.assert_array_equal(cold[0], cold[1])
         warm = [dream_step(model, episodes, 1.0, steps, seed=s) for s in (0, 1)]
         assert not np.array_equal(warm[0], warm[1])  # at temperature 1 the seed matters
+
+
+@pytest.mark.parametrize("planes", [False, True])
+def test_action_planes_reach_every_pixel_of_the_unet(two_pong_episodes: EpisodeStore, planes: bool) -> None:
+    """With the conditioning vector's action columns zeroed, the denoiser hears the action only through the
+    action planes: with them two actions give different frames, without them the same frame."""
+    torch.manual_seed(SEED)
+    cls = get_family("diffusion")
+    model = cls(cls.preset("tiny", action_planes=planes), two_pong_episodes.action_spec, 64).train()
+    cfg, A = model.config, two_pong_episodes.action_spec.dim
+    with torch.no_grad():
+        model.cond[0].weight[:, -cfg.context * A :] = 0
+        for p in model.unet.parameters():  # a random U-Net, so the untrained zero output layer says something
+            p.add_(torch.randn_like(p) * 0.05)
+    noisy, sigma = torch.randn(1, 3, 64, 64), torch.ones(1)
+    context = torch.rand(1, cfg.context, 3, 64, 64) * 2 - 1
+    frames = []
+    for a in (0, 1):
+        actions = torch.zeros(1, cfg.context, A)
+        actions[:, :, a] = 1
+        frames.append(model.denoise(noisy, sigma, context, actions))
+    gap = (frames[0] - frames[1]).abs().max().item()
+    assert (gap > 1e-4) if planes else (gap == 0.0), gap

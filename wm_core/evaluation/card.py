@@ -237,7 +237,7 @@ def format_controllability(ctrl: dict[str, Any]) -> list[str]:
             f"inverse dynamics ({idm['metric']}): dreamed frames {dream}{ratio}, real frames {idm['real']:.3f}, "
             f"chance {idm['chance']:.3f} ({idm['fit_triples']} real frame triples to learn from)"
         )
-    elif idm.get("note"):
+    if idm.get("note"):
         lines.append(f"inverse dynamics: {idm['note']}")
     blind = ctrl.get("action_blind")
     if blind:

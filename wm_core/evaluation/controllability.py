@@ -10,6 +10,8 @@ ignores its actions can still draw plausible frames.
   *dreamed* triples against the commanded actions. Its score on held-out real triples is the reference:
   a dream whose frames show the actions as clearly as reality reaches it. Discrete actions score accuracy;
   continuous ones the R² of the regressed action (mean over the dimensions the data varies).
+  The reader must first read real frames clearly better than chance; where it cannot (CartPole at 64x64:
+  one push moves the cart by a twentieth of a pixel before the next frame), its score is "n/a", not a pass.
 - Action-blind: neither measure says the actions matter.
 """
 
@@ -30,6 +32,9 @@ from ..spec import ActionSpec
 
 DELTA_HORIZON = 15
 IDM_STEPS = 300
+IDM_MIN_LIFT = 0.1
+"""How far above chance the reader must score on real frames for its score on dreams to mean anything: a
+tenth of the way from chance to perfect (accuracy), or R² 0.1 (continuous actions)."""
 
 
 def _psnr(pred: np.ndarray, real: np.ndarray) -> np.ndarray:
@@ -202,26 +207,37 @@ def inverse_dynamics(
     dream_a = actions[:, :K].reshape(len(actions) * K, *actions.shape[2:])[valid.reshape(-1)]
     real = reader.score(real_x, real_a)
     dream = reader.score(dream_x, dream_a)
-    return {
+    chance = reader.chance(real_a)
+    readable = real is not None and real >= chance + IDM_MIN_LIFT * (1 - chance if spec.discrete else 1)
+    out = {
         "metric": "accuracy" if spec.discrete else "R²",
         "real": None if real is None else round(real, 4),
         "dream": None if dream is None else round(dream, 4),
-        "chance": round(reader.chance(real_a), 4),
-        "ratio": None if not real or dream is None else round(dream / real, 4),
+        "chance": round(chance, 4),
+        "ratio": None if not readable or dream is None else round(dream / real, 4),
         "real_triples": int(len(real_x)),
         "dream_triples": int(len(dream_x)),
         "fit_triples": int(sum(len(e) - 2 for e in fit_eps)),
     }
+    if not readable:
+        out["note"] = (
+            "n/a: the action reader cannot read the actions from real frames either (no better than chance), "
+            "so its score on dreams says nothing"
+        )
+    return out
 
 
 def action_blind(delta: dict[str, Any], idm: dict[str, Any]) -> bool | None:
     """True when neither measure says actions matter: ΔtPSNR within two standard errors of zero (or below),
-    and the dreamed frames' action score less than a quarter of the way from chance to the real frames'."""
+    and the dreamed frames' action score less than a quarter of the way from chance to the real frames'. Where
+    the reader cannot read real frames (its ratio is n/a), ΔtPSNR decides alone."""
     d, se = delta.get("delta_psnr"), delta.get("stderr")
     real, dream, chance = idm.get("real"), idm.get("dream"), idm.get("chance")
-    if d is None or se is None or real is None or dream is None:
+    if d is None or se is None:
         return None
     listens_psnr = d > 2 * se
+    if idm.get("ratio") is None or real is None or dream is None:
+        return not listens_psnr
     listens_idm = dream > chance + 0.25 * max(real - chance, 0.0)
     return not (listens_psnr or listens_idm)
 

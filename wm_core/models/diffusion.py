@@ -73,6 +73,10 @@ class DiffusionConfig(TrainConfig):
     """Diffuse the change from the last context frame instead of the frame itself. Off by default: on Pong
     (1,500 steps) the changes' small errors integrated into trails and speckle over a 30-step dream (PSNR at
     k = 30 12-19 dB against 27.8 for whole frames)."""
+    action_planes: bool = False
+    """Also give the U-Net the actions as constant input planes, one set per context step, besides the
+    conditioning vector. A global conditioning vector alone left Breakout's paddle deaf to the keys: the
+    action's effect is a few pixels at one place, and every pixel of the first layer sees the planes."""
     offset_noise: float = 0.3
     """Std of a per-channel constant added to the training noise (DIAMOND's offset noise): it teaches the
     denoiser to correct whole-frame shifts of brightness, which plain pixel noise hardly shows it."""
@@ -97,12 +101,13 @@ class PixelDiffusion(WorldModel):
     family = "diffusion"
     Config = DiffusionConfig
     PRESETS = {
-        "tiny": dict(channels=8, cond_dim=16, head_channels=4, steps=30, batch_size=4, seq_len=7, lr=1e-3),
+        "tiny": dict(channels=8, cond_dim=16, head_channels=4, steps=30, batch_size=4, seq_len=7, lr=1e-3,
+                     action_planes=True),
         # small: 4,000 steps with --bf16 are about 17 CPU-minutes on one core (0.25 s a step, 48 targets).
         "small": dict(channels=32, cond_dim=128, steps=4000, batch_size=12, seq_len=8, lr=5e-4, lr_decay=0.1,
-                      grad_clip=10.0),
+                      grad_clip=10.0, action_planes=True),
         "large": dict(channels=64, cond_dim=256, head_channels=16, steps=30000, batch_size=32, seq_len=8, lr=2e-4,
-                      grad_clip=10.0),
+                      grad_clip=10.0, action_planes=True),
     }  # fmt: skip
     latent_keys = ("frames",)
     capabilities = Capabilities(
@@ -129,7 +134,7 @@ class PixelDiffusion(WorldModel):
         self.cond = nn.Sequential(
             nn.Linear(2 * c.cond_dim + c.context * A, c.cond_dim), nn.SiLU(), nn.Linear(c.cond_dim, c.cond_dim)
         )
-        self.unet = UNet(3 * (c.context + 1), c.channels, c.cond_dim)
+        self.unet = UNet(3 * (c.context + 1) + (c.context * A if c.action_planes else 0), c.channels, c.cond_dim)
         # The averaged denoiser (conditioning MLP and U-Net) that eval-mode dreams use; see `after_step`.
         self.ema_cond, self.ema_unet = copy.deepcopy(self.cond), copy.deepcopy(self.unet)
         for p in [*self.ema_cond.parameters(), *self.ema_unet.parameters()]:
@@ -158,6 +163,9 @@ class PixelDiffusion(WorldModel):
             [self.noise_embed(sigma.log() / 4), self.noise_embed(ctx_sigma * 10), actions.flatten(1)], dim=-1
         )
         x = torch.cat([c_in * noisy, context.flatten(1, 2)], dim=1)
+        if c.action_planes:
+            planes = actions.flatten(1)[:, :, None, None].expand(-1, -1, *x.shape[-2:])
+            x = torch.cat([x, planes.to(x.dtype)], dim=1)
         averaged = not self.training and c.ema > 0
         cond, unet = (self.ema_cond, self.ema_unet) if averaged else (self.cond, self.unet)
         return c_skip * noisy + c_out * unet(x, cond(emb))
