@@ -275,3 +275,34 @@ def test_a_moved_run_resumes_on_its_own_data(tmp_path: Path) -> None:
     assert (moved / "data" / "index.json").read_text() == index  # trained on the episodes it had: none collected
     assert not (tmp_path / "a").exists()
     assert _meta(moved)["data"]["dir"] == "data"
+
+
+@pytest.mark.parametrize("stores_kind", ["discrete", "box"])
+def test_blind_actions_model_hears_no_key_after_save_and_load(
+    tmp_path: Path, stores: dict[str, EpisodeStore], stores_kind: str
+) -> None:
+    """`blind_actions` (the Learn tab's action-blind model) trains through `train_run` with every action zeroed;
+    loaded back, its dream at temperature 0 is the same whatever keys are pressed, while the env's spec on disk
+    stays the env's."""
+    from wm_core.dream import Dream
+
+    store = stores[stores_kind]
+    run, _ = train_run(
+        "dreamer", store.env_id, preset="tiny", overrides={"steps": 3, "blind_actions": True}, data=store.root,
+        out=tmp_path / "blind", device="cpu", command="test", checkpoint_every=0,
+    )  # fmt: skip
+    meta = read_meta(run)
+    assert meta["config"]["blind_actions"] is True and "blind" not in meta["action_spec"]
+    model, _ = load_checkpoint(run)
+    spec = model.action_spec
+    assert spec.blind
+    ep = store.load(0)
+    streams = [[spec.sample(np.random.default_rng(100 + i)) for _ in range(6)] for i in range(2)]
+    assert not all(np.array_equal(a, b) for a, b in zip(*streams)), "the two key streams must differ"
+    frames = []
+    for actions in streams:
+        dream = Dream(model, temperature=0.0, seed=0)
+        dream.reset(ep.obs[:5], ep.act[:5])
+        frames.append(np.stack([dream.step(a)[0] for a in actions]))
+    np.testing.assert_array_equal(frames[0], frames[1])
+    assert torch.count_nonzero(spec.encode(np.asarray([spec.sample(np.random.default_rng(3))]))) == 0

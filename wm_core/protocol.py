@@ -122,6 +122,9 @@ class TrainConfig:
     frames: int = 0
     """Frames of data to collect when no data directory is given and `episodes` is 0 (0: the env's default
     budget from the catalog, `wm envs`)."""
+    blind_actions: bool = False
+    """Zero every action the model sees, in training and in dreams: a model that cannot hear the keys, to
+    show what the controllability card measures (a teaching control, never a better model)."""
 
 
 def field_doc(config_cls: type, name: str) -> str:
@@ -162,7 +165,7 @@ class WorldModel(nn.Module):
     def __init__(self, config: Any, action_spec: ActionSpec, frame_size: int = 64) -> None:
         super().__init__()
         self.config = config
-        self.action_spec = action_spec
+        self.action_spec = dataclasses.replace(action_spec, blind=True) if config.blind_actions else action_spec
         self.frame_size = frame_size
         # The training set's mean frame. Decoders predict the difference from it, and the loss weights
         # pixels that differ from it ("foreground"): classic-control frames are mostly background, and a

@@ -27,6 +27,9 @@ class ActionSpec:
     low: tuple[float, ...] = ()
     high: tuple[float, ...] = ()
     names: tuple[str, ...] = ()
+    blind: bool = False
+    """Encode every action as zeros (a model trained with `blind_actions`: it cannot hear the keys). Not part
+    of the env's spec on disk: the model's config carries it."""
 
     @property
     def dim(self) -> int:
@@ -51,13 +54,15 @@ class ActionSpec:
             a = a.long()
             if a.numel() and (a.min() < 0 or a.max() >= self.n):
                 raise ValueError(f"discrete action out of range 0..{self.n - 1}: {a.tolist()}")
-            return torch.nn.functional.one_hot(a, self.n).float()
+            vec = torch.nn.functional.one_hot(a, self.n).float()
+            return vec.zero_() if self.blind else vec
         low = torch.tensor(self.low, dtype=torch.float32)
         high = torch.tensor(self.high, dtype=torch.float32)
         a = a.float()
         if a.shape[-1:] != (self.n,):
             raise ValueError(f"box action must have last dimension {self.n}, got shape {tuple(a.shape)}")
-        return torch.maximum(torch.minimum(a, high), low)
+        vec = torch.maximum(torch.minimum(a, high), low)
+        return vec.zero_() if self.blind else vec
 
     def to_env(self, action: Any) -> int | np.ndarray:
         """A raw action in the form `env.step` accepts (int, or clipped float32 array)."""
@@ -76,8 +81,10 @@ class ActionSpec:
         return rng.uniform(self.low, self.high).astype(np.float32)
 
     def to_json(self) -> dict:
-        """JSON-ready dict."""
-        return dataclasses.asdict(self)
+        """JSON-ready dict (the env's spec: without `blind`)."""
+        d = dataclasses.asdict(self)
+        del d["blind"]
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> ActionSpec:

@@ -354,7 +354,7 @@ def train_run(
         model.set_frame_mean(store.mean_frame())
     cfg = model.config
     cache_frames = int(cache_mb * 2**20 / (3 * s.pipeline.size**2))
-    sampler = SequenceSampler(store, store.action_spec, cfg.seq_len, cfg.batch_size, seed=seed + s.step,
+    sampler = SequenceSampler(store, model.action_spec, cfg.seq_len, cfg.batch_size, seed=seed + s.step,
                               cache_frames=cache_frames)  # fmt: skip
     trainer = Trainer(model, sampler, device=dev, bf16=bf16)
     if s.meta is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +24,7 @@ from PIL import Image
 
 from ..errors import EnvError
 from ..spec import ActionSpec, FramePipeline
-from .keys import ARROW_OF, KeyBinding, Keymap, _combo, _derived_keymap
+from .keys import KeyBinding, Keymap, _combo, _derived_keymap
 
 # pygame's SDL, which renders the classic-control envs, installs its own SIGTERM handler that swallows the
 # signal, so `kill` could not stop a training run; leave signals to Python.
