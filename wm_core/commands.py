@@ -169,7 +169,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_dream(args: argparse.Namespace) -> None:
     """Roll the dream from a real context and write it as GIF or MP4."""
-    from .interactive.play import record_dream
+    from .interactive.recording import record_dream
 
     if Path(args.out).suffix.lower() not in (".gif", ".mp4"):
         raise UserError(f"--out must end in .gif or .mp4, got '{args.out}'")
