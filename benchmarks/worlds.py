@@ -62,6 +62,13 @@ def headline(card: dict) -> dict:
     d, idm = ctrl.get("delta", {}), ctrl.get("inverse_dynamics", {})
     out["delta"] = (d.get("delta_psnr"), d.get("stderr"))
     out["idm"] = (idm.get("dream"), idm.get("real"))
+    out["idm_ratio"] = idm.get("ratio")
+    out["blind"] = ctrl.get("action_blind")
+    from wm_core.evaluation.card import verdict
+
+    checks = verdict(card) if card.get("open_loop") else []
+    out["failed"] = [c["check"] for c in checks if c["passed"] is False]
+    out["bar"] = None if not checks else sum(c["passed"] is True for c in checks)
     return out
 
 
@@ -77,6 +84,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=100, help="timed dream steps per model")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="a markdown table with the card's bar, for docs/results")
     args = p.parse_args()
     import torch
 
@@ -103,6 +111,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
+    if args.markdown:
+        print(markdown(rows))
+        return
     print(f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
     head = (
         f"{'checkpoint':<26} {'CPU-min':>7} {'RSS GB':>6} {'dream fps':>9} | {'PSNR k=5 model/copy/mean':>25} "
@@ -120,6 +131,29 @@ def main() -> None:
             f"{r['run']:<26} {fmt(r['cpu_min']):>7} {fmt(r['rss_gb'], '.2f'):>6} {r['fps']:>9.1f} | {p5:>25} "
             f"{p15:>26} | {fg:>22} | {delta:>13} | {idm:>14}"
         )
+
+
+def markdown(rows: list[dict]) -> str:
+    """The table as markdown, with how many of the playable-world bar's five checks pass and which fail."""
+    lines = [
+        "| checkpoint | CPU-min | peak RSS GB | dream fps | PSNR k=5 model / copy / mean "
+        "| PSNR k=15 model / copy / mean | fg-MSE k=5 model / copy | ΔtPSNR (dB) | inverse dynamics dream / real "
+        "| bar | fails |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        p5 = " / ".join(fmt(x) for x in r["psnr5"]) if r["psnr5"] else "n/a"
+        p15 = " / ".join(fmt(x) for x in r["psnr15"]) if r["psnr15"] else "n/a"
+        fg = " / ".join(fmt(x, ".4f") for x in r["fg5"]) if r["fg5"] else "n/a"
+        d, se = r["delta"]
+        delta = "n/a" if d is None else f"{d:+.2f} ± {fmt(se, '.2f')}"
+        idm = " / ".join(fmt(x, ".2f") for x in r["idm"]) + (" (n/a)" if r["idm_ratio"] is None else "")
+        bar = "n/a" if r["bar"] is None else f"{r['bar']}/5" + (" ACTION-BLIND" if r["blind"] else "")
+        lines.append(
+            f"| {r['run']} | {fmt(r['cpu_min'])} | {fmt(r['rss_gb'], '.2f')} | {r['fps']:.0f} | {p5} | {p15} | {fg} "
+            f"| {delta} | {idm} | {bar} | {'; '.join(r['failed']) or '–'} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
