@@ -165,7 +165,8 @@ class WorldModel(nn.Module):
     def __init__(self, config: Any, action_spec: ActionSpec, frame_size: int = 64) -> None:
         super().__init__()
         self.config = config
-        self.action_spec = dataclasses.replace(action_spec, blind=True) if config.blind_actions else action_spec
+        blind = getattr(config, "blind_actions", False)  # a hand-made test model may have no config
+        self.action_spec = dataclasses.replace(action_spec, blind=True) if blind else action_spec
         self.frame_size = frame_size
         # The training set's mean frame. Decoders predict the difference from it, and the loss weights
         # pixels that differ from it ("foreground"): classic-control frames are mostly background, and a
