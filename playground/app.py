@@ -13,15 +13,20 @@ from .compare_tab import build_compare_tab
 from .context import AppContext
 from .hub import ROOT
 from .inspect_tab import build_inspect_tab
+from .learn_tab import CSS as LEARN_CSS
+from .learn_tab import build_learn_tab
 from .play_tab import build_play_tab
 from .train_tab import build_train_tab
 
-CSS = """
+BASE_CSS = """
 .gradio-container { max-width: 1240px !important; }
 #wm-title h1 { margin-bottom: 0; }
 .wm-mono textarea { font-family: ui-monospace, Menlo, Consolas, monospace !important; font-size: 12px !important;
   white-space: pre; }
 """
+
+CSS = BASE_CSS + LEARN_CSS
+"""The app's style sheet: pass it to `launch(css=CSS)` (Gradio 6 takes the CSS at launch, not in Blocks)."""
 
 # (title, id, builder): add a tab by adding a line (see playground/context.py for what a builder gets and returns)
 TABS = (
@@ -29,6 +34,7 @@ TABS = (
     ("Compare", "compare", build_compare_tab),
     ("Inspect", "inspect", build_inspect_tab),
     ("Train", "train", build_train_tab),
+    ("Learn", "learn", build_learn_tab),
 )
 
 
@@ -43,7 +49,7 @@ def set_threads() -> int:
 
 
 def build_demo(checkpoint_dir: Path | str | None = None, runs_dir: Path | str | None = None) -> gr.Blocks:
-    """The whole app; `launch()` it, or mount it in a FastAPI app."""
+    """The whole app; `launch(css=CSS)` it, or mount it in a FastAPI app with the same CSS."""
     set_threads()
     ctx = AppContext(Path(checkpoint_dir) if checkpoint_dir else ROOT / "checkpoints", Path(runs_dir or "runs"))
     with gr.Blocks(title="World Model Playground") as demo:
@@ -61,5 +67,4 @@ def build_demo(checkpoint_dir: Path | str | None = None, runs_dir: Path | str | 
         for tab in built:  # a finished training run appears in every checkpoint list
             if tab.trained is not None:
                 tab.trained.then(lambda: [ctx.refreshed() for _ in lists], None, lists)
-    demo.css = CSS
     return demo

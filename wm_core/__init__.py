@@ -29,6 +29,7 @@ _WHERE = {
     "Keymap": "data.keys",
     "Report": "evaluation.report",
     "SequenceSampler": "data",
+    "Searchable": "protocol",
     "Session": "interactive.session",
     "SessionFrame": "interactive.session",
     "Panel": "interactive.session",
@@ -41,6 +42,9 @@ _WHERE = {
     "card_figures": "evaluation.figures",
     "collect": "data",
     "compare_problem": "interactive.futures",
+    "counterfactuals": "evaluation.counterfactual",
+    "controller_episode": "agents.dream_controller",
+    "load_controller": "agents.dream_controller",
     "data_budget": "train",
     "env_entry": "data.envs",
     "evaluate_checkpoint": "evaluation.report",
@@ -77,19 +81,21 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
+    from .agents.dream_controller import controller_episode, load_controller  # noqa: F401
     from .checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint  # noqa: F401
     from .data import HELDOUT_SEED_BASE, DataError, Episode, EpisodeStore, SequenceSampler, collect  # noqa: F401
     from .data.envs import CATALOG, EnvError, env_entry, make_env  # noqa: F401
     from .data.keys import KeyController, Keymap  # noqa: F401
     from .dream import Dream  # noqa: F401
     from .evaluation.card import format_card, heldout_store, open_loop, open_loop_grid  # noqa: F401
+    from .evaluation.counterfactual import counterfactuals  # noqa: F401
     from .evaluation.explorer import LatentExplorer  # noqa: F401
     from .evaluation.figures import card_figures  # noqa: F401
     from .evaluation.report import Report, evaluate_checkpoint, write_report  # noqa: F401
     from .interactive.futures import Futures, compare_problem  # noqa: F401
     from .interactive.recording import record_dream, write_video  # noqa: F401
     from .interactive.session import Panel, Session, SessionFrame, cached_model  # noqa: F401
-    from .protocol import TrainConfig, WorldModel, field_doc  # noqa: F401
+    from .protocol import Searchable, TrainConfig, WorldModel, field_doc  # noqa: F401
     from .registry import FAMILIES, PRESET_NAMES, get_family  # noqa: F401
     from .spec import ActionSpec, FramePipeline  # noqa: F401
     from .train import Trainer, TrainEvent, TrainReport, data_budget, resolve_device, train_run  # noqa: F401

@@ -191,6 +191,19 @@ def _agent_parsers(sub: argparse._SubParsersAction, command: str | None) -> None
     _threads(p)
     p.set_defaults(fn=commands.cmd_plan)
 
+    p = sub.add_parser("controller", help="a controller trained only in RUN's dream (CMA-ES), scored in the real env")
+    p.add_argument("run", help="run directory (or its checkpoint.json) of a family with a latent (ha, dreamer)")
+    p.add_argument("--out", required=True, help="folder for controller.safetensors and controller.json")
+    p.add_argument("--temperature", type=nonneg_float, default=1.0, help="the dream's sampling temperature (default 1)")
+    p.add_argument("--generations", type=positive, default=30, help="CMA-ES generations (default 30)")
+    p.add_argument("--population", type=positive, default=16, help="candidates per generation (default 16)")
+    p.add_argument("--episodes", type=positive, default=8, help="dreams per candidate (default 8)")
+    p.add_argument("--horizon", type=positive, default=200, help="dream steps per episode (default 200)")
+    p.add_argument("--real-episodes", type=positive, default=20, help="real-env episodes to score it (default 20)")
+    p.add_argument("--seed", type=int, default=0)
+    _threads(p)
+    p.set_defaults(fn=commands.cmd_controller)
+
 
 def build_parser(family: str | None = None, command: str | None = None) -> Parser:
     """The `wm` parser; `family` selects which config fields `wm train` offers as flags, and the agent's config

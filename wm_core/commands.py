@@ -270,3 +270,20 @@ def cmd_plan(args: argparse.Namespace) -> None:
         f"{meta['env_id']}, {args.episodes} episodes, {label}: return {r.mean():.1f} ± {r.std():.1f}, "
         f"{np.percentile(t, 50):.1f} ms per move (p50; p95 {np.percentile(t, 95):.1f})"
     )
+
+
+def cmd_controller(args: argparse.Namespace) -> None:
+    """Train a controller in RUN's dream with CMA-ES, score it in the real env, save it with its record."""
+    from .agents.dream_controller import ControllerConfig, train_controller
+    from .train import cli_command
+
+    cfg = ControllerConfig(temperature=args.temperature, generations=args.generations, population=args.population,
+                           dream_episodes=args.episodes, horizon=args.horizon, seed=args.seed)  # fmt: skip
+    log = (lambda line: print(line, flush=True)) if sys.stdout.isatty() else None
+    r = train_controller(args.run, cfg, args.out, args.real_episodes, cli_command(), log)
+    real = r["real_return"]
+    print(
+        f"controller in {args.out}: dream return {r['dream_return']:.1f} at temperature {cfg.temperature}, real "
+        f"return {real['mean']:.1f} ± {real['std']:.1f} over {real['episodes']} episodes, "
+        f"{r['cpu_seconds'] / 60:.1f} CPU-minutes"
+    )

@@ -1,0 +1,205 @@
+"""Controllers trained only inside a world model's dream, then scored in the real env: the temperature lesson of
+Ha & Schmidhuber 2018 ("World Models", section 4.5), reproduced small.
+
+A controller is linear on the model's flat latent (`WorldModel.latent`, for `ha` the VAE's z and the MDN-RNN's h
+as in the paper): action = argmax(W f + b) for discrete actions, low + (high - low)(tanh(W f + b) + 1)/2 for
+continuous ones. CMA-ES (Hansen's `cma` package, the optimiser of the paper) searches W and b; a candidate's
+fitness is its mean return over dreams started from real contexts, with the model's own predicted rewards and
+episode ends, sampled at a temperature. The paper's finding: a controller trained in a low-temperature dream
+learns to exploit the model's mistakes ("cheats the dream") and transfers badly; a noisier dream (higher
+temperature) makes such exploits unreliable.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save
+
+from ..checkpoint import load_checkpoint
+from ..data.envs import make_env
+from ..dream import Dream
+from ..files import atomic_write, atomic_write_json
+from ..protocol import WorldModel
+from ..spec import FramePipeline
+from .planning import plan_episode
+
+CONTROLLER_FILE, CONTROLLER_META = "controller.safetensors", "controller.json"
+REAL_SEED_BASE = 300_000  # real-env episodes of controllers (disjoint from training and held-out seeds)
+
+
+@dataclass
+class ControllerConfig:
+    """How a controller is searched in the dream."""
+
+    temperature: float = 1.0
+    generations: int = 30
+    population: int = 16
+    dream_episodes: int = 8
+    horizon: int = 200
+    sigma: float = 0.5
+    seed: int = 0
+
+
+class LinearController:
+    """action = f(W · latent + b); `params` is the flat vector CMA-ES searches (W row-major, then b)."""
+
+    def __init__(self, model: WorldModel, params: np.ndarray) -> None:
+        spec, d = model.action_spec, latent_size(model)
+        n = spec.n
+        self.spec = spec
+        p = np.asarray(params, np.float32)
+        if p.shape != (n * d + n,):
+            raise ValueError(f"a controller for this model has {n * d + n} parameters, got {p.size}")
+        self.weight, self.bias = torch.from_numpy(p[: n * d].reshape(n, d)), torch.from_numpy(p[n * d :])
+
+    def act(self, features: torch.Tensor) -> np.ndarray:
+        """Raw env actions (B,) or (B, n) for latents (B, D)."""
+        out = features.float().cpu() @ self.weight.T + self.bias
+        if self.spec.discrete:
+            return out.argmax(-1).numpy()
+        low, high = np.asarray(self.spec.low, np.float32), np.asarray(self.spec.high, np.float32)
+        return low + (high - low) * (np.tanh(out.numpy()) + 1) / 2
+
+
+def latent_size(model: WorldModel) -> int:
+    """D of the model's flat latent."""
+    return int(model.latent(model.initial(1)).shape[1])
+
+
+def check_model(model: WorldModel, meta: dict[str, Any]) -> None:
+    """A controller needs a latent to read: a pixel-space family has none."""
+    if not model.capabilities.latent:
+        raise ValueError(f"{meta['family']} has no latent for a controller to read: use an ha or dreamer run")
+
+
+def real_contexts(model: WorldModel, meta: dict[str, Any], count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`count` real contexts (frames (count, C, S, S, 3), actions) from random play, the dreams' starts."""
+    from ..interactive.session import real_context
+
+    env = make_env(meta["env_id"], FramePipeline.from_json(meta["pipeline"]))
+    try:
+        rng = np.random.default_rng(seed)
+        got = [real_context(env, model.action_spec, rng, 5) for _ in range(count)]
+    finally:
+        env.close()
+    return np.stack([c.frames for c in got]), np.stack([c.acts for c in got])
+
+
+@torch.inference_mode()
+def dream_returns(
+    model: WorldModel, candidates: list[np.ndarray], contexts: tuple[np.ndarray, np.ndarray], cfg: ControllerConfig,
+    seed: int,
+) -> np.ndarray:  # fmt: skip
+    """Mean dream return of each candidate over the contexts, all rolled out as one batch; an episode stops
+    counting reward once the model predicts its end."""
+    frames, acts = contexts
+    E, P = len(frames), len(candidates)
+    dream = Dream(model, cfg.temperature, seed=seed)
+    dream.reset(np.tile(frames, (P, 1, 1, 1, 1)), np.tile(acts, (P,) + (1,) * (acts.ndim - 1)))
+    controllers = [LinearController(model, c) for c in candidates]
+    alive, total = np.ones(P * E, bool), np.zeros(P * E)
+    for _ in range(cfg.horizon):
+        z = model.latent(dream.state)
+        action = np.concatenate([ctl.act(z[i * E : (i + 1) * E]) for i, ctl in enumerate(controllers)])
+        _, reward, ended, _ = dream.step(action)
+        total += np.where(alive, reward, 0.0)
+        alive &= ~np.asarray(ended, bool)
+        if not alive.any():
+            break
+    return total.reshape(P, E).mean(1)
+
+
+def search(run: Path | str, cfg: ControllerConfig, log: Any = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """CMA-ES over a linear controller in RUN's dream; returns the final mean parameters and a record."""
+    import cma
+
+    if cfg.temperature < 0:
+        raise ValueError(f"--temperature must be 0 or more, got {cfg.temperature}")
+    model, meta = load_checkpoint(run)
+    check_model(model, meta)
+    model.eval()
+    n, d = model.action_spec.n, latent_size(model)
+    contexts = real_contexts(model, meta, cfg.dream_episodes, cfg.seed)
+    es = cma.CMAEvolutionStrategy(np.zeros(n * d + n), cfg.sigma,
+                                  {"popsize": cfg.population, "seed": cfg.seed + 1, "verbose": -9})  # fmt: skip
+    history = []
+    for g in range(cfg.generations):
+        xs = es.ask()
+        fitness = dream_returns(model, xs, contexts, cfg, seed=cfg.seed + 1000 * g)
+        es.tell(xs, (-fitness).tolist())
+        history.append(float(fitness.mean()))
+        if log is not None:
+            log(f"generation {g + 1}/{cfg.generations}: dream return {fitness.mean():.1f}, best {fitness.max():.1f}")
+    best = np.asarray(es.result.xfavorite, np.float32)
+    final = float(dream_returns(model, [best], contexts, cfg, seed=cfg.seed + 999_999)[0])
+    return best, {"dream_return": final, "history": history, "latent_size": d}
+
+
+def real_returns(run: Path | str, params: np.ndarray, episodes: int, seed: int = 0) -> list[float]:
+    """The controller driving the real env for `episodes` episodes (env seeds from `REAL_SEED_BASE + seed`)."""
+    return [ret for ret, _ in (controller_episode(run, params, seed + i) for i in range(episodes))]
+
+
+@torch.inference_mode()
+def controller_episode(run: Path | str, params: np.ndarray, seed: int = 0) -> tuple[float, np.ndarray]:
+    """One real episode driven by the controller on the filtered latent: (return, frames (T+1, S, S, 3))."""
+    from ..interactive.session import cached_model
+
+    model, meta = cached_model(str(run))
+    check_model(model, meta)
+    ctl = LinearController(model, params)
+    env = make_env(meta["env_id"], FramePipeline.from_json(meta["pipeline"]))
+    try:
+        episode, _ = plan_episode(model, env, REAL_SEED_BASE + seed, lambda s: (ctl.act(model.latent(s))[0], 0.0))
+    finally:
+        env.close()
+    return float(episode.rew.sum()), episode.obs
+
+
+def save_controller(out: Path | str, params: np.ndarray, record: dict[str, Any]) -> Path:
+    """Write controller.safetensors and controller.json (atomically) into `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tensor = {"params": torch.from_numpy(np.asarray(params, np.float32))}
+    atomic_write(out / CONTROLLER_FILE, lambda f: f.write(save(tensor)))
+    atomic_write_json(out / CONTROLLER_META, record)
+    return out
+
+
+def load_controller(folder: Path | str) -> tuple[np.ndarray, dict[str, Any]]:
+    """(params, record) of a saved controller; a UserError naming the folder when it is missing or broken."""
+    folder = Path(folder)
+    try:
+        record = json.loads((folder / CONTROLLER_META).read_text())
+        params = load_file(str(folder / CONTROLLER_FILE))["params"].numpy()
+    except (OSError, ValueError, KeyError) as e:
+        why = f"no readable controller in {folder} ({e}): train one with `wm controller RUN --out DIR`"
+        raise ValueError(why) from None
+    return params, record
+
+
+def train_controller(
+    run: Path | str, cfg: ControllerConfig, out: Path | str, real_episodes: int, command: str, log: Any = None
+) -> dict[str, Any]:
+    """Search a controller in RUN's dream, score it in the real env, save it with its record; returns the record."""
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    params, found = search(run, cfg, log)
+    real = real_returns(run, params, real_episodes, cfg.seed)
+    record = {
+        "run": Path(run).name,
+        "config": asdict(cfg),
+        **found,
+        "real_return": {"mean": float(np.mean(real)), "std": float(np.std(real)), "episodes": len(real)},
+        "seconds": round(time.perf_counter() - t0, 1),
+        "cpu_seconds": round(time.process_time() - cpu0, 1),
+        "command": command,
+    }
+    save_controller(out, params, record)
+    return record
