@@ -27,7 +27,7 @@ CSS = """
 .wm-blindgame .wm-rows, .wm-blindgame .wm-spark, .wm-blindgame .wm-meta,
 .wm-blindgame .wm-status { visibility: hidden; }
 .wm-blindgame .wm-panel canvas { border-color: var(--border-color-primary) !important; }
-.wm-blindgame.wm-swap .wm-panels { flex-direction: row-reverse; justify-content: flex-end; }
+.wm-swap .wm-panels { flex-direction: row-reverse; justify-content: flex-end; }  /* kept after the reveal */
 """
 
 

@@ -100,6 +100,10 @@ def lesson_6(page: Page) -> None:
     expect(page.locator("#wm-learn-blind-verdict")).to_contain_text(said, timeout=SLOW)
     expect(page.locator("#wm-learn-blind-verdict")).to_contain_text(f"Score: {0 if swapped else 1} of 1 right")
     expect(labels.first).to_be_visible()
+    # The reveal keeps the panes where they were: the real one is on the side the verdict names.
+    real_x = page.locator("#wm-learn-blind .wm-real-panel").bounding_box()["x"]
+    dream_x = page.locator("#wm-learn-blind .wm-dream-panel").bounding_box()["x"]
+    assert (real_x > dream_x) == swapped
 
 
 def lesson_7(page: Page) -> None:
