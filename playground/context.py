@@ -12,7 +12,7 @@ import gradio as gr
 
 import wm_core
 
-from .hub import list_checkpoints
+from .hub import list_checkpoints, scan_checkpoints
 
 
 @dataclass
@@ -36,6 +36,11 @@ class AppContext:
     def checkpoints(self) -> list[tuple[str, str]]:
         """(label, path) of every checkpoint, shipped first: the choices of a checkpoint list."""
         return [(c.label, c.path) for c in list_checkpoints(self.shipped, self.runs)]
+
+    def unreadable(self) -> str:
+        """A markdown line naming the checkpoints left out of the lists and why ("" when none)."""
+        skipped = scan_checkpoints(self.shipped, self.runs)[1]
+        return ("**Not listed (cannot be read):** " + "; ".join(skipped)) if skipped else ""
 
     def first_checkpoint(self) -> str | None:
         """The path listed first, or None."""

@@ -55,23 +55,30 @@ class CheckpointInfo:
         return f"{self.family} · {self.env_id} · step {self.step} · {Path(self.path).name} ({where})"
 
 
-def list_checkpoints(shipped_dir: Path | str, runs_dir: Path | str) -> list[CheckpointInfo]:
-    """Shipped checkpoints first, then runs trained here (newest first); unreadable ones are skipped."""
+def scan_checkpoints(shipped_dir: Path | str, runs_dir: Path | str) -> tuple[list[CheckpointInfo], list[str]]:
+    """(playable checkpoints: shipped first, then runs trained here, newest first; one line per folder whose
+    checkpoint.json cannot be read, naming it and why)."""
     found: list[CheckpointInfo] = []
+    skipped: list[str] = []
     for base, shipped in ((Path(shipped_dir), True), (Path(runs_dir), False)):
         metas = []
         for p in sorted(base.glob("*/checkpoint.json")) if base.is_dir() else []:
             try:
                 metas.append((p.stat().st_mtime, wm_core.read_meta(p)))
-            except wm_core.CheckpointError:
-                continue
+            except wm_core.CheckpointError as e:
+                skipped.append(f"{p.parent.name}: {e}")
         if not shipped:
             metas.sort(key=lambda m: -m[0])
         for _, m in metas:
             found.append(
                 CheckpointInfo(m["_dir"], m["family"], m["env_id"], int(m["step"]), shipped, m.get("command", ""))
             )
-    return found
+    return found, skipped
+
+
+def list_checkpoints(shipped_dir: Path | str, runs_dir: Path | str) -> list[CheckpointInfo]:
+    """The playable checkpoints of `scan_checkpoints`; unreadable ones are left out of the lists."""
+    return scan_checkpoints(shipped_dir, runs_dir)[0]
 
 
 def list_stores(runs_dir: Path | str) -> list[tuple[str, str]]:

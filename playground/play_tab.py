@@ -71,6 +71,7 @@ def build_play_tab(ctx: AppContext) -> Tab:
         refresh = gr.Button("↻ Refresh list", scale=0, min_width=170)
         start = gr.Button("Start", variant="primary", scale=0, min_width=120, elem_id="wm-start")
     info = gr.Markdown(describe(ctx.first_checkpoint()), elem_id="wm-play-info")
+    skipped = gr.Markdown(ctx.unreadable(), elem_id="wm-play-skipped")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=640):
             live = player(hub, "wm-player")
@@ -104,7 +105,7 @@ def build_play_tab(ctx: AppContext) -> Tab:
     ckpt.change(describe, ckpt, info)
     inputs = [client, ckpt, c["temperature"], c["steps"], c["real"], c["autopilot"]]
     start.click(on_start, inputs, [client, live, info, status])
-    refresh.click(ctx.refreshed, None, ckpt)
+    refresh.click(lambda: (ctx.refreshed(), ctx.unreadable()), None, [ckpt, skipped])
     for name in ("temperature", "steps", "real", "record_data", "autopilot"):
         c[name].change(control_handler(hub, name), [client, c[name]], status)
     for name in ("pause", "step", "reset"):

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import wm_core
-from playground.hub import SessionHub, friendly, list_checkpoints
+from playground.context import AppContext
+from playground.hub import SessionHub, friendly, list_checkpoints, scan_checkpoints
 from playground.jobs import TrainJob
 
 FRAME_BYTES = 64 * 64 * 3
@@ -191,8 +192,12 @@ def test_list_checkpoints_shipped_first_skips_corrupt(tiny_run: Path, tmp_path: 
     (runs / "corrupt" / "checkpoint.json").write_text('{"format": "wm-checkpoint/1", "family": ')
     (runs / "empty").mkdir()
 
-    found = list_checkpoints(shipped, runs)
+    found, skipped = scan_checkpoints(shipped, runs)
+    assert found == list_checkpoints(shipped, runs)
     assert [Path(c.path).name for c in found] == ["ha-cartpole", "newer", "older"]
+    assert len(skipped) == 1 and skipped[0].startswith("corrupt: ") and "\n" not in skipped[0], skipped
+    assert "Not listed (cannot be read):** corrupt: " in AppContext(shipped, runs).unreadable()
+    assert AppContext(shipped, tmp_path / "no-runs").unreadable() == ""
     assert [c.shipped for c in found] == [True, False, False]
     assert found[0].label.endswith("(shipped)") and found[1].label.endswith("(trained here)")
     assert found[0].family == "ha" and found[0].env_id == "CartPole-v1" and found[0].step == TINY_STEPS
