@@ -169,9 +169,19 @@ class SessionHub:
     def _evict(self) -> None:
         now = time.monotonic()
         for cid in [c for c, p in self.players.items() if now - p.last_used > self.idle_seconds]:
-            del self.players[cid]
+            self.players.pop(cid).session.close()
         while len(self.players) >= self.max_sessions:
-            del self.players[min(self.players, key=lambda c: self.players[c].last_used)]
+            self.players.pop(min(self.players, key=lambda c: self.players[c].last_used)).session.close()
+
+    def release(self, client: str) -> bool:
+        """Drop the client's session and close its real env; False when it had none."""
+        with self.lock:
+            seat = self.players.pop(client, None)
+        if seat is None:
+            return False
+        with seat.lock:
+            seat.session.close()
+        return True
 
     def get(self, client: str) -> Seat | None:
         """The client's seat, if it has started one."""
@@ -189,9 +199,11 @@ class SessionHub:
         session = wm_core.Session(runs, temperature=temperature, real=real or self.hold, hold=self.hold)
         session.reset()
         with self.lock:
-            self.players.pop(client, None)
+            old = self.players.pop(client, None)
             self._evict()
             self.players[client] = Seat(session)
+        if old is not None:
+            old.session.close()
         return session
 
     def tick(self, client: str, keys: list[str]) -> dict[str, Any]:

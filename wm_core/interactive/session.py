@@ -271,6 +271,10 @@ class Session:
         self.recorder.add(self.frame, action)
         return self.frame
 
+    def close(self) -> None:
+        """Let go of the real env (its renderer and emulator); the session cannot step afterwards."""
+        self.env.close()
+
     # ---- real play as training data -----------------------------------------------------------------
     def record_data(self, store_dir: Path | str | None) -> EpisodeStore | None:
         """Start (a directory) or stop (None) recording the real env's episodes as training data (policy
