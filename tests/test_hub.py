@@ -268,3 +268,13 @@ def test_step_button_ramps_a_continuous_action_once(pendulum_store: wm_core.Epis
     hub.tick("c", ["ArrowRight"])
     # Pendulum's torque is in [-2, 2]: a held key adds 0.1 of the half range (0.2) per frame.
     np.testing.assert_allclose(s.keys._a, [0.2], atol=1e-6)
+
+
+def test_release_drops_only_that_client(tiny_run: Path) -> None:
+    hub = SessionHub()
+    hub.start("a", str(tiny_run))
+    hub.start("b", str(tiny_run))
+    assert hub.tick("a", [])["ok"]
+    assert hub.release("a") is True and hub.release("a") is False
+    assert hub.tick("a", []) == {"ok": False, "message": "Pick a checkpoint above and press Start."}
+    assert hub.tick("b", ["ArrowRight"])["ok"], "another client's session was touched"
