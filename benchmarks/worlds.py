@@ -121,16 +121,24 @@ def main() -> None:
     )
     print(head)
     for r in rows:
-        p5 = "/".join(fmt(x) for x in r["psnr5"]) if r["psnr5"] else "n/a"
-        p15 = "/".join(fmt(x) for x in r["psnr15"]) if r["psnr15"] else "n/a"
-        fg = "/".join(fmt(x, ".4f") for x in r["fg5"]) if r["fg5"] else "n/a"
-        d, se = r["delta"]
-        delta = "n/a" if d is None else f"{d:+.2f}±{fmt(se, '.2f')}"
-        idm = "/".join(fmt(x, ".2f") for x in r["idm"])
+        c = cells(r, "/")
         print(
-            f"{r['run']:<26} {fmt(r['cpu_min']):>7} {fmt(r['rss_gb'], '.2f'):>6} {r['fps']:>9.1f} | {p5:>25} "
-            f"{p15:>26} | {fg:>22} | {delta:>13} | {idm:>14}"
+            f"{r['run']:<26} {fmt(r['cpu_min']):>7} {fmt(r['rss_gb'], '.2f'):>6} {r['fps']:>9.1f} | {c['p5']:>25} "
+            f"{c['p15']:>26} | {c['fg']:>22} | {c['delta']:>13} | {c['idm']:>14}"
         )
+
+
+def cells(r: dict, sep: str) -> dict[str, str]:
+    """A row's card numbers as text: PSNR triples, foreground MSE pair, ΔtPSNR ± error, reader dream / real."""
+    joined = lambda xs, spec=".1f": sep.join(fmt(x, spec) for x in xs) if xs else "n/a"  # noqa: E731
+    d, se = r["delta"]
+    return {
+        "p5": joined(r["psnr5"]),
+        "p15": joined(r["psnr15"]),
+        "fg": joined(r["fg5"], ".4f"),
+        "delta": "n/a" if d is None else f"{d:+.2f} ± {fmt(se, '.2f')}",
+        "idm": joined(r["idm"], ".2f") + (" (n/a)" if r["idm_ratio"] is None else ""),
+    }
 
 
 def markdown(rows: list[dict]) -> str:
@@ -142,16 +150,11 @@ def markdown(rows: list[dict]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        p5 = " / ".join(fmt(x) for x in r["psnr5"]) if r["psnr5"] else "n/a"
-        p15 = " / ".join(fmt(x) for x in r["psnr15"]) if r["psnr15"] else "n/a"
-        fg = " / ".join(fmt(x, ".4f") for x in r["fg5"]) if r["fg5"] else "n/a"
-        d, se = r["delta"]
-        delta = "n/a" if d is None else f"{d:+.2f} ± {fmt(se, '.2f')}"
-        idm = " / ".join(fmt(x, ".2f") for x in r["idm"]) + (" (n/a)" if r["idm_ratio"] is None else "")
+        c = cells(r, " / ")
         bar = "n/a" if r["bar"] is None else f"{r['bar']}/5" + (" ACTION-BLIND" if r["blind"] else "")
         lines.append(
-            f"| {r['run']} | {fmt(r['cpu_min'])} | {fmt(r['rss_gb'], '.2f')} | {r['fps']:.0f} | {p5} | {p15} | {fg} "
-            f"| {delta} | {idm} | {bar} | {'; '.join(r['failed']) or '–'} |"
+            f"| {r['run']} | {fmt(r['cpu_min'])} | {fmt(r['rss_gb'], '.2f')} | {r['fps']:.0f} | {c['p5']} | {c['p15']} "
+            f"| {c['fg']} | {c['delta']} | {c['idm']} | {bar} | {'; '.join(r['failed']) or '–'} |"
         )
     return "\n".join(lines)
 
