@@ -267,6 +267,7 @@ BAD = {
         ["unknown environment", "Nope-v0"],
     ),
     "negative-steps": ((*TRAIN, "--steps", "-5"), ["--steps", "-5", ">= 1"]),
+    "flag-not-a-boolean": ((*TRAIN, "--blind-actions", "maybe"), ["--blind-actions", "maybe", "true or false"]),
     "steps-not-a-number": ((*TRAIN, "--steps", "abc"), ["--steps", "abc"]),
     "zero-episodes": ((*COLLECT, "--episodes", "0"), ["--episodes", "0"]),
     "missing-data-dir": ((*TRAIN, "--data", "/nonexistent"), ["/nonexistent", "no episode store"]),

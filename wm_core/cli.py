@@ -43,6 +43,16 @@ nonneg_float = _number(float, 0.0, "a number")
 any_float = _number(float, -float("inf"), "a number")
 
 
+def boolean(text: str) -> bool:
+    """true/false (also yes/no, on/off, 1/0); anything else is refused rather than read as false."""
+    word = text.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
+
+
 def _add_config_flags(p: argparse.ArgumentParser, family_cls: type) -> None:
     """One --flag per config field, with the field's docstring as help (a knob is defined once)."""
     from .protocol import field_doc
@@ -54,7 +64,7 @@ def _add_config_flags(p: argparse.ArgumentParser, family_cls: type) -> None:
         if isinstance(f.default, float) and f.default < 0:  # a field that may be negative (a log-scale mean)
             kind = any_float
         if isinstance(f.default, bool):
-            kind = lambda s: s.lower() in ("1", "true", "yes")  # noqa: E731
+            kind = boolean
         p.add_argument(
             f"--{f.name.replace('_', '-')}",
             dest=f"cfg_{f.name}",
