@@ -104,7 +104,8 @@ def test_config_with_unknown_field(run: Path) -> None:
 
 def test_malformed_action_spec(run: Path) -> None:
     _edit(run, lambda m: m.update(action_spec={"n": 2}))
-    assert "malformed" in _error(run)
+    msg = _error(run)
+    assert "action_spec" in msg and "discrete or box" in msg
 
 
 def test_wrong_format_string(run: Path) -> None:
@@ -130,12 +131,25 @@ def test_weights_file_corrupted(run: Path) -> None:
     assert path.name in msg and "hash" in msg and "corrupt" in msg
 
 
-def test_weights_file_unreadable_without_hash(run: Path) -> None:
+def _rehash(run: Path) -> None:
+    """Record the weight file's current hash, so the loader goes on to read its bytes."""
+    import hashlib
+
+    digest = hashlib.sha256((run / _meta(run)["weights"]["file"]).read_bytes()).hexdigest()
+    _edit(run, lambda m: m["weights"].update(sha256=digest))
+
+
+def test_weights_file_unreadable_with_a_matching_hash(run: Path) -> None:
     path = run / _meta(run)["weights"]["file"]
     path.write_bytes(b"this is not a safetensors file")
-    _edit(run, lambda m: m["weights"].pop("sha256"))
+    _rehash(run)
     msg = _error(run)
     assert path.name in msg and "safetensors" in msg
+
+
+def test_weights_without_a_hash_are_refused(run: Path) -> None:
+    _edit(run, lambda m: m["weights"].pop("sha256"))
+    assert "sha256" in _error(run)
 
 
 def test_weights_that_do_not_fit_the_config(run: Path) -> None:
@@ -156,7 +170,7 @@ def test_weights_from_another_family_layout(run: Path, tmp_path: Path) -> None:
     dropped = sorted(tensors)[0]
     tensors.pop(dropped)
     save_file(tensors, str(run / meta["weights"]["file"]))
-    _edit(run, lambda m: m["weights"].pop("sha256"))
+    _rehash(run)
     msg = _error(run)
     assert "do not fit" in msg and dropped in msg and "extra.weight" in msg
 

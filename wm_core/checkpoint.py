@@ -17,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from .checkpoint_checks import check_fields, check_finite, check_meta, check_size, weight_path
 from .errors import CheckpointError
 from .files import atomic_write_bytes, atomic_write_json, clean_temp_files, sha256_file
 from .protocol import WorldModel
@@ -129,20 +130,22 @@ def read_meta(path: Path | str) -> dict[str, Any]:
         raise CheckpointError(f"{p} lacks {', '.join(missing)}; it is not a complete checkpoint")
     if meta["format"] != FORMAT:
         raise CheckpointError(f"{p} has format {meta['format']!r}; this version reads {FORMAT!r}")
+    check_meta(meta)
     meta["_dir"] = str(p.parent)
     return meta
 
 
 def _load_tensors(run: Path, entry: dict[str, str], what: str) -> dict[str, torch.Tensor]:
-    path = run / entry.get("file", "")
-    if not path.is_file():
-        raise CheckpointError(f"{what} file {path} is missing; the checkpoint is incomplete")
-    if entry.get("sha256") and sha256_file(path) != entry["sha256"]:
+    path = weight_path(run, entry, what)
+    if sha256_file(path) != entry["sha256"]:
         raise CheckpointError(f"{what} file {path} does not match the hash in {META_FILE}; it is corrupt")
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{what} file {path} cannot be read as safetensors ({e})") from None
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{what} file {path} cannot be read as safetensors ({why})") from None
+    check_finite(tensors, path)
+    return tensors
 
 
 def data_record(data_dir: Path | str, run: Path | str) -> str:
@@ -173,16 +176,18 @@ def build_model(meta: dict[str, Any]) -> WorldModel:
         cls = get_family(meta["family"])
     except ValueError as e:
         raise CheckpointError(f"checkpoint family: {e}") from None
-    known = {f.name for f in dataclasses.fields(cls.Config)}
-    unknown = set(meta["config"]) - known
-    if unknown:
-        raise CheckpointError(f"checkpoint config has fields this '{cls.family}' does not know: {sorted(unknown)}")
+    check_fields(f"config ({cls.family})", meta["config"], cls.Config)
+    size = int(meta["frame_size"])
     try:
         config = cls.Config(**meta["config"])
         action_spec = ActionSpec.from_json(meta["action_spec"])
-    except (TypeError, KeyError, ValueError) as e:
-        raise CheckpointError(f"checkpoint config or action spec is malformed ({e})") from None
-    return cls(config, action_spec, int(meta["frame_size"]))
+        check_size(cls, config, action_spec, size)
+        return cls(config, action_spec, size)
+    except CheckpointError:
+        raise
+    except (TypeError, KeyError, ValueError, RuntimeError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"checkpoint config does not build a '{cls.family}' model ({why})") from None
 
 
 def load_checkpoint(path: Path | str, device: str | torch.device = "cpu") -> tuple[WorldModel, dict[str, Any]]:

@@ -102,6 +102,7 @@ def _collect_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="base seed (default: by split)")
     p.add_argument("--max-steps", type=positive, default=None, help="cap episode length")
     p.add_argument("--num-envs", type=positive, default=2, help="vector env workers")
+    _threads(p)  # an agent policy (--policy RUN) runs torch
     p.set_defaults(fn=commands.cmd_collect)
 
 
