@@ -320,3 +320,15 @@ def test_blind_actions_model_hears_no_key_after_save_and_load(
         frames.append(np.stack([dream.step(a)[0] for a in actions]))
     np.testing.assert_array_equal(frames[0], frames[1])
     assert torch.count_nonzero(spec.encode(np.asarray([spec.sample(np.random.default_rng(3))]))) == 0
+
+
+def test_json_written_is_strict(tmp_path: Path) -> None:
+    """NaN and infinities become null: report.json and checkpoint.json stay readable by any JSON parser."""
+    from wm_core.files import atomic_write_json
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    atomic_write_json(tmp_path / "x.json", {"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": -float("inf")}})
+    data = json.loads((tmp_path / "x.json").read_text(), parse_constant=refuse)
+    assert data == {"a": None, "b": [1.0, None], "c": {"d": None}}

@@ -4,12 +4,13 @@ needs when it runs, so the parser itself stays light."""
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import Any
+
+from .files import dumps
 
 
 class UserError(Exception):
@@ -155,7 +156,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         temperature=args.temperature,
         seed=args.seed,
     )
-    print(json.dumps(report.card, indent=2) if args.json else format_card(report.card))
+    print(dumps(report.card, indent=2) if args.json else format_card(report.card))
     if args.no_report:
         return
     run = Path(args.run).parent if Path(args.run).name == "checkpoint.json" else Path(args.run)
@@ -193,7 +194,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from .bench import format_bench, run_bench
 
     rows = run_bench(args.family or None, tuple(args.preset or ["small"]), args.device)
-    print(json.dumps(rows, indent=2) if args.json else format_bench(rows))
+    print(dumps(rows, indent=2) if args.json else format_bench(rows))
 
 
 def cmd_agent_train(args: argparse.Namespace) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -39,9 +40,25 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
+def strict(obj: Any) -> Any:
+    """`obj` with every NaN or infinite float replaced by None: JSON that every parser reads."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any, **kwargs: Any) -> str:
+    """Strict JSON text of `obj` (see `strict`)."""
+    return json.dumps(strict(obj), allow_nan=False, **kwargs)
+
+
 def atomic_write_json(path: Path | str, obj: Any) -> None:
-    """`obj` as indented JSON with sorted keys."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    """`obj` as indented, strict JSON with sorted keys."""
+    atomic_write_bytes(path, (dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def sha256_file(path: Path | str) -> str:
