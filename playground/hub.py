@@ -19,6 +19,7 @@ import numpy as np
 import wm_core
 
 ROOT = Path(__file__).resolve().parent.parent
+IDLE_SECONDS = 60.0  # a session whose page has neither ticked nor sent a heartbeat for this long is released
 
 
 def b64_frame(frame: np.ndarray | None) -> str | None:
@@ -147,13 +148,14 @@ def wire(seat: Seat, f: wm_core.SessionFrame, keys: list[str]) -> dict[str, Any]
 
 
 class SessionHub:
-    """One tab's sessions, keyed by browser client id and created on demand; idle ones and the least recently
-    used beyond `max_sessions` are dropped. `hold` is the session's end rule (Compare holds, Play restarts).
+    """One tab's sessions, keyed by browser client id and created on demand; sessions whose page went quiet for
+    `idle_seconds` (no tick, no heartbeat: the page closed) and the least recently used beyond `max_sessions`
+    are released. `hold` is the session's end rule (Compare holds, Play restarts).
     Real-env play recorded as training data goes to `data_dir/ENV` (one store per env, shared by players)."""
 
     def __init__(
         self, *, hold: bool = False, data_dir: Path | str = Path("runs") / "play-data", max_sessions: int = 32,
-        idle_seconds: float = 1800.0,
+        idle_seconds: float = IDLE_SECONDS,
     ) -> None:  # fmt: skip
         self.hold, self.data_dir = hold, Path(data_dir)
         self.not_started = "Start a comparison first." if hold else "Start a checkpoint first."
@@ -166,10 +168,14 @@ class SessionHub:
         """A fresh client id for a browser page."""
         return uuid.uuid4().hex
 
-    def _evict(self) -> None:
+    def _drop_idle(self) -> None:
+        """Release the sessions no page has ticked or kept alive for `idle_seconds` (their page closed)."""
         now = time.monotonic()
         for cid in [c for c, p in self.players.items() if now - p.last_used > self.idle_seconds]:
             self.players.pop(cid).session.close()
+
+    def _evict(self) -> None:
+        self._drop_idle()
         while len(self.players) >= self.max_sessions:
             self.players.pop(min(self.players, key=lambda c: self.players[c].last_used)).session.close()
 
@@ -184,8 +190,9 @@ class SessionHub:
         return True
 
     def get(self, client: str) -> Seat | None:
-        """The client's seat, if it has started one."""
+        """The client's seat, if it has started one (every call also releases the sessions gone idle)."""
         with self.lock:
+            self._drop_idle()
             p = self.players.get(client)
         if p is not None:
             p.last_used = time.monotonic()
@@ -320,6 +327,8 @@ def tick_server_function(hub: SessionHub) -> Callable[[dict], dict]:
 
     def tick(request: dict) -> dict:
         try:
+            if request.get("heartbeat"):
+                return {"ok": hub.get(str(request.get("client", ""))) is not None, "heartbeat": True}
             return hub.tick(str(request.get("client", "")), [str(k) for k in request.get("keys") or []])
         except Exception as e:
             return {"ok": False, "message": friendly(e)}

@@ -17,7 +17,7 @@ import pytest
 
 import wm_core
 from playground.context import AppContext
-from playground.hub import SessionHub, friendly, list_checkpoints, scan_checkpoints
+from playground.hub import SessionHub, friendly, list_checkpoints, scan_checkpoints, tick_server_function
 from playground.jobs import TrainJob
 
 FRAME_BYTES = 64 * 64 * 3
@@ -278,3 +278,18 @@ def test_release_drops_only_that_client(tiny_run: Path) -> None:
     assert hub.release("a") is True and hub.release("a") is False
     assert hub.tick("a", []) == {"ok": False, "message": "Pick a checkpoint above and press Start."}
     assert hub.tick("b", ["ArrowRight"])["ok"], "another client's session was touched"
+
+
+def test_a_session_whose_page_went_quiet_is_released(tiny_run: Path) -> None:
+    """The browser loop ticks while the player is visible and sends a heartbeat every few seconds while it is
+    hidden; a session that hears neither (its page closed) is released at the next request to the hub."""
+    hub = SessionHub(idle_seconds=0.5)
+    tick = tick_server_function(hub)
+    hub.start("gone", str(tiny_run))
+    hub.start("hidden", str(tiny_run))
+    for _ in range(4):
+        time.sleep(0.2)
+        assert tick({"client": "hidden", "heartbeat": True}) == {"ok": True, "heartbeat": True}
+    assert hub.get("gone") is None, "a quiet session was kept"
+    assert hub.tick("hidden", ["ArrowRight"])["ok"], "a session kept alive by heartbeats was dropped"
+    assert tick({"client": "gone", "heartbeat": True}) == {"ok": False, "heartbeat": True}

@@ -26,7 +26,9 @@ browser, page = test_app_browser.browser, test_app_browser.page  # the Play brow
 SHIPPED = ROOT / "checkpoints"
 EPISODES, SEED, TEMPERATURE = 10, 1, 0.5
 # An <img>'s pixels as a PNG data URL (equal strings mean identical pixels) plus its size and contrast.
-IMAGE_PIXELS = """(img) => { const c = document.createElement('canvas');
+IMAGE_PIXELS = """(img) => { if (!img) return null;
+  if (!img.complete || !img.naturalWidth) { img.scrollIntoView({block: 'center'}); return null; }  // lazy images
+  const c = document.createElement('canvas');
   c.width = img.naturalWidth; c.height = img.naturalHeight; const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
   const d = ctx.getImageData(0, 0, c.width, c.height).data; let lo = 255, hi = 0;
   for (let i = 0; i < d.length; i += 4) {
@@ -47,9 +49,10 @@ def pixels(page: Page, elem_id: str) -> dict:
     page.locator(f"#{elem_id}").scroll_into_view_if_needed()  # images load lazily, when scrolled to
     img = page.locator(f"#{elem_id} img").first
     expect(img).to_be_visible(timeout=30_000)
-    loaded = f"(() => {{ const i = document.querySelector('#{elem_id} img'); return i.complete && i.naturalWidth; }})()"
-    page.wait_for_function(loaded, timeout=30_000)
-    return img.evaluate(IMAGE_PIXELS)
+    # Read the pixels in the same step that checks the image has loaded: a new picture may replace it between two
+    # separate calls, and an image still loading has no pixels to read.
+    read = f"() => ({IMAGE_PIXELS})(document.querySelector('#{elem_id} img'))"
+    return page.wait_for_function(read, timeout=30_000).json_value()
 
 
 def set_slider(page: Page, elem_id: str, value: float) -> None:

@@ -2,7 +2,8 @@
 // (kept in the browser), the paced frame loop (one request in flight, ~32 Hz), painting raw RGB frames into
 // canvases scaled up without blur, one panel per dream beside the real env, and frames/s + key→frame latency
 // in window.__wmStats. `element`, `props` and `server` are provided by gr.HTML.
-const TARGET_MS = 1000 / 32;  // a little above 30 Hz so that timer jitter still gives 30 frames/s
+const TARGET_MS = 1000 / 32;
+const HEARTBEAT_MS = 10000;  // a hidden player's keep-alive (the server releases a session after IDLE_SECONDS)  // a little above 30 Hz so that timer jitter still gives 30 frames/s
 const held = new Set();
 const SCROLL_KEYS = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", " "]);
 const stats = (window.__wmStats = window.__wmStats || { frames: 0, latencies: [], fps: 0, steps: [] });
@@ -188,10 +189,17 @@ function render(r, sentAt) {
 
 // The frame loop: while this component is visible and started, call server.tick with the held keys, render the
 // answer, and wait out the rest of the frame (one request in flight).
+// While hidden (another tab or lesson), a heartbeat every few seconds tells the server the page is still open: a
+// session that hears nothing for a minute (its page closed) is released.
 (async function runLoop() {
   const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
+  let lastBeat = 0;
   for (;;) {
     const client = props.value;
+    if (client && !visible() && performance.now() - lastBeat > HEARTBEAT_MS) {
+      lastBeat = performance.now();
+      server.tick({ client, keys: [], heartbeat: true }).catch(() => {});
+    }
     if (!client || !visible()) { await sleep(200); continue; }
     const t0 = performance.now();
     try {
