@@ -19,10 +19,10 @@ def main() -> None:
     p.add_argument("--runs-dir", default="runs", help="where runs trained in the app are saved (default ./runs)")
     args = p.parse_args()
 
-    from playground import CSS, build_demo
+    from playground import build_demo, launch
 
     demo = build_demo(args.checkpoint_dir, args.runs_dir)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, css=CSS)
+    launch(demo, server_name=args.host, server_port=args.port, share=args.share)
 
 
 if __name__ == "__main__":

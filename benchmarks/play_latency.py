@@ -49,7 +49,7 @@ def quietly():
 
 def launch_app(checkpoint_dir: Path | str, runs_dir: Path | str):
     """Build the app and serve it from this process on a free local port; returns (demo, url)."""
-    from playground import CSS, build_demo
+    from playground import build_demo, launch
 
     if not any(Path(checkpoint_dir).glob("*/checkpoint.json")):
         sys.exit(f"no checkpoints in {checkpoint_dir}: pass --checkpoint-dir DIR (runs in DIR/*/) or --url")
@@ -58,7 +58,7 @@ def launch_app(checkpoint_dir: Path | str, runs_dir: Path | str):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with quietly():
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=CSS)
+        launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     return demo, f"http://127.0.0.1:{port}/"
 
 

@@ -1,5 +1,5 @@
 """The World Model Playground app (Gradio): the Play, Compare, Inspect, Train and Learn tabs over `wm_core`."""
 
-from .app import CSS, build_demo
+from .app import CSS, build_demo, launch
 
-__all__ = ["CSS", "build_demo"]
+__all__ = ["CSS", "build_demo", "launch"]

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 import torch
+
+import wm_core
 
 from .compare_tab import build_compare_tab
 from .context import AppContext
@@ -48,10 +51,14 @@ def set_threads() -> int:
     return n
 
 
-def build_demo(checkpoint_dir: Path | str | None = None, runs_dir: Path | str | None = None) -> gr.Blocks:
-    """The whole app; `launch(css=CSS)` it, or mount it in a FastAPI app with the same CSS."""
+def build_demo(
+    checkpoint_dir: Path | str | None = None, runs_dir: Path | str | None = None, batch_wait_ms: float = 3.0
+) -> gr.Blocks:
+    """The whole app; `launch` it (below). Players' dream steps of one model that arrive within `batch_wait_ms`
+    of each other run as one batched forward pass (0: each steps alone)."""
     set_threads()
-    ctx = AppContext(Path(checkpoint_dir) if checkpoint_dir else ROOT / "checkpoints", Path(runs_dir or "runs"))
+    shipped = Path(checkpoint_dir) if checkpoint_dir else ROOT / "checkpoints"
+    ctx = AppContext(shipped, Path(runs_dir or "runs"), wm_core.StepBatcher(batch_wait_ms))
     with gr.Blocks(title="World Model Playground") as demo:
         gr.Markdown(
             "# World Model Playground\nTrain world models on gymnasium environments, then play inside "
@@ -68,3 +75,10 @@ def build_demo(checkpoint_dir: Path | str | None = None, runs_dir: Path | str | 
             if tab.trained is not None:
                 tab.trained.then(lambda: [ctx.refreshed() for _ in lists], None, lists)
     return demo
+
+
+def launch(demo: gr.Blocks, **kwargs: Any) -> Any:
+    """`demo.launch(**kwargs)` with the app's style sheet and every handler's error message shown to the user
+    (Gradio hides them behind a bare "Error" without `show_error`). app.py, the tests and the benchmarks launch
+    through here, so they serve the same app."""
+    return demo.launch(css=CSS, show_error=True, **kwargs)

@@ -11,6 +11,7 @@ import wm_core
 from .context import AppContext, Tab, keymap_markdown
 from .hub import SessionHub, control_handler, friendly, list_checkpoints
 from .player import player
+from .widgets import Slider
 
 MAX_RUNS = 4
 
@@ -39,7 +40,7 @@ def describe(runs: list[str] | None) -> str:
 
 def build_compare_tab(ctx: AppContext) -> Tab:
     """Build the Compare tab inside the current Blocks."""
-    hub = SessionHub(hold=True)
+    hub = SessionHub(hold=True, batcher=ctx.batcher)
     found = list_checkpoints(ctx.shipped, ctx.runs)
     default = [c.path for c in found if c.env_id == found[0].env_id][:2] if found else []
     gr.Markdown(
@@ -58,17 +59,17 @@ def build_compare_tab(ctx: AppContext) -> Tab:
         with gr.Column(scale=4, min_width=700):
             live = player(hub, "wm-compare", "Pick checkpoints of one env above and press Start to compare.")
         with gr.Column(scale=1, min_width=220):
-            temperature = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature (live, every model)",
+            temperature = Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature (live, every model)",
                                     elem_id="wm-cmp-temperature")  # fmt: skip
-            steps = gr.Slider(1, 6, value=2, step=1, label="Sampling steps (pixel-space models, live)",
+            steps = Slider(1, 6, value=2, step=1, label="Sampling steps (pixel-space models, live)",
                               elem_id="wm-cmp-sampling-steps")  # fmt: skip
             with gr.Row():
                 pause = gr.Button("Pause", elem_id="wm-cmp-pause", min_width=80)
                 reset = gr.Button("Reset", elem_id="wm-cmp-reset", min_width=80)
     status = gr.Markdown("", elem_id="wm-cmp-status-line")
     with gr.Row():
-        samples = gr.Slider(1, 8, value=4, step=1, label="Dreams per model (K)", elem_id="wm-cmp-samples")
-        horizon = gr.Slider(5, 60, value=20, step=1, label="Horizon (steps)", elem_id="wm-cmp-horizon")
+        samples = Slider(1, 8, value=4, step=1, label="Dreams per model (K)", elem_id="wm-cmp-samples")
+        horizon = Slider(5, 60, value=20, step=1, label="Horizon (steps)", elem_id="wm-cmp-horizon")
         dream = gr.Button("Dream from here", variant="primary", scale=0, min_width=180, elem_id="wm-cmp-dream")
     gr.Markdown(
         "Every future uses one shared sequence of random actions, so samples differ only by each model's "

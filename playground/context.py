@@ -22,6 +22,8 @@ class AppContext:
 
     shipped: Path
     runs: Path
+    batcher: Any = None
+    """A shared `wm_core.StepBatcher` (players' dream steps run batched per model), or None: each steps alone."""
 
     @property
     def records(self) -> Path:

@@ -38,6 +38,22 @@ def friendly(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
+def whole_number(value: Any, name: str, low: int, high: int, blank: int | None = None) -> int | None:
+    """A form field's number as an int in [low, high]; `blank` when it is empty. ValueError (one line, naming
+    the field and its range) for a fraction, a value out of range or one that is not a number."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return blank
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a whole number, not '{value}'") from None
+    if not number.is_integer():
+        raise ValueError(f"{name} must be a whole number from {low:,} to {high:,}, not {value}")
+    if not low <= number <= high:
+        raise ValueError(f"{name} must be from {low:,} to {high:,}, not {int(number):,}")
+    return int(number)
+
+
 @dataclass
 class CheckpointInfo:
     """One playable checkpoint as the app lists it."""
@@ -155,9 +171,10 @@ class SessionHub:
 
     def __init__(
         self, *, hold: bool = False, data_dir: Path | str = Path("runs") / "play-data", max_sessions: int = 32,
-        idle_seconds: float = IDLE_SECONDS,
+        idle_seconds: float = IDLE_SECONDS, batcher: Any = None,
     ) -> None:  # fmt: skip
         self.hold, self.data_dir = hold, Path(data_dir)
+        self.batcher = batcher  # a shared wm_core StepBatcher: players' dream steps run batched per model
         self.not_started = "Start a comparison first." if hold else "Start a checkpoint first."
         self.players: dict[str, Seat] = {}
         self.lock = threading.Lock()
@@ -203,7 +220,10 @@ class SessionHub:
     ) -> wm_core.Session:
         """Open `runs` (one, or 1-4 of one env) for `client`, started from one real context; a restart replaces
         the client's own session, no one else's."""
-        session = wm_core.Session(runs, temperature=temperature, real=real or self.hold, hold=self.hold)
+        stepper = self.batcher.step if self.batcher is not None else None
+        session = wm_core.Session(
+            runs, temperature=temperature, real=real or self.hold, hold=self.hold, stepper=stepper
+        )
         session.reset()
         with self.lock:
             old = self.players.pop(client, None)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import gradio as gr
 
 from .context import AppContext, Tab
-from .hub import friendly
+from .hub import friendly, whole_number
 from .inspector import Inspection, saved_report
+from .widgets import Slider
 
 EXPLORER_SLIDERS = 6
 FIGURES = (
@@ -66,9 +67,9 @@ def _explorer() -> dict:
     ex = {}
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
-            ex["t"] = gr.Slider(0, 100, 5, step=1, label="Freeze at step t", elem_id="wm-explore-t")
+            ex["t"] = Slider(0, 100, 5, step=1, label="Freeze at step t", elem_id="wm-explore-t")
             ex["sliders"] = [
-                gr.Slider(-3.0, 3.0, 0.0, step=0.1, label=f"direction {i + 1}", elem_id=f"wm-explore-pc{i}")
+                Slider(-3.0, 3.0, 0.0, step=0.1, label=f"direction {i + 1}", elem_id=f"wm-explore-pc{i}")
                 for i in range(EXPLORER_SLIDERS)
             ]
             ex["zero"] = gr.Button("Back to the frozen state", elem_id="wm-explore-zero")
@@ -88,9 +89,15 @@ def evaluate(run: str | None, n: float | None, s: float | None, temp: float, ep:
     if not run:
         yield ("**Pick a checkpoint first.**", *blank)
         return
-    yield (f"Evaluating on {int(n or 50)} held-out episodes…", *blank)
     try:
-        ins = Inspection(run, episodes=int(n or 50), seed=int(s or 0), temperature=float(temp))
+        episodes = whole_number(n, "Held-out episodes", 10, 500, blank=50)
+        seed = whole_number(s, "Sampling seed", 0, 2**31 - 1, blank=0)
+    except ValueError as e:
+        yield (f"**Cannot evaluate:** {e}", *blank)
+        return
+    yield (f"Evaluating on {episodes} held-out episodes…", *blank)
+    try:
+        ins = Inspection(run, episodes=episodes, seed=seed, temperature=float(temp))
         fig = ins.figures(ins.longest, int(hz))
         paths = ins.files()
     except Exception as e:  # shown as one line; never a traceback in the page
@@ -141,10 +148,11 @@ def build_inspect_tab(ctx: AppContext) -> Tab:
     with gr.Row():
         ckpt = gr.Dropdown(choices=ctx.checkpoints(), value=ctx.first_checkpoint(), label="Checkpoint", scale=4,
                            elem_id="wm-inspect-checkpoint")  # fmt: skip
-        episodes = gr.Number(50, label="Held-out episodes", precision=0, minimum=10, maximum=500, scale=1,
+        # No `precision`: Gradio would round 2.5 to 2 without a word; `whole_number` refuses it instead.
+        episodes = gr.Number(50, label="Held-out episodes", minimum=10, maximum=500, scale=1,
                              elem_id="wm-inspect-episodes")  # fmt: skip
-        seed = gr.Number(0, label="Sampling seed", precision=0, scale=1, elem_id="wm-inspect-seed")
-        temperature = gr.Slider(0.0, 2.0, 1.0, step=0.05, label="Temperature", scale=2, elem_id="wm-inspect-temp")
+        seed = gr.Number(0, label="Sampling seed", scale=1, elem_id="wm-inspect-seed")
+        temperature = Slider(0.0, 2.0, 1.0, step=0.05, label="Temperature", scale=2, elem_id="wm-inspect-temp")
         run_btn = gr.Button("Evaluate", variant="primary", scale=0, min_width=120, elem_id="wm-inspect-run")
     note, text, png, saved = show_saved(ctx.first_checkpoint())  # the page opens on the saved report
     status = gr.Markdown(note, elem_id="wm-inspect-status")
@@ -157,8 +165,8 @@ def build_inspect_tab(ctx: AppContext) -> Tab:
     saved_png = gr.Image(png, label="The saved report (report.png)", type="filepath", interactive=False,
                          elem_id="wm-inspect-saved", buttons=["download"])  # fmt: skip
     with gr.Row():
-        episode = gr.Slider(0, 49, 0, step=1, label="Held-out episode", elem_id="wm-inspect-episode")
-        horizon = gr.Slider(1, 50, 15, step=1, label="Horizon H (predicted frames shown)", elem_id="wm-inspect-horizon")
+        episode = Slider(0, 49, 0, step=1, label="Held-out episode", elem_id="wm-inspect-episode")
+        horizon = Slider(1, 50, 15, step=1, label="Horizon H (predicted frames shown)", elem_id="wm-inspect-horizon")
     figs = _figures()
     ex = _explorer()
     views = [ex["real"], ex["frame"], ex["info"]]

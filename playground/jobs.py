@@ -62,6 +62,8 @@ class TrainJob:
         wm_core.get_family(self.family)
         wm_core.env_entry(self.env_id)  # unknown id or missing extra fails here, before any thread
         wm_core.resolve_device(self.device)
+        config = wm_core.get_family(self.family).preset(self.preset, **self.overrides)
+        wm_core.check_train_config(self.family, config, self.env_id)  # refused now, not after collecting
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.run = str(self.runs_dir / f"{self.family}-{self.env_id.replace('/', '-')}-{stamp}")
         self.thread = threading.Thread(target=self._work, daemon=True, name=f"train-{self.family}")
@@ -114,3 +116,6 @@ class TrainJob:
         except Exception as e:  # shown to the user as one line; the traceback goes to the server log
             traceback.print_exc()
             self.error, self.phase = friendly(e), "error"
+            data = Path(self.run) / "data" if self.run else None
+            if data is not None and not self.data and (data / "index.json").exists():
+                self.error += f" (the data it collected stays in {data}: pick it under Data to train on it)"

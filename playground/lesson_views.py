@@ -20,6 +20,7 @@ import wm_core
 from .context import AppContext
 from .hub import friendly
 from .inspector import saved_report
+from .widgets import Slider
 
 SLIDERS = 6  # latent directions in the compression lesson
 
@@ -83,12 +84,12 @@ def compression(ctx: AppContext, name: str) -> Control:
     """A real frame beside its reconstruction through the latent, and sliders along the latent's main directions."""
     run = picker(ctx, name, "Model (a VAE-style latent works best: ha)", "wm-learn-compress-run")
     with gr.Row():
-        t = gr.Slider(0, 100, value=10, step=1, label="Moment in the episode (frame)", elem_id="wm-learn-compress-t")
+        t = Slider(0, 100, value=10, step=1, label="Moment in the episode (frame)", elem_id="wm-learn-compress-t")
         go = gr.Button("Show", variant="primary", scale=0, min_width=120, elem_id="wm-learn-compress-go")
     with gr.Row():
         real = gr.Image(label="Real frame", type="numpy", interactive=False, elem_id="wm-learn-compress-real")
         decoded = gr.Image(label="Through the latent", type="numpy", interactive=False, elem_id="wm-learn-compress-dec")
-    sliders = [gr.Slider(-3, 3, value=0, step=0.25, label=f"Direction {i + 1}") for i in range(SLIDERS)]
+    sliders = [Slider(-3, 3, value=0, step=0.25, label=f"Direction {i + 1}") for i in range(SLIDERS)]
     note = gr.Markdown("")
 
     def draw(path: str | None, moment: float, *offsets: float):
@@ -136,7 +137,7 @@ def compounding(ctx: AppContext, name: str) -> Control:
     """The open-loop grid up to a horizon slider, beside the card's error-against-horizon curves."""
     run = picker(ctx, name, "Model", "wm-learn-horizon-run")
     with gr.Row():
-        k = gr.Slider(1, 30, value=5, step=1, label="Horizon k (steps dreamed alone)", elem_id="wm-learn-horizon")
+        k = Slider(1, 30, value=5, step=1, label="Horizon k (steps dreamed alone)", elem_id="wm-learn-horizon")
         go = gr.Button("Show", variant="primary", scale=0, min_width=120, elem_id="wm-learn-horizon-go")
     grid = gr.Image(label="Rows: real future · dream from the same 5 frames and actions · difference", type="numpy",
                     interactive=False, elem_id="wm-learn-horizon-grid")  # fmt: skip
@@ -167,8 +168,8 @@ def temperature(ctx: AppContext, name: str) -> Control:
     """K futures sampled at a temperature from one real moment, as a filmstrip and their drift from reality."""
     run = picker(ctx, name, "Model", "wm-learn-temp-run")
     with gr.Row():
-        tau = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature τ", elem_id="wm-learn-tau")
-        k = gr.Slider(1, 6, value=4, step=1, label="Futures to sample (K)", elem_id="wm-learn-k")
+        tau = Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature τ", elem_id="wm-learn-tau")
+        k = Slider(1, 6, value=4, step=1, label="Futures to sample (K)", elem_id="wm-learn-k")
         go = gr.Button("Sample K futures", variant="primary", scale=0, min_width=180, elem_id="wm-learn-sample")
     note = gr.Markdown("")
     strip = gr.Image(label="Top row: the real future · below: K dreams", type="numpy", interactive=False,

@@ -9,6 +9,7 @@ import wm_core
 from .context import AppContext, Tab, keymap_markdown
 from .hub import SessionHub, control_handler, friendly
 from .player import player
+from .widgets import Slider
 
 
 def describe(run: str | None) -> str:
@@ -37,10 +38,10 @@ def started(s: wm_core.Session) -> str:
 
 def controls() -> dict[str, gr.components.Component]:
     """The side column of live controls."""
-    c = {"temperature": gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature (live)",
+    c = {"temperature": Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature (live)", elem_id="wm-play-temp",
                                   info="How adventurous the dream's sampling is (0 = most likely future); what it "
                                   "changes depends on the family, shown when a checkpoint starts")}  # fmt: skip
-    c["steps"] = gr.Slider(1, 6, value=2, step=1, label="Sampling steps (pixel-space models, live)",
+    c["steps"] = Slider(1, 6, value=2, step=1, label="Sampling steps (pixel-space models, live)",
                            elem_id="wm-sampling-steps", info="Denoising passes per dream frame: 1 is fastest and "
                            "draws the average of the possible next frames; 2-3 commit to one sharp future")  # fmt: skip
     c["real"] = gr.Checkbox(False, label="Real env beside the dream (same keys)", elem_id="wm-lockstep")
@@ -60,7 +61,7 @@ def controls() -> dict[str, gr.components.Component]:
 
 def build_play_tab(ctx: AppContext) -> Tab:
     """Build the Play tab inside the current Blocks."""
-    hub = SessionHub(data_dir=ctx.play_data)
+    hub = SessionHub(data_dir=ctx.play_data, batcher=ctx.batcher)
     gr.Markdown(
         "Drive a learned dream with your keyboard. The dream starts from a few real frames of the "
         "environment, then the model predicts every frame, reward and episode end."

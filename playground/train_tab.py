@@ -18,7 +18,7 @@ import torch  # noqa: E402
 import wm_core  # noqa: E402
 
 from .context import AppContext, Tab  # noqa: E402
-from .hub import friendly, list_stores  # noqa: E402
+from .hub import friendly, list_stores, whole_number  # noqa: E402
 from .jobs import TrainJob  # noqa: E402
 
 JOBS: dict[str, TrainJob] = {}  # job id -> job; each browser session holds its own ids in gr.State
@@ -110,24 +110,24 @@ def parse_overrides(family: str, text: str) -> dict[str, Any]:
             else:
                 out[name] = kind(value)
         except ValueError:
-            raise ValueError(f"{name} takes a {kind.__name__}, got '{value}'") from None
+            want = {int: "a whole number", float: "a number", bool: "true or false"}.get(kind, "text")
+            raise ValueError(f"{name} takes {want}, got '{value}'") from None
     return out
 
 
 def start_job(
-    ctx: AppContext, family: str, env_id: str, preset: str, device: str, n_steps: float | None,
-    n_frames: float | None, source: str | None, advanced: str,
+    ctx: AppContext, family: str, env_id: str, preset: str, device: str, n_steps: str | float | None,
+    n_frames: str | float | None, source: str | None, advanced: str,
 ) -> tuple[TrainJob | None, str | None]:  # fmt: skip
     """Validate the form and start a TrainJob; returns (job, None) or (None, one-line problem)."""
     try:
         overrides = parse_overrides(family, advanced)
+        for key, value in (("steps", n_steps), ("frames", n_frames)):
+            number = whole_number(value, f"{key.capitalize()} (blank for the preset's)", 1, 10**7)
+            if number is not None:
+                overrides[key] = number
     except ValueError as e:
         return None, str(e)
-    for key, value in (("steps", n_steps), ("frames", n_frames)):
-        if value:  # a blank field reaches us as None or 0: the preset's (or the env's) value
-            if int(value) < 1:
-                return None, f"{key} must be at least 1 (leave it blank for the preset's)"
-            overrides[key] = int(value)
     source = source or "collect:scripted"
     collecting = source.startswith("collect:")
     job = TrainJob(family, (env_id or "").strip(), preset, overrides, (device or "auto").split(" ")[0], ctx.runs,
@@ -167,10 +167,13 @@ def _form(ctx: AppContext) -> dict[str, Any]:
                                info="tiny: seconds, for checks · small: minutes on a CPU · large: a GPU")  # fmt: skip
         f["device"] = gr.Radio(device_choices(), value="auto", label="Device")
     with gr.Row():
-        f["steps"] = gr.Number(None, label="Gradient steps (blank = preset)", precision=0,
-                               info=wm_core.field_doc(cfg, "steps"), elem_id="wm-steps")  # fmt: skip
-        f["frames"] = gr.Number(None, label="Frames of data (blank = the env's default)", precision=0,
-                                info=wm_core.field_doc(cfg, "frames"), elem_id="wm-frames")  # fmt: skip
+        # Text boxes, not gr.Number: a blank Number reaches the handler as 0, so "blank = preset" could not be
+        # told from a typed 0, and the browser silently drops letters typed into a number input.
+        f["steps"] = gr.Textbox("", label="Gradient steps (blank = preset)", placeholder="blank = the preset's",
+                                info=wm_core.field_doc(cfg, "steps"), elem_id="wm-steps", max_lines=1)  # fmt: skip
+        f["frames"] = gr.Textbox("", label="Frames of data (blank = the env's default)", max_lines=1,
+                                 placeholder="blank = the env's default", info=wm_core.field_doc(cfg, "frames"),
+                                 elem_id="wm-frames")  # fmt: skip
         f["data"] = gr.Dropdown(data_choices(ctx.runs), value="collect:scripted", label="Data", elem_id="wm-data",
                                 scale=2, info="collect new episodes, or train on a store (your recorded play, or "
                                 "another run's data)")  # fmt: skip

@@ -96,7 +96,7 @@ def shoot_train(page, out: Path, timeout_s: float) -> Path:
     page.get_by_role("tab", name="Train").click()
     page.locator("#wm-preset label:has-text('tiny')").click()
     # Leave steps and episodes blank (= preset): the fields render an initial 0 that the app rejects.
-    page.locator("#wm-steps input").fill("")
+    page.locator("#wm-steps :is(input, textarea)").fill("")
     page.locator("#wm-episodes input").fill("")
     page.click("#wm-train-start")
     message = page.locator("#wm-train-message")

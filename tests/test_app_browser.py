@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from test_hub import TINY_STEPS, train_tiny
 
 import wm_core
-from playground import CSS, build_demo
+from playground import build_demo, launch
 
 pytestmark = pytest.mark.browser
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -56,7 +56,7 @@ def serve(shipped: Path, runs: Path) -> Iterator[str]:
         mp.setenv("WM_THREADS", "1")  # 2 shared cores: the server, chromium and pytest all need one
         demo = build_demo(checkpoint_dir=shipped, runs_dir=runs)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=CSS)
+    launch(demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

@@ -31,6 +31,7 @@ _WHERE = {
     "SequenceSampler": "data",
     "Searchable": "protocol",
     "Session": "interactive.session",
+    "StepBatcher": "interactive.batcher",
     "SessionFrame": "interactive.session",
     "Panel": "interactive.session",
     "TrainConfig": "protocol",
@@ -40,6 +41,7 @@ _WHERE = {
     "WorldModel": "protocol",
     "cached_model": "interactive.session",
     "card_figures": "evaluation.figures",
+    "check_train_config": "run_checks",
     "collect": "data",
     "compare_problem": "interactive.futures",
     "counterfactuals": "evaluation.counterfactual",
@@ -92,10 +94,12 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from .evaluation.explorer import LatentExplorer  # noqa: F401
     from .evaluation.figures import card_figures  # noqa: F401
     from .evaluation.report import Report, evaluate_checkpoint, write_report  # noqa: F401
+    from .interactive.batcher import StepBatcher  # noqa: F401
     from .interactive.futures import Futures, compare_problem  # noqa: F401
     from .interactive.recording import record_dream, write_video  # noqa: F401
     from .interactive.session import Panel, Session, SessionFrame, cached_model  # noqa: F401
     from .protocol import Searchable, TrainConfig, WorldModel, field_doc  # noqa: F401
     from .registry import FAMILIES, PRESET_NAMES, get_family  # noqa: F401
+    from .run_checks import check_train_config  # noqa: F401
     from .spec import ActionSpec, FramePipeline  # noqa: F401
     from .train import Trainer, TrainEvent, TrainReport, data_budget, resolve_device, train_run  # noqa: F401

@@ -8,7 +8,6 @@ moment leaves either the old checkpoint or the new one, never a mix.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from safetensors.torch import load_file, save
 
 from .checkpoint_checks import check_fields, check_finite, check_meta, check_size, weight_path
 from .errors import CheckpointError
-from .files import atomic_write_bytes, atomic_write_json, clean_temp_files, sha256_file
+from .files import atomic_write_bytes, atomic_write_json, clean_temp_files, read_json_file, sha256_file
 from .protocol import WorldModel
 from .registry import get_family
 from .spec import ActionSpec, FramePipeline
@@ -73,7 +72,6 @@ def save_checkpoint(
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     clean_temp_files(run)  # what an interrupted save left behind
-    old = _read_meta(run / META_FILE) if (run / META_FILE).exists() else None
     stamp = f"{step:08d}-{time.time_ns() % 10**9:09d}"
     meta: dict[str, Any] = {
         "format": FORMAT,
@@ -96,22 +94,22 @@ def save_checkpoint(
         meta["optimizer"] = {**_save_tensors(tensors, run / f"optimizer-{stamp}.safetensors"), **rest}
     path = run / META_FILE
     atomic_write_json(path, meta)
-    # Only now that the new checkpoint.json is in place may the old weight files go.
-    if old is not None:
-        for key in ("weights", "optimizer"):
-            name = (old.get(key) or {}).get("file")
-            if name and name not in (meta["weights"]["file"], meta.get("optimizer", {}).get("file")):
-                (run / name).unlink(missing_ok=True)
+    # Only now that the new checkpoint.json is in place may other weight files go: the previous save's, and
+    # any that a save killed before its checkpoint.json was written left behind.
+    keep = {meta["weights"]["file"], meta.get("optimizer", {}).get("file")}
+    for stale in [*run.glob("model-*.safetensors"), *run.glob("optimizer-*.safetensors")]:
+        if stale.name not in keep and stale.is_file() and not stale.is_symlink():
+            stale.unlink(missing_ok=True)
     return path
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
     try:
-        meta = json.loads(path.read_text())
+        meta = read_json_file(path)
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path.parent}: {path.name} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not valid JSON ({e}); the checkpoint is corrupt") from None
+    except ValueError as e:
+        raise CheckpointError(f"{e}; the checkpoint is corrupt") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path} does not hold a checkpoint description (expected a JSON object)")
     return meta

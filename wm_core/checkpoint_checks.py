@@ -28,9 +28,9 @@ def _bad(where: str, why: str) -> CheckpointError:
     return CheckpointError(f"checkpoint {where} {why}; the checkpoint is corrupt or from another version")
 
 
-def check_value(where: str, value: Any, default: Any) -> None:
-    """A JSON value against the type of a dataclass field's default: bool, int (0..MAX_INT), float (finite),
-    str, or None/sequence/dict where the default is."""
+def value_problem(value: Any, default: Any) -> str | None:
+    """What is wrong with a value for a dataclass field with this default (None: nothing): bool, int
+    (0..MAX_INT), float (finite, |x| <= 1e9), short str; None defaults and containers are left to their readers."""
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
@@ -41,11 +41,17 @@ def check_value(where: str, value: Any, default: Any) -> None:
     elif isinstance(default, str):
         ok = isinstance(value, str) and len(value) <= 200
     else:
-        return  # None defaults and containers: checked by the code that reads them
-    if not ok:
-        want = {bool: "true or false", int: f"a whole number 0..{MAX_INT:,}", float: "a finite number",
-                str: "a short text"}[type(default)]  # fmt: skip
-        raise _bad(where, f"is {value!r}, not {want}")
+        return None
+    want = {bool: "true or false", int: f"a whole number 0..{MAX_INT:,}", float: "a finite number",
+            str: "a short text"}[type(default)]  # fmt: skip
+    return None if ok else f"is {value!r}, not {want}"
+
+
+def check_value(where: str, value: Any, default: Any) -> None:
+    """A JSON value against the type of a dataclass field's default (see `value_problem`)."""
+    problem = value_problem(value, default)
+    if problem:
+        raise _bad(where, problem)
 
 
 def check_fields(where: str, values: Any, cls: type) -> None:
@@ -135,11 +141,16 @@ def weight_path(run: Path, entry: dict[str, Any], what: str) -> Path:
     return path
 
 
-def check_size(cls: type, config: Any, spec: Any, frame_size: int) -> None:
-    """Build the model on the meta device (no memory) and refuse more than MAX_PARAMS parameters."""
+def parameter_count(cls: type, config: Any, spec: Any, frame_size: int) -> int:
+    """Parameters and buffers of the model a config builds, counted on the meta device (no memory)."""
     with torch.device("meta"):
         model = cls(config, spec, frame_size)
-    count = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+    return sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+
+
+def check_size(cls: type, config: Any, spec: Any, frame_size: int) -> None:
+    """Refuse a checkpoint whose model would hold more than MAX_PARAMS parameters, before allocating it."""
+    count = parameter_count(cls, config, spec, frame_size)
     if count > MAX_PARAMS:
         raise CheckpointError(f"checkpoint config asks for {count:,} parameters (cap {MAX_PARAMS:,}); refusing")
 

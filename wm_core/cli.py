@@ -122,6 +122,9 @@ def _train_parser(sub: argparse._SubParsersAction, family: str | None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--policy", default="scripted", help=POLICY_HELP + " (when collecting)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--save-every", type=positive, default=500, help="save a resumable checkpoint every N steps (default 500)"
+    )
     _threads(p)
     if family is not None:
         _add_config_flags(p.add_argument_group(f"{family} config"), get_family(family))

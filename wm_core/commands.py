@@ -133,6 +133,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             on_event=lambda e: collect_bar.show(e, args.quiet),
             progress=not args.quiet,
             should_stop=stop.is_set,
+            checkpoint_every=args.save_every,
         )
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -4,11 +4,13 @@ dream-trained controllers all step models through this one adapter.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from .models.nn import Generators
 from .protocol import Searchable, State, WorldModel
 
 
@@ -104,25 +106,52 @@ class Dream:
         """One dream step -> (frame uint8, predicted reward, predicted end, info)."""
         if self.state is None:
             raise RuntimeError("call reset(context_frames) before step()")
+        if not self.batched:
+            return Dream.step_together([self], [action])[0]
         B = next(iter(self.state.values())).shape[0]
+        self.state = self._imagine(self.state, self._actions(action, B), self.generator)
+        frame, reward, p_end = self._outputs(self.state)
+        info = {"done_prob": p_end, "step": self.steps, "decoded_by": self.decoded_by}
+        return frame, reward, p_end > self.done_threshold, info
+
+    def _imagine(self, state: State, action: torch.Tensor, generator: Generators) -> State:
         options = {"steps": self.sampling_steps} if self.steps_range and self.sampling_steps else {}
-        action = self._actions(action, B)
-        self.state = self.model.imagine(self.state, action, self.temperature, self.generator, **options)
         self.steps += 1
-        frame = to_uint8(self.model.decode(self.state))
-        reward = self.model.reward(self.state).float().cpu().numpy()
-        p_end = self.model.done(self.state).float().cpu().numpy()
-        ended = p_end > self.done_threshold
-        info = {
-            "done_prob": p_end if self.batched else float(p_end[0]),
-            "step": self.steps,
-            "decoded_by": self.decoded_by,
-        }
-        if not self.batched and (extras := self.extras()):
-            info["extras"] = extras
-        if self.batched:
-            return frame, reward, ended, info
-        return frame[0], float(reward[0]), bool(ended[0]), info
+        return self.model.imagine(state, action, self.temperature, generator, **options)
+
+    def _outputs(self, state: State) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(frames uint8, predicted rewards, end probabilities) of a batch of states."""
+        frame = to_uint8(self.model.decode(state))
+        return frame, self.model.reward(state).float().cpu().numpy(), self.model.done(state).float().cpu().numpy()
+
+    def batch_key(self) -> tuple[int, float, int | None]:
+        """Dreams with equal keys can step together: the same model, temperature and sampling steps."""
+        return id(self.model), float(self.temperature), self.sampling_steps
+
+    @staticmethod
+    @torch.inference_mode()
+    def step_together(dreams: Sequence[Dream], actions: Sequence[Any]) -> list[tuple[np.ndarray, float, bool, dict]]:
+        """Step several single (unbatched) dreams with equal `batch_key`s in one batched forward pass; each
+        returns what its own `step` would. Every dream keeps drawing from its own generator (one per row), so
+        a player's dream does not depend on who else was stepped alongside."""
+        first = dreams[0]
+        if any(d.batched or d.state is None or d.batch_key() != first.batch_key() for d in dreams):
+            raise ValueError("step_together takes reset, unbatched dreams of one model and one temperature")
+        state = {k: torch.cat([d.state[k] for d in dreams]) for k in first.state}
+        action = torch.cat([d._actions(a, 1) for d, a in zip(dreams, actions)])
+        generators = first.generator if len(dreams) == 1 else [d.generator for d in dreams]
+        state = first._imagine(state, action, generators)
+        frames, rewards, p_end = first._outputs(state)
+        out = []
+        for i, d in enumerate(dreams):
+            d.state = {k: v[i : i + 1] for k, v in state.items()}
+            if d is not first:
+                d.steps += 1
+            info = {"done_prob": float(p_end[i]), "step": d.steps, "decoded_by": d.decoded_by}
+            if extras := d.extras():
+                info["extras"] = extras
+            out.append((frames[i], float(rewards[i]), bool(p_end[i] > d.done_threshold), info))
+        return out
 
     @torch.inference_mode()
     def extras(self) -> dict[str, str]:

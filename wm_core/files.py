@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +60,32 @@ def dumps(obj: Any, **kwargs: Any) -> str:
 def atomic_write_json(path: Path | str, obj: Any) -> None:
     """`obj` as indented, strict JSON with sorted keys."""
     atomic_write_bytes(path, (dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_json_file(path: Path | str, limit: int = 16 << 20) -> Any:
+    """The JSON in a regular file of at most `limit` bytes, opened without following a symlink. ValueError with
+    one line for a link, a device, a directory, an oversized file, text that is not JSON, or nesting too deep
+    (so a file pointing at /dev/zero or a bracket bomb is refused instead of exhausting memory or the stack)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as e:  # ELOOP: a symlink; EISDIR and friends
+        why = "is a symbolic link" if os.path.islink(path) else f"cannot be opened as a plain file ({e.strerror})"
+        raise ValueError(f"{path} {why}") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path} is over {limit >> 20} MiB; refusing to read it")
+    try:
+        return json.loads(data.decode())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from None
+    except RecursionError:
+        raise ValueError(f"{path} nests JSON too deeply") from None
 
 
 def sha256_file(path: Path | str) -> str:

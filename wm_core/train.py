@@ -17,12 +17,19 @@ from typing import Any, Literal
 
 import torch
 
-from .checkpoint import data_record, load_checkpoint, load_optimizer_state, recorded_data_dir, save_checkpoint
+from .checkpoint import (
+    data_record,
+    load_checkpoint,
+    load_optimizer_state,
+    recorded_data_dir,
+    save_checkpoint,
+)
 from .data import DataError, EpisodeStore, SequenceSampler, collect
 from .data.coverage import action_coverage
 from .data.envs import env_entry
 from .protocol import WorldModel, make_optimizer
 from .registry import get_family
+from .run_checks import check_resume, check_train_config, refuse_overwrite
 from .spec import FramePipeline
 
 MetricsCallback = Callable[[int, dict[str, float]], None]
@@ -252,18 +259,6 @@ class TrainEvent:
 EventCallback = Callable[[TrainEvent], None]
 
 
-def _check_resume(overrides: dict[str, Any]) -> None:
-    """ValueError naming the config flags a resumed run would have ignored."""
-    fixed = sorted(k for k, v in overrides.items() if v is not None and k not in RESUME_OVERRIDES)
-    if fixed:
-        flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
-        raise ValueError(
-            f"--resume continues a run with its own config; {flags} cannot change it (only "
-            f"{' and '.join('--' + k for k in RESUME_OVERRIDES)} can): start a new run with --out to train "
-            "with other settings"
-        )
-
-
 @dataclass
 class _Start:
     """Where a run starts: a resumed model and its checkpoint, or a new config."""
@@ -285,7 +280,7 @@ def _start(
 ) -> _Start:  # fmt: skip
     """Resume `resume` (its family, env, config and data; only RESUME_OVERRIDES may change) or set up a new run."""
     if resume is not None:
-        _check_resume(overrides)
+        check_resume(overrides, RESUME_OVERRIDES)
         model, meta = load_checkpoint(resume, dev)
         for key in RESUME_OVERRIDES:
             if overrides.get(key) is not None:
@@ -296,7 +291,9 @@ def _start(
     if family is None or env_id is None:
         raise ValueError("train_run needs a family and an env id (or resume=RUN)")
     config = get_family(family).preset(preset, **overrides)
+    check_train_config(family, config, env_id)
     run = Path(out) if out is not None else Path("runs") / f"{family}-{env_id.replace('/', '-')}"
+    refuse_overwrite(run)
     return _Start(family, env_id, env_entry(env_id).pipeline, run, data, config)
 
 

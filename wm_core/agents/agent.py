@@ -30,7 +30,6 @@ and every term weighted by the predicted probability that s_t is still inside th
 from __future__ import annotations
 
 import copy
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,10 +37,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
 
-from ..files import atomic_write_bytes, atomic_write_json
+from ..checkpoint_checks import check_fields, check_finite, weight_path
+from ..errors import CheckpointError
+from ..files import atomic_write_bytes, atomic_write_json, read_json_file, sha256_file
 from ..models.dreamer import TwoHot
 from ..models.nn import Mlp
 from ..protocol import State, WorldModel
@@ -275,21 +277,30 @@ class ActorCritic(nn.Module):
         """Weights to agent-*.safetensors and config + `extra` to agent.json (written last, atomically).
 
         The Adam moments are not kept: a resumed agent restarts its optimizer (and the world model's)."""
-        old = json.loads((run / AGENT_FILE).read_text()).get("weights") if (run / AGENT_FILE).exists() else None
         name = f"agent-{time.time_ns()}.safetensors"
         atomic_write_bytes(run / name, save({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}))
-        atomic_write_json(run / AGENT_FILE, {"config": asdict(self.config), "weights": name, **extra})
-        if old and old != name:
-            (run / old).unlink(missing_ok=True)
+        record = {"config": asdict(self.config), "weights": name, "weights_sha256": sha256_file(run / name)}
+        atomic_write_json(run / AGENT_FILE, {**record, **extra})
+        for stale in run.glob("agent-*.safetensors"):  # the previous save's, and any a killed save left
+            if stale.name != name and stale.is_file() and not stale.is_symlink():
+                stale.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, run: Path, model: WorldModel, **overrides: Any) -> tuple[ActorCritic, dict[str, Any]]:
         """The actor-critic saved in `run` for `model` (config fields overridable) and its agent.json."""
-        meta = json.loads((Path(run) / AGENT_FILE).read_text())
+        meta = read_agent_meta(run)
+        path = weight_path(Path(run), {"file": meta.get("weights")}, "agent weights")
+        if sha256_file(path) != meta.get("weights_sha256"):
+            raise CheckpointError(f"{path} does not match the hash in {AGENT_FILE}; the agent is corrupt")
         ac = cls(
             cls.preset(**{**meta["config"], **overrides}), model.latent(model.initial(1)).shape[1], model.action_spec
         )
-        ac.load_state_dict(load_file(str(Path(run) / meta["weights"])))
+        try:
+            tensors = load_file(str(path))
+            check_finite(tensors, path)
+            ac.load_state_dict(tensors)
+        except (SafetensorError, RuntimeError) as e:
+            raise CheckpointError(f"{path} does not fit its agent config ({str(e).splitlines()[0]})") from None
         return ac, meta
 
 
@@ -338,9 +349,25 @@ def new_agent(model: WorldModel, config: AgentConfig) -> Agent:
     return ActorCritic(config, model.latent(model.initial(1)).shape[1], model.action_spec)
 
 
+def read_agent_meta(run: Path | str) -> dict[str, Any]:
+    """A run's agent.json, checked: a JSON object whose config fields fit AgentConfig (a one-line
+    CheckpointError otherwise, as for checkpoints)."""
+    path = Path(run) / AGENT_FILE
+    try:
+        meta = read_json_file(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"no agent in {run}: train one with `wm agent train {run}`") from None
+    except ValueError as e:
+        raise CheckpointError(f"{e}; the agent is corrupt") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise CheckpointError(f"{path} holds no agent config; the agent is corrupt")
+    check_fields("agent config", meta["config"], AgentConfig)
+    return meta
+
+
 def load_agent(run: Path | str, model: WorldModel, **overrides: Any) -> tuple[Agent, dict[str, Any]]:
     """The behaviour saved in `run`'s agent.json (config fields overridable) and the file's content."""
-    meta = json.loads((Path(run) / AGENT_FILE).read_text())
+    meta = read_agent_meta(run)
     if meta.get("planner") == "mcts":
         return MctsAgent(ActorCritic.preset(**{**meta["config"], **overrides})), meta
     return ActorCritic.load(Path(run), model, **overrides)

@@ -18,7 +18,6 @@ dream's own torch generator for sampling); nothing reads or reseeds the global s
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,10 +28,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from ..checkpoint_checks import check_finite, weight_path
 from ..data.envs import make_env
 from ..dream import Dream
 from ..errors import CheckpointError
-from ..files import atomic_write_bytes, atomic_write_json
+from ..files import atomic_write_bytes, atomic_write_json, read_json_file
 from ..protocol import WorldModel
 from ..spec import FramePipeline
 from .planning import plan_episode
@@ -211,8 +211,15 @@ def load_controller(folder: Path | str) -> tuple[np.ndarray, dict[str, Any]]:
     broken."""
     folder = Path(folder)
     try:
-        record = json.loads((folder / CONTROLLER_META).read_text())
-        params = load_file(str(folder / CONTROLLER_FILE))["params"].numpy()
+        record = read_json_file(folder / CONTROLLER_META)
+        path = weight_path(folder, {"file": CONTROLLER_FILE}, "controller")
+        tensors = load_file(str(path))
+        check_finite(tensors, path)
+        params = tensors["params"].numpy()
+        if not isinstance(record, dict) or params.ndim != 1:
+            raise ValueError("its record or parameters have the wrong shape")
+    except CheckpointError:
+        raise
     except (OSError, ValueError, KeyError, SafetensorError) as e:
         why = " ".join(str(e).split())
         raise CheckpointError(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -132,6 +132,7 @@ class Session:
     def __init__(
         self, runs: Sequence[Path | str] | Path | str, *, temperature: float = 1.0, context: int = 5,
         seed: int | None = None, real: bool = False, hold: bool = False, device: str = "cpu",
+        stepper: Callable[[Dream, Any], tuple] | None = None,
     ) -> None:  # fmt: skip
         runs = [runs] if isinstance(runs, (str, Path)) else list(runs)
         problem = compare_problem([read_meta(r) for r in runs])  # before loading any weights
@@ -161,6 +162,8 @@ class Session:
         self.data: EpisodeRecorder | None = None  # the real env's episodes, recorded as training data
         self.agent, self.driver_label = load_driver(self.models[0], self.metas[0], self.pipeline)
         self.autopilot = False  # the agent (or planner) drives while no key is held
+        # How a dream steps: alone, or through a shared `StepBatcher` that steps many players' dreams together.
+        self.stepper = stepper or Dream.step
 
     # ---- settings ----------------------------------------------------------------------------------
     @property
@@ -263,7 +266,7 @@ class Session:
             if p.ended:  # held at its predicted end (the hold rule; without it the next tick restarts)
                 panels.append(p)
                 continue
-            frame, reward, ended, info = dream.step(action)
+            frame, reward, ended, info = self.stepper(dream, action)
             div = None if real is None else float(frame_divergence(frame, real, mean))
             panels.append(Panel(frame, reward, p.ret + reward, info["done_prob"], ended, div, info.get("extras", {})))
         self.frame = SessionFrame(panels, prev.step + 1, real if self.real else None, float(r), prev.real_ret + r,

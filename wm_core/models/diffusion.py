@@ -39,7 +39,7 @@ from torch import nn
 
 from ..protocol import Batch, Capabilities, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
-from .nn import ConvEncoder, Mlp, previous_in_episode, symexp, symlog
+from .nn import ConvEncoder, Generators, Mlp, previous_in_episode, randn_like, symexp, symlog
 from .unet import FourierFeatures, UNet, karras_sigmas
 
 
@@ -185,13 +185,13 @@ class PixelDiffusion(WorldModel):
 
     def sample(
         self, context: torch.Tensor, actions: torch.Tensor, steps: int, temperature: float = 1.0,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> torch.Tensor:  # fmt: skip
         """Draw the next frame (N, 3, H, W) in [-1, 1] with `steps` Euler steps from tau * sigma_max noise."""
         c = self.config
         sigmas = karras_sigmas(max(1, int(steps)), c.sigma_min, c.sigma_max, c.rho)
         N, _, _, H, W = context.shape
-        noise = torch.randn(N, 3, H, W, device=context.device, generator=generator)
+        noise = randn_like(context[:, -1], generator)  # (N, 3, H, W), a stream per row when given one per row
         x = noise * (c.sigma_max * max(temperature, 0.0))
         for s, s_next in zip(sigmas[:-1], sigmas[1:]):
             sigma = torch.full((N,), s, device=context.device)
@@ -238,7 +238,7 @@ class PixelDiffusion(WorldModel):
         return self._with_heads(self._push(state, self.to_pixels(frame), action), action)
 
     def imagine(
-        self, state: State, action: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None,
+        self, state: State, action: torch.Tensor, temperature: float = 1.0, generator: Generators = None,
         steps: int | None = None,
     ) -> State:  # fmt: skip
         """Draw the next frame given the stacks and `action` (B, A), with `steps` sampling steps (default

@@ -36,7 +36,7 @@ from torch import nn
 
 from ..protocol import Batch, Capabilities, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
-from .nn import ConvDecoder, ConvEncoder, Mlp, randn_like, symexp, symlog, weighted_pixel_loss
+from .nn import ConvDecoder, ConvEncoder, Generators, Mlp, multinomial, randn_like, symexp, symlog, weighted_pixel_loss
 
 
 class TwoHot(nn.Module):
@@ -175,7 +175,7 @@ class Rssm(WorldModel):
         self,
         dist: tuple[torch.Tensor, torch.Tensor],
         temperature: float = 1.0,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> torch.Tensor:
         """A flat z (N, stoch_dim) at `temperature`; gradients pass straight through categorical samples."""
         a, b = dist
@@ -185,8 +185,7 @@ class Rssm(WorldModel):
         if temperature <= 0:
             idx = log_probs.argmax(-1)
         else:
-            probs_t = (log_probs / temperature).softmax(-1).flatten(0, 1)
-            idx = torch.multinomial(probs_t, 1, generator=generator).view(probs.shape[:-1])
+            idx = multinomial((log_probs / temperature).softmax(-1), generator, replacement=False)
         one_hot = F.one_hot(idx, self.config.classes).float()
         return (one_hot + probs - probs.detach()).flatten(1)  # straight-through (paper, section 2)
 
@@ -223,7 +222,7 @@ class Rssm(WorldModel):
         return {"deter": deter, "stoch": self._sample(dist, 0.0).detach()}
 
     def imagine(
-        self, state: State, action: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+        self, state: State, action: torch.Tensor, temperature: float = 1.0, generator: Generators = None
     ) -> State:
         """Advance h with (z, action) and sample z from the prior at `temperature` (see module doc)."""
         deter = self._recurrent(state, action.to(self.frame_mean.device))

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..protocol import Batch, Capabilities, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
-from .nn import ConvDecoder, ConvEncoder, Mlp, randn_like, symexp, symlog, weighted_pixel_loss
+from .nn import ConvDecoder, ConvEncoder, Generators, Mlp, multinomial, randn_like, symexp, symlog, weighted_pixel_loss
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -132,7 +132,7 @@ class VaeMdnRnn(WorldModel):
         return {"h": h, "c": c, "z": mu}
 
     def imagine(
-        self, state: State, action: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+        self, state: State, action: torch.Tensor, temperature: float = 1.0, generator: Generators = None
     ) -> State:
         """Advance M with (z, action) and sample the next z from its mixture at `temperature`."""
         h, c = self._step(state, action.to(self.frame_mean.device))
@@ -142,7 +142,7 @@ class VaeMdnRnn(WorldModel):
             z = means.gather(-1, k).squeeze(-1)
         else:
             probs = (logits / temperature).softmax(-1)
-            k = torch.multinomial(probs.flatten(0, 1), 1, True, generator=generator).view(*probs.shape[:-1], 1)
+            k = multinomial(probs, generator).unsqueeze(-1)
             mean, std = means.gather(-1, k).squeeze(-1), log_std.gather(-1, k).squeeze(-1).exp()
             z = mean + std * math.sqrt(temperature) * randn_like(mean, generator)
         return {"h": h, "c": c, "z": z}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -41,9 +41,36 @@ def seeded_init(seed: int) -> Iterator[None]:
         yield
 
 
-def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Standard normal noise shaped like `x`, from `generator` (the global generator when None)."""
-    return torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+Generators = torch.Generator | Sequence[torch.Generator] | None
+"""Where a dream step draws its randomness: one generator for the whole batch, or one per row of the batch (the
+dreams of several players stepped together, each from its own stream), or the global one (None)."""
+
+
+def randn_like(x: torch.Tensor, generator: Generators = None) -> torch.Tensor:
+    """Standard normal noise shaped like `x`, from `generator`; with one generator per row, row i is drawn from
+    generator i alone, so it equals what that generator draws for a batch of one."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+    _check_rows(x, generator)
+    return torch.cat([torch.randn((1, *x.shape[1:]), dtype=x.dtype, device=x.device, generator=g) for g in generator])
+
+
+def multinomial(probs: torch.Tensor, generator: Generators = None, replacement: bool = True) -> torch.Tensor:
+    """One index per distribution of `probs` (B, ..., K) -> (B, ...), drawn with replacement; with one generator
+    per row of B, row i's indices come from generator i alone (as for a batch of one). (`replacement` picks
+    torch's sampling algorithm, which decides the draws; one index per distribution either way.)"""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.multinomial(probs.flatten(0, -2), 1, replacement, generator=generator).view(probs.shape[:-1])
+    _check_rows(probs, generator)
+    rows = [
+        torch.multinomial(p.reshape(-1, p.shape[-1]), 1, replacement, generator=g) for p, g in zip(probs, generator)
+    ]
+    return torch.stack(rows).view(probs.shape[:-1])
+
+
+def _check_rows(x: torch.Tensor, generators: Sequence[torch.Generator]) -> None:
+    if len(generators) != x.shape[0]:
+        raise ValueError(f"{len(generators)} generators for a batch of {x.shape[0]}")
 
 
 def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
