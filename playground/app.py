@@ -13,13 +13,16 @@ import torch
 import wm_core
 
 from .compare_tab import build_compare_tab
-from .context import AppContext
+from .context import AppContext, user_of
 from .hub import ROOT
 from .inspect_tab import build_inspect_tab
+from .jobs import JobQueue
 from .learn_tab import CSS as LEARN_CSS
 from .learn_tab import build_learn_tab
 from .play_tab import build_play_tab
+from .room_tab import build_room_tab
 from .train_tab import build_train_tab
+from .workshop import Room
 
 BASE_CSS = """
 .gradio-container { max-width: 1240px !important; }
@@ -51,29 +54,56 @@ def set_threads() -> int:
     return n
 
 
+def train_slots() -> int:
+    """How many runs may train at once: one per GPU, else one per core the players' dream steps do not use."""
+    if torch.cuda.is_available():
+        return torch.cuda.device_count()
+    return max(1, (os.cpu_count() or 2) - torch.get_num_threads())
+
+
 def build_demo(
-    checkpoint_dir: Path | str | None = None, runs_dir: Path | str | None = None, batch_wait_ms: float = 3.0
-) -> gr.Blocks:
+    checkpoint_dir: Path | str | None = None, runs_dir: Path | str | None = None, batch_wait_ms: float = 3.0,
+    room: Room | None = None, slots: int | None = None,
+) -> gr.Blocks:  # fmt: skip
     """The whole app; `launch` it (below). Players' dream steps of one model that arrive within `batch_wait_ms`
-    of each other run as one batched forward pass (0: each steps alone)."""
+    of each other run as one batched forward pass (0: each steps alone); at most `slots` runs train at once
+    (default `train_slots()`). With a `room` (workshop mode) each login sees its own runs, and the instructor
+    also the Room tab."""
     set_threads()
     shipped = Path(checkpoint_dir) if checkpoint_dir else ROOT / "checkpoints"
-    ctx = AppContext(shipped, Path(runs_dir or "runs"), wm_core.StepBatcher(batch_wait_ms))
+    ctx = AppContext(shipped, Path(runs_dir or "runs"), wm_core.StepBatcher(batch_wait_ms), room,
+                     JobQueue(slots or train_slots()))  # fmt: skip
+    tabs = TABS + ((("Room", "room", build_room_tab),) if room is not None else ())
     with gr.Blocks(title="World Model Playground") as demo:
         gr.Markdown(
             "# World Model Playground\nTrain world models on gymnasium environments, then play inside "
             "their dreams with your keyboard.",
             elem_id="wm-title",
         )
-        built = []
+        built, room_tab = [], None
         with gr.Tabs():
-            for title, tab_id, build in TABS:
-                with gr.Tab(title, id=tab_id):
+            for title, tab_id, build in tabs:
+                with gr.Tab(title, id=tab_id, visible=tab_id != "room") as component:
                     built.append(build(ctx))
+                room_tab = component if tab_id == "room" else room_tab
         lists = [c for tab in built for c in tab.checkpoint_lists]
+
+        def refresh(request: gr.Request) -> list[dict[str, Any]]:
+            return [ctx.refreshed(user_of(request)) for _ in lists]
+
         for tab in built:  # a finished training run appears in every checkpoint list
             if tab.trained is not None:
-                tab.trained.then(lambda: [ctx.refreshed() for _ in lists], None, lists)
+                tab.trained.then(refresh, None, lists)
+        if room is not None:  # each page lists what its login may open; the Room tab shows for the instructor
+
+            def show_room(request: gr.Request) -> dict[str, Any]:
+                return gr.update(visible=room.is_instructor(user_of(request)))
+
+            demo.load(refresh, None, lists)
+            demo.load(show_room, None, room_tab)
+            for tab in built:
+                if tab.on_load is not None:
+                    demo.load(tab.on_load, None, tab.on_load_outputs)
     return demo
 
 

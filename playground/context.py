@@ -13,17 +13,23 @@ import gradio as gr
 import wm_core
 
 from .hub import list_checkpoints, scan_checkpoints
+from .workshop import Room
 
 
 @dataclass
 class AppContext:
     """Where the app finds and keeps things: the shipped checkpoints, the runs trained here, recordings and
-    recorded play."""
+    recorded play. In workshop mode (`room`) each participant has their own runs directory and sees the shipped
+    checkpoints, the class gallery and their own runs; `user` is the login a handler reads from its request
+    (None outside workshop mode)."""
 
     shipped: Path
     runs: Path
     batcher: Any = None
     """A shared `wm_core.StepBatcher` (players' dream steps run batched per model), or None: each steps alone."""
+    room: Room | None = None
+    jobs: Any = None
+    """The app's `JobQueue`: how many training runs may train at once."""
 
     @property
     def records(self) -> Path:
@@ -35,13 +41,20 @@ class AppContext:
         """Where recorded real-env play goes (one episode store per env)."""
         return self.runs / "play-data"
 
-    def checkpoints(self) -> list[tuple[str, str]]:
-        """(label, path) of every checkpoint, shipped first: the choices of a checkpoint list."""
-        return [(c.label, c.path) for c in list_checkpoints(self.shipped, self.runs)]
+    def runs_of(self, user: str | None = None) -> Path:
+        """Where `user`'s training runs go."""
+        return self.runs if self.room is None else self.room.runs_of(user)
 
-    def unreadable(self) -> str:
+    def _dirs(self, user: str | None) -> list[Path]:
+        return [self.runs] if self.room is None else self.room.run_dirs(user)
+
+    def checkpoints(self, user: str | None = None) -> list[tuple[str, str]]:
+        """(label, path) of every checkpoint `user` may open, shipped first: the choices of a checkpoint list."""
+        return [(c.label, c.path) for c in list_checkpoints(self.shipped, self._dirs(user))]
+
+    def unreadable(self, user: str | None = None) -> str:
         """A markdown line naming the checkpoints left out of the lists and why ("" when none)."""
-        skipped = scan_checkpoints(self.shipped, self.runs)[1]
+        skipped = scan_checkpoints(self.shipped, self._dirs(user))[1]
         return ("**Not listed (cannot be read):** " + "; ".join(skipped)) if skipped else ""
 
     def first_checkpoint(self) -> str | None:
@@ -49,9 +62,14 @@ class AppContext:
         found = self.checkpoints()
         return found[0][1] if found else None
 
-    def refreshed(self) -> dict[str, Any]:
-        """A Gradio update that gives a checkpoint list the current choices."""
-        return gr.update(choices=self.checkpoints())
+    def refreshed(self, user: str | None = None) -> dict[str, Any]:
+        """A Gradio update that gives a checkpoint list the current choices of `user`."""
+        return gr.update(choices=self.checkpoints(user))
+
+
+def user_of(request: gr.Request | None) -> str | None:
+    """The login behind a request (None when the app has no logins)."""
+    return getattr(request, "username", None) if request is not None else None
 
 
 @dataclass
@@ -61,6 +79,8 @@ class Tab:
 
     checkpoint_lists: list[gr.components.Component] = field(default_factory=list)
     trained: Any = None
+    on_load: Any = None  # a handler (request) -> updates run when a page loads, for `on_load_outputs`
+    on_load_outputs: list[gr.components.Component] = field(default_factory=list)
 
 
 def keymap_markdown(env_id: str) -> str:

@@ -72,12 +72,16 @@ class CheckpointInfo:
         return f"{self.family} · {self.env_id} · step {self.step} · {Path(self.path).name} ({where})"
 
 
-def scan_checkpoints(shipped_dir: Path | str, runs_dir: Path | str) -> tuple[list[CheckpointInfo], list[str]]:
+RunsDirs = Path | str | list[Path] | list[str]
+
+
+def scan_checkpoints(shipped_dir: Path | str, runs_dir: RunsDirs) -> tuple[list[CheckpointInfo], list[str]]:
     """(playable checkpoints: shipped first, then runs trained here, newest first; one line per folder whose
     checkpoint.json cannot be read, naming it and why)."""
     found: list[CheckpointInfo] = []
     skipped: list[str] = []
-    for base, shipped in ((Path(shipped_dir), True), (Path(runs_dir), False)):
+    runs = [runs_dir] if isinstance(runs_dir, (str, Path)) else runs_dir
+    for base, shipped in ((Path(shipped_dir), True), *((Path(r), False) for r in runs)):
         metas = []
         for p in sorted(base.glob("*/checkpoint.json")) if base.is_dir() else []:
             try:
@@ -93,7 +97,7 @@ def scan_checkpoints(shipped_dir: Path | str, runs_dir: Path | str) -> tuple[lis
     return found, skipped
 
 
-def list_checkpoints(shipped_dir: Path | str, runs_dir: Path | str) -> list[CheckpointInfo]:
+def list_checkpoints(shipped_dir: Path | str, runs_dir: RunsDirs) -> list[CheckpointInfo]:
     """The playable checkpoints of `scan_checkpoints`; unreadable ones are left out of the lists."""
     return scan_checkpoints(shipped_dir, runs_dir)[0]
 

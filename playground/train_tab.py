@@ -17,11 +17,10 @@ import torch  # noqa: E402
 
 import wm_core  # noqa: E402
 
-from .context import AppContext, Tab  # noqa: E402
+from .context import AppContext, Tab, user_of  # noqa: E402
 from .hub import friendly, list_stores, whole_number  # noqa: E402
 from .jobs import TrainJob  # noqa: E402
 
-JOBS: dict[str, TrainJob] = {}  # job id -> job; each browser session holds its own ids in gr.State
 PLOTTED = ("loss", "recon_fg_mse", "recon_mse", "mdn_nll", "kl")
 
 
@@ -49,7 +48,11 @@ def loss_figure(job: TrainJob):
 
 def progress_html(job: TrainJob) -> str:
     """A progress bar with the phase and numbers."""
-    if job.phase == "collecting":
+    if job.phase == "queued" and job.queue is not None:
+        place, wait = job.queue.place(job), job.queue.estimate_seconds(job)
+        about = f", about {max(1, round(wait / 60))} min" if wait is not None else ""
+        frac, text = 0.0, f"waiting for a free core: place {place or 1} in the training queue{about}"
+    elif job.phase == "collecting":
         total, unit = job.collect_target
         frac, text = (
             job.collected / max(1, total),
@@ -67,11 +70,11 @@ def progress_html(job: TrainJob) -> str:
     )
 
 
-def data_choices(runs_dir: Path) -> list[tuple[str, str]]:
+def data_choices(runs_dir: Path | None) -> list[tuple[str, str]]:
     """Collect with the scripted or random policy, or train on a store found under the runs directory."""
     collect = [("collect: scripted play mixed with random actions", "collect:scripted"),
                ("collect: random actions", "collect:random")]  # fmt: skip
-    return collect + list_stores(runs_dir)
+    return collect + (list_stores(runs_dir) if runs_dir is not None else [])
 
 
 def device_choices() -> list[str]:
@@ -116,10 +119,11 @@ def parse_overrides(family: str, text: str) -> dict[str, Any]:
 
 
 def start_job(
-    ctx: AppContext, family: str, env_id: str, preset: str, device: str, n_steps: str | float | None,
-    n_frames: str | float | None, source: str | None, advanced: str,
+    ctx: AppContext, user: str | None, jid: str, family: str, env_id: str, preset: str, device: str,
+    n_steps: str | float | None, n_frames: str | float | None, source: str | None, advanced: str,
 ) -> tuple[TrainJob | None, str | None]:  # fmt: skip
-    """Validate the form and start a TrainJob; returns (job, None) or (None, one-line problem)."""
+    """Validate the form and queue a TrainJob for `user` under id `jid`; returns (job, None) or (None, one-line
+    problem)."""
     try:
         overrides = parse_overrides(family, advanced)
         for key, value in (("steps", n_steps), ("frames", n_frames)):
@@ -130,11 +134,11 @@ def start_job(
         return None, str(e)
     source = source or "collect:scripted"
     collecting = source.startswith("collect:")
-    job = TrainJob(family, (env_id or "").strip(), preset, overrides, (device or "auto").split(" ")[0], ctx.runs,
-                   data=None if collecting else source,
-                   policy=source.split(":", 1)[1] if collecting else "scripted")  # fmt: skip
+    job = TrainJob(family, (env_id or "").strip(), preset, overrides, (device or "auto").split(" ")[0],
+                   ctx.runs_of(user), data=None if collecting else source,
+                   policy=source.split(":", 1)[1] if collecting else "scripted", owner=user)  # fmt: skip
     try:
-        job.start()
+        job.start(ctx.jobs, jid)
     except Exception as e:
         return None, friendly(e)
     return job, None
@@ -148,7 +152,7 @@ def follow(jid: str, job: TrainJob):
         if job.preview is not None and job.preview is not shown_preview:
             shown_preview = job.preview
         msg = job.message if job.phase != "error" else f"**Training failed:** {job.error}"
-        if job.phase in ("done", "stopped"):
+        if job.phase == "done" or (job.phase == "stopped" and "nothing was saved" not in job.message):
             msg = f"**{job.phase}**: saved `{job.run}` at step {job.step}. Open the Play tab to drive it."
         yield jid, progress_html(job), msg, loss_figure(job), shown_preview
         if not alive:
@@ -174,7 +178,8 @@ def _form(ctx: AppContext) -> dict[str, Any]:
         f["frames"] = gr.Textbox("", label="Frames of data (blank = the env's default)", max_lines=1,
                                  placeholder="blank = the env's default", info=wm_core.field_doc(cfg, "frames"),
                                  elem_id="wm-frames")  # fmt: skip
-        f["data"] = gr.Dropdown(data_choices(ctx.runs), value="collect:scripted", label="Data", elem_id="wm-data",
+        stores = data_choices(ctx.runs if ctx.room is None else None)  # a workshop page fills in its own on focus
+        f["data"] = gr.Dropdown(stores, value="collect:scripted", label="Data", elem_id="wm-data",
                                 scale=2, info="collect new episodes, or train on a store (your recorded play, or "
                                 "another run's data)")  # fmt: skip
     with gr.Accordion("Advanced: every config field of the family", open=False):
@@ -204,21 +209,18 @@ def build_train_tab(ctx: AppContext) -> Tab:
                        interactive=False, elem_id="wm-train-preview", image_mode="RGB")  # fmt: skip
     job_id = gr.State("")
 
-    def run(*values):
-        job, problem = start_job(ctx, *values)
+    def run(family, env, preset, device, steps, frames, data, advanced, request: gr.Request):  # noqa: ANN001
+        jid = uuid.uuid4().hex  # the page keeps it in gr.State; the job trains on if the page goes away
+        values = (family, env, preset, device, steps, frames, data, advanced)
+        job, problem = start_job(ctx, user_of(request), jid, *values)
         if job is None:
             yield "", "", f"**Cannot start:** {problem}", None, None
             return
-        jid = uuid.uuid4().hex
-        JOBS[jid] = job
-        try:
-            yield from follow(jid, job)
-        finally:  # the page may go away; the job keeps training and saves its run
-            JOBS.pop(jid, None)
+        yield from follow(jid, job)
 
     def stop_job(jid: str) -> str:
-        job = JOBS.get(jid)
-        if job is None or not job.alive:
+        job = ctx.jobs.jobs.get(jid) if jid else None
+        if job is None or not (job.alive or job.phase == "queued"):
             return "Nothing is training."
         job.stop()
         return "Stopping: saving a resumable checkpoint…"
@@ -229,7 +231,11 @@ def build_train_tab(ctx: AppContext) -> Tab:
 
     f["env"].change(describe_env, f["env"], f["env_info"])
     f["family"].change(config_table, f["family"], f["table"])
-    f["data"].focus(lambda: gr.update(choices=data_choices(ctx.runs)), None, f["data"])
+
+    def stores(request: gr.Request) -> dict:
+        return gr.update(choices=data_choices(ctx.runs_of(user_of(request))))
+
+    f["data"].focus(stores, None, f["data"])
     stop.click(stop_job, job_id, message, concurrency_limit=None)
     inputs = [f[k] for k in ("family", "env", "preset", "device", "steps", "frames", "data", "advanced")]
     trained = start.click(run, inputs, [job_id, progress, message, curves, preview], concurrency_limit=4)
