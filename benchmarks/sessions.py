@@ -6,7 +6,7 @@ them), step each, drop them all, and print the process's RSS at each stage.
 
 A session holds its dream state, a real env (with the real env beside the dream) and its recent frames; the
 model's weights are shared (loaded once). "after drop" is measured after the hub lets go of every session and
-a garbage collection: it should come back near "models loaded".
+the hub trims the heap (as the app does when pages close): it should come back near "models loaded".
 """
 
 from __future__ import annotations
@@ -58,15 +58,15 @@ def main() -> None:
                 hub.tick(c, ["ArrowRight"])
         full = rss_mb()
         for c in clients:
-            hub.release(c)
-        gc.collect()
+            hub.release(c)  # as when each page closes (the hub trims the heap after each release)
         after = rss_mb()
-        ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand the allocator's freed pages back: what is left is still held
-        trimmed = rss_mb()
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        collected = rss_mb()
         print(
             f"round {r + 1}: {args.sessions} sessions x {args.steps} steps in {time.perf_counter() - t0:.1f} s · "
-            f"with them {full:.0f} MiB (+{full - loaded:.0f}) · after drop {after:.0f} MiB (+{after - loaded:.0f}) · "
-            f"after malloc_trim {trimmed:.0f} MiB (+{trimmed - loaded:.0f})"
+            f"with them {full:.0f} MiB (+{full - loaded:.0f}) · after release {after:.0f} MiB (+{after - loaded:.0f})"
+            f" · after a full gc {collected:.0f} MiB (+{collected - loaded:.0f})"
         )
 
 

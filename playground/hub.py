@@ -192,8 +192,11 @@ class SessionHub:
     def _drop_idle(self) -> None:
         """Release the sessions no page has ticked or kept alive for `idle_seconds` (their page closed)."""
         now = time.monotonic()
-        for cid in [c for c, p in self.players.items() if now - p.last_used > self.idle_seconds]:
+        gone = [c for c, p in self.players.items() if now - p.last_used > self.idle_seconds]
+        for cid in gone:
             self.players.pop(cid).session.close()
+        if gone:
+            wm_core.return_freed_memory()
 
     def _evict(self) -> None:
         self._drop_idle()
@@ -208,6 +211,8 @@ class SessionHub:
             return False
         with seat.lock:
             seat.session.close()
+        del seat
+        wm_core.return_freed_memory()  # what the session held goes back to the system, not to the heap
         return True
 
     def get(self, client: str) -> Seat | None:

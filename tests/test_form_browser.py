@@ -4,6 +4,8 @@ now that the app launches with `show_error`), and nothing starts."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import test_app_browser
 from playwright.sync_api import Page, expect
@@ -69,7 +71,7 @@ def test_inspect_form_numbers(page: Page) -> None:
     [
         ("Play", "#wm-play-temp input[type=number]", "9", "Temperature (live): type a number from 0 to 2 (not 9"),
         ("Play", "#wm-sampling-steps input[type=number]", "0", "from 1 to 6 (not 0"),
-        ("Compare", "#wm-cmp-temperature input[type=number]", "", "from 0 to 2 (it is empty)"),
+        ("Compare", "#wm-cmp-temperature input[type=number]", "-1", "from 0 to 2 (not -1"),
     ],
 )
 def test_live_slider_boxes(page: Page, tab: str, field: str, value: str, said: str) -> None:
@@ -78,3 +80,18 @@ def test_live_slider_boxes(page: Page, tab: str, field: str, value: str, said: s
     type_into(page, field, value)
     expect(page.locator(".toast-body", has_text=said).first).to_be_visible(timeout=20_000)
     assert "Traceback" not in page.inner_text("body") and "TypeError" not in toasts(page)
+
+
+def test_a_cleared_slider_box_is_named_not_a_type_error() -> None:
+    """What the server does with the empty value a cleared number box sends (Gradio's own check raised a
+    TypeError here)."""
+    import gradio as gr
+
+    from playground.widgets import Slider
+
+    with gr.Blocks():
+        slider = Slider(0.0, 2.0, value=1.0, label="Temperature")
+    for bad, said in [(None, "(it is empty)"), ("", "(it is empty)"), (float("nan"), "(not nan)"), (3, "(not 3)")]:
+        with pytest.raises(gr.Error, match=re.escape(f"Temperature: type a number from 0 to 2 {said}")):
+            slider.preprocess(bad)
+    assert slider.preprocess(1.5) == 1.5

@@ -61,6 +61,7 @@ _WHERE = {
     "read_meta": "checkpoint",
     "record_dream": "interactive.recording",
     "resolve_device": "train",
+    "return_freed_memory": "memory",
     "save_checkpoint": "checkpoint",
     "train_run": "train",
     "write_report": "evaluation.report",
@@ -98,8 +99,16 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from .interactive.futures import Futures, compare_problem  # noqa: F401
     from .interactive.recording import record_dream, write_video  # noqa: F401
     from .interactive.session import Panel, Session, SessionFrame, cached_model  # noqa: F401
+    from .memory import return_freed_memory  # noqa: F401
     from .protocol import Searchable, TrainConfig, WorldModel, field_doc  # noqa: F401
     from .registry import FAMILIES, PRESET_NAMES, get_family  # noqa: F401
     from .run_checks import check_train_config  # noqa: F401
     from .spec import ActionSpec, FramePipeline  # noqa: F401
-    from .train import Trainer, TrainEvent, TrainReport, data_budget, resolve_device, train_run  # noqa: F401
+    from .train import (  # noqa: F401
+        Trainer,
+        TrainEvent,
+        TrainReport,
+        data_budget,
+        resolve_device,
+        train_run,
+    )

@@ -5,7 +5,6 @@ The loop knows nothing about models beyond `loss(batch) -> (loss, metrics)` and 
 
 from __future__ import annotations
 
-import ctypes
 import resource
 import shlex
 import sys
@@ -27,6 +26,7 @@ from .checkpoint import (
 from .data import DataError, EpisodeStore, SequenceSampler, collect
 from .data.coverage import action_coverage
 from .data.envs import env_entry
+from .memory import keep_freed_memory
 from .protocol import WorldModel, make_optimizer
 from .registry import get_family
 from .run_checks import check_resume, check_train_config, refuse_overwrite
@@ -44,27 +44,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name not in ("cpu", "cuda"):
         raise ValueError(f"unknown device '{name}': choose auto, cpu or cuda")
     return torch.device(name)
-
-
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers (malloc.h)
-_KEPT: bool | None = None
-
-
-def keep_freed_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse instead of handing it back to the kernel: never trim
-    the heap, and serve blocks up to 64 MiB from it rather than from fresh mmaps. A training step frees and
-    reallocates its activations (tens of MiB); by default each reuse page-faulted them in again, which cost
-    a jepa small step 42 ms of system time on top of 357 ms of compute (24,500 page faults per step; one
-    thread, measured). The price: the process keeps its peak memory until it exits. Idempotent; a no-op
-    (False) where the C library is not glibc."""
-    global _KEPT
-    if _KEPT is None:
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-            _KEPT = bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 30) and libc.mallopt(M_MMAP_THRESHOLD, 64 << 20))
-        except (OSError, AttributeError):
-            _KEPT = False
-    return _KEPT
 
 
 def peak_rss_mb() -> float:
