@@ -332,3 +332,18 @@ def test_json_written_is_strict(tmp_path: Path) -> None:
     atomic_write_json(tmp_path / "x.json", {"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": -float("inf")}})
     data = json.loads((tmp_path / "x.json").read_text(), parse_constant=refuse)
     assert data == {"a": None, "b": [1.0, None], "c": {"d": None}}
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "ALE/Pong-v5"])
+def test_a_checkpoint_relabelled_to_another_env_is_refused(run: Path, env_id: str) -> None:
+    """A CartPole model whose checkpoint.json was edited to name another env: refused before it dreams, by Play's
+    session and by the evaluation, in one line (Pendulum's actions differ; Pong has 3 discrete actions)."""
+    import wm_core
+
+    meta = json.loads((run / "checkpoint.json").read_text())
+    meta["env_id"] = env_id
+    (run / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(wm_core.CheckpointError, match="its env_id does not match its model"):
+        wm_core.Session(run)
+    with pytest.raises(wm_core.CheckpointError, match="its env_id does not match its model"):
+        wm_core.evaluate_checkpoint(run, episodes=2)

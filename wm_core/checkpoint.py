@@ -228,3 +228,20 @@ def load_optimizer_state(meta: dict[str, Any], optimizer: torch.optim.Optimizer)
     except (ValueError, KeyError) as e:
         raise CheckpointError(f"optimizer state in {meta['_dir']} does not fit this model ({e})") from None
     return True
+
+
+def check_env(meta: dict[str, Any], spec: ActionSpec, pipeline: FramePipeline) -> None:
+    """CheckpointError unless the env a checkpoint names takes the actions its model was built for and draws frames
+    the size it was trained on (a checkpoint whose env_id was edited would otherwise dream on the wrong env)."""
+    mine = ActionSpec.from_json(meta["action_spec"])
+    if (mine.kind, mine.n) != (spec.kind, spec.n):
+        raise CheckpointError(
+            f"{meta.get('_dir', 'the checkpoint')} models {mine.kind} actions ({mine.n}), but {meta['env_id']} takes "
+            f"{spec.kind} actions ({spec.n}): its env_id does not match its model"
+        )
+    size = FramePipeline.from_json(meta["pipeline"]).size
+    if size != pipeline.size or int(meta["frame_size"]) != pipeline.size:
+        raise CheckpointError(
+            f"{meta.get('_dir', 'the checkpoint')} was trained on {size}-pixel frames, but {meta['env_id']} draws "
+            f"{pipeline.size}-pixel ones: its env_id does not match its model"
+        )

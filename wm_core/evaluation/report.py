@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoint import load_checkpoint, recorded_data_dir
+from ..checkpoint import check_env, load_checkpoint, recorded_data_dir
 from ..data import HELDOUT_SEED_BASE, Episode, EpisodeStore
 from ..data.coverage import action_coverage
 from ..data.envs import env_entry
@@ -73,10 +73,11 @@ def heldout_policy(meta: dict[str, Any]) -> str:
 
 
 def heldout_episodes(
-    env_id: str, episodes: int, seed_base: int = HELDOUT_SEED_BASE, data: str | None = None, policy: str = "random"
-):
+    env_id: str, episodes: int, seed_base: int = HELDOUT_SEED_BASE, data: str | None = None, policy: str = "random",
+    meta: dict[str, Any] | None = None,
+):  # fmt: skip
     """(episodes, description) from a given store or freshly collected with seeds from `seed_base` by `policy`,
-    cut at the env's `heldout_steps`."""
+    cut at the env's `heldout_steps`; with a checkpoint's `meta`, its model must fit the env (`check_env`)."""
     with tempfile.TemporaryDirectory(prefix="wm-heldout-") as tmp:
         if data:
             store = EpisodeStore.open(data)
@@ -85,6 +86,8 @@ def heldout_episodes(
         else:
             cap = env_entry(env_id).heldout_steps
             store = heldout_store(env_id, episodes, out=tmp, seed=seed_base, max_steps=cap, policy=policy)
+        if meta is not None:
+            check_env(meta, store.action_spec, store.pipeline)
         s = store.summary()
         info = {
             "episodes": s["episodes"],
@@ -113,7 +116,7 @@ def evaluate_checkpoint(
     """Every section of the model card for the run at `run`, on held-out episodes (see module docstring)."""
     if model is None or meta is None:
         model, meta = load_checkpoint(run)
-    eps, heldout = heldout_episodes(meta["env_id"], episodes, seed_base, data, heldout_policy(meta))
+    eps, heldout = heldout_episodes(meta["env_id"], episodes, seed_base, data, heldout_policy(meta), meta)
     windows = card_windows(eps, context, max(HORIZONS), seed)
     heldout["windows"] = "one per episode, from a seeded random frame where context and 50 steps fit"
     roll = open_loop(model, windows, context, max(HORIZONS), temperature, seed)

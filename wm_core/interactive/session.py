@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint, read_meta
+from ..checkpoint import check_env, load_checkpoint, read_meta
 from ..data import EpisodeRecorder, EpisodeStore
 from ..data.envs import PixelEnv, env_entry, make_env
 from ..data.keys import KeyController, Keymap
@@ -152,6 +152,8 @@ class Session:
         self.context, self.real, self.hold = context, real, hold
         self.rng = np.random.default_rng(seed)
         self.env = make_env(self.env_id, self.pipeline)
+        for meta in self.metas:  # before anything steps: the env must be the one the models were trained on
+            check_env(meta, self.env.get_wrapper_attr("action_spec"), self.env.get_wrapper_attr("pipeline"))
         self.real_seed = 0  # the real env's reset seed; with `actions` it replays the real state exactly
         self.actions: list[Any] = []  # every raw action the real env took since that reset (context included)
         self.recent: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=context)  # (real frame, action into it)
