@@ -1,7 +1,8 @@
 """Batched dream serving: the dream steps that many players ask for at about the same time are run as one batched
 forward pass per model, so a room's cost grows with the number of models in use, not the number of players.
 
-No thread of its own: the first request for a model waits `wait_ms` for others to join, then, holding that
+No thread of its own: the first request for a model waits `wait_ms` for others to join (unless no other dream
+of that model stepped in the last second: a lone player never waits), then, holding that
 model's lock, takes every request that arrived meanwhile (including those that queued while the previous batch
 ran) and steps them with `Dream.step_together`. Each dream keeps its own random stream, so a player sees the
 frames an unbatched step would give; floating-point sums of a batched matrix product may round differently in
@@ -37,6 +38,7 @@ class StepBatcher:
         self._lock = threading.Lock()
         self._pending: dict[Hashable, list[_Request]] = {}
         self._model_locks: dict[Hashable, threading.Lock] = {}
+        self._seen: dict[Hashable, dict[int, float]] = {}  # key -> {id(dream): when it last stepped}
         self.batches = 0  # forward passes run, and the dream steps they carried (for benchmarks)
         self.steps = 0
 
@@ -45,13 +47,20 @@ class StepBatcher:
         if self.wait_s == 0 or dream.batched:
             return dream.step(action)
         key, request = dream.batch_key(), _Request(dream, action)
+        now = time.monotonic()
         with self._lock:
             queue = self._pending.setdefault(key, [])
             queue.append(request)
             leads = len(queue) == 1
             model_lock = self._model_locks.setdefault(key, threading.Lock())
+            seen = self._seen.setdefault(key, {})
+            seen[id(dream)] = now
+            for d in [d for d, t in seen.items() if now - t > 1.0]:
+                del seen[d]
+            alone = len(seen) == 1  # nobody else played this model in the last second: nobody to wait for
         if leads:
-            time.sleep(self.wait_s)  # let the other players' requests of this tick arrive
+            if not alone:
+                time.sleep(self.wait_s)  # let the other players' requests of this tick arrive
             with model_lock:
                 with self._lock:
                     batch = self._pending.pop(key)
