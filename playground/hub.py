@@ -183,6 +183,15 @@ class SessionHub:
         self.players: dict[str, Seat] = {}
         self.lock = threading.Lock()
         self.max_sessions, self.idle_seconds = max_sessions, idle_seconds
+        self.reaper: threading.Thread | None = None  # started with the first session
+
+    def _reap(self) -> None:
+        """Release silent sessions every quarter of `idle_seconds`, so a room that left frees its memory even when
+        no other page calls in."""
+        while True:
+            time.sleep(max(0.05, self.idle_seconds / 4))
+            with self.lock:
+                self._drop_idle()
 
     @staticmethod
     def new_client() -> str:
@@ -238,6 +247,9 @@ class SessionHub:
             old = self.players.pop(client, None)
             self._evict()
             self.players[client] = Seat(session)
+            if self.reaper is None:
+                self.reaper = threading.Thread(target=self._reap, daemon=True, name="session-reaper")
+                self.reaper.start()
         if old is not None:
             old.session.close()
         return session

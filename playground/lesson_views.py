@@ -52,10 +52,10 @@ def picker(ctx: AppContext, name: str, label: str, elem_id: str) -> gr.Dropdown:
 @functools.lru_cache(maxsize=8)
 def lesson_episodes(env_id: str, episodes: int = 4, max_steps: int = 150) -> tuple[wm_core.Episode, ...]:
     """A few held-out episodes of `env_id` played by its scripted policy (long enough to dream over), collected
-    once per process into a temp directory."""
-    root = Path(tempfile.mkdtemp(prefix="wm-learn-"))
-    store = wm_core.heldout_store(env_id, episodes, root, max_steps=max_steps, policy="scripted")
-    return tuple(store.load(i) for i in range(len(store)))
+    once per process into a temp directory that goes once they are in memory."""
+    with tempfile.TemporaryDirectory(prefix="wm-learn-") as root:
+        store = wm_core.heldout_store(env_id, episodes, Path(root) / "store", max_steps=max_steps, policy="scripted")
+        return tuple(store.load(i) for i in range(len(store)))
 
 
 def big(frame: np.ndarray, scale: int = 4) -> np.ndarray:

@@ -6,7 +6,7 @@ import gradio as gr
 
 import wm_core
 
-from .context import AppContext, Tab, keymap_markdown
+from .context import AppContext, Tab, keymap_markdown, user_of
 from .hub import SessionHub, control_handler, friendly
 from .player import player
 from .widgets import Slider
@@ -106,7 +106,12 @@ def build_play_tab(ctx: AppContext) -> Tab:
     ckpt.change(describe, ckpt, info)
     inputs = [client, ckpt, c["temperature"], c["steps"], c["real"], c["autopilot"]]
     start.click(on_start, inputs, [client, live, info, status])
-    refresh.click(lambda: (ctx.refreshed(), ctx.unreadable()), None, [ckpt, skipped])
+
+    def on_refresh(request: gr.Request) -> tuple[dict, str]:
+        user = user_of(request)
+        return ctx.refreshed(user), ctx.unreadable(user)
+
+    refresh.click(on_refresh, None, [ckpt, skipped])
     for name in ("temperature", "steps", "real", "record_data", "autopilot"):
         c[name].change(control_handler(hub, name), [client, c[name]], status)
     for name in ("pause", "step", "reset"):

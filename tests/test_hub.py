@@ -293,3 +293,13 @@ def test_a_session_whose_page_went_quiet_is_released(tiny_run: Path) -> None:
     assert hub.get("gone") is None, "a quiet session was kept"
     assert hub.tick("hidden", ["ArrowRight"])["ok"], "a session kept alive by heartbeats was dropped"
     assert tick({"client": "gone", "heartbeat": True}) == {"ok": False, "heartbeat": True}
+
+
+def test_a_room_that_left_is_released_without_anyone_calling(tiny_run: Path) -> None:
+    """Everyone closed their page: nobody ticks, yet the sessions (and their real envs) are released on their own."""
+    hub = SessionHub(idle_seconds=0.4)
+    for c in ("a", "b", "c"):
+        hub.start(c, str(tiny_run))
+    time.sleep(1.5)  # no call to the hub at all
+    with hub.lock:
+        assert hub.players == {}, "sessions of closed pages are still held"
