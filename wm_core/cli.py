@@ -163,6 +163,7 @@ def _eval_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--family", action="append", choices=sorted(FAMILIES), help="repeat for several (default: all)")
     p.add_argument("--preset", action="append", choices=PRESET_NAMES, default=None)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--train", action="store_true", help="training steps/s and frames/s, fp32 and bf16")
     p.add_argument("--json", action="store_true")
     _threads(p)
     p.set_defaults(fn=commands.cmd_bench)

@@ -192,8 +192,12 @@ def cmd_dream(args: argparse.Namespace) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> None:
     """Dream latency, imagination and training throughput, parameters and memory per family and preset."""
-    from .bench import format_bench, run_bench
+    from .bench import bench_training, format_bench, format_training, run_bench
 
+    if args.train:
+        rows = bench_training(args.family or None, tuple(args.preset or ["small"]), args.device)
+        print(dumps(rows, indent=2) if args.json else format_training(rows))
+        return
     rows = run_bench(args.family or None, tuple(args.preset or ["small"]), args.device)
     print(dumps(rows, indent=2) if args.json else format_bench(rows))
 

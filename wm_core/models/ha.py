@@ -118,6 +118,29 @@ class VaeMdnRnn(WorldModel):
     def _step(self, state: State, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.rnn(torch.cat([state["z"], action], dim=-1), (state["h"], state["c"]))
 
+    def _m_sequence(self, zs: torch.Tensor, act: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+        """M's hidden states (B, T, hidden) over whole training sequences: the step `_step` takes, run by torch's
+        fused LSTM kernel instead of T Python steps. An episode start restarts h, c and z_{t-1} from zero (as in
+        `observe`), so each row is cut at its episode starts into segments that each begin from a zero state; the
+        segments, padded at their ends, form one batch for a single fused call (an LSTM is causal: padding after
+        a segment cannot reach its outputs). The LSTMCell's own weights are used: checkpoints are unchanged.
+        (A packed batch, which skips the padding, ran slower on CPU; see docs/results/scale.md.)"""
+        B, T, _ = zs.shape
+        starts = first.clone()
+        starts[:, 0] = True
+        z_prev = torch.cat([zs.new_zeros(B, 1, zs.shape[-1]), zs[:, :-1]], 1) * (~starts).float().unsqueeze(-1)
+        inputs = torch.cat([z_prev, act], -1).flatten(0, 1)  # (B*T, z + action)
+        flat_starts = starts.flatten()
+        segment = torch.cumsum(flat_starts.long(), 0) - 1  # (B*T,) which segment each step belongs to
+        begins = flat_starts.nonzero().squeeze(-1)  # flat index where each segment begins
+        pos = torch.arange(B * T, device=zs.device) - begins[segment]
+        n, longest = int(begins.numel()), int(pos.max()) + 1
+        padded = inputs.new_zeros(n, longest, inputs.shape[-1]).index_put((segment, pos), inputs)
+        zeros = inputs.new_zeros(1, n, self.config.hidden)
+        weights = [self.rnn.weight_ih, self.rnn.weight_hh, self.rnn.bias_ih, self.rnn.bias_hh]
+        out = torch.lstm(padded, (zeros, zeros), weights, True, 1, 0.0, self.training, False, True)[0]
+        return out[segment, pos].view(B, T, -1)
+
     # ---- protocol --------------------------------------------------------------------------------
     def initial(self, batch_size: int) -> State:
         """Zero LSTM state and zero z."""
@@ -186,15 +209,7 @@ class VaeMdnRnn(WorldModel):
         # M: h_t = LSTM(h_{t-1}, [z_{t-1}, a_t]) predicts z_t, rew_t and is_terminal_t.
         act = batch["act"].to(x.device).float()
         first = batch["is_first"].to(x.device)
-        state = self.initial(B)
-        hs = []
-        for t in range(T):
-            keep = (~first[:, t]).float().unsqueeze(-1)  # a new episode restarts M from zero
-            state = {k: v * keep for k, v in state.items()}
-            h, cell = self._step(state, act[:, t])
-            state = {"h": h, "c": cell, "z": zs[:, t]}
-            hs.append(h)
-        h = torch.stack(hs, 1).flatten(0, 1)  # (B*T, hidden)
+        h = self._m_sequence(zs, act, first).flatten(0, 1)  # (B*T, hidden)
         valid = (~first).flatten().float()  # the first frame of an episode has nothing to predict from
         n_valid = valid.sum().clamp(min=1.0)
 

@@ -1,0 +1,43 @@
+"""The `ha` family's MDN-RNN over training sequences: torch's fused LSTM (one call per stretch without an episode
+start) computes exactly what stepping its LSTMCell one frame at a time computes, episode starts included."""
+
+from __future__ import annotations
+
+import torch
+
+from wm_core.models.ha import VaeMdnRnn
+from wm_core.spec import ActionSpec
+
+
+def stepwise(model: VaeMdnRnn, zs: torch.Tensor, act: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+    """The reference: one LSTMCell step per frame, state zeroed where an episode starts."""
+    state, hs = model.initial(zs.shape[0]), []
+    for t in range(zs.shape[1]):
+        keep = (~first[:, t]).float().unsqueeze(-1)
+        state = {k: v * keep for k, v in state.items()}
+        h, c = model._step(state, act[:, t])
+        state = {"h": h, "c": c, "z": zs[:, t]}
+        hs.append(h)
+    return torch.stack(hs, 1)
+
+
+def test_fused_sequence_equals_stepwise_with_episode_starts_inside() -> None:
+    torch.manual_seed(0)
+    spec = ActionSpec("discrete", 3, names=("a", "b", "c"))
+    model = VaeMdnRnn(VaeMdnRnn.preset("tiny", hidden=16, z_dim=6), spec).train()
+    B, T = 5, 12
+    zs, act = torch.randn(B, T, 6), spec.encode(torch.randint(0, 3, (B, T)).numpy()).float()
+    first = torch.zeros(B, T, dtype=torch.bool)
+    first[:, 0] = True
+    first[1, 4] = first[3, 4] = first[2, 9] = first[0, 11] = True  # starts inside, in several rows
+    zs.requires_grad_(True)
+    fused = model._m_sequence(zs, act, first)
+    reference = stepwise(model, zs, act, first)
+    assert fused.shape == (B, T, 16)
+    torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
+    (g_fused,) = torch.autograd.grad(fused.square().sum(), model.rnn.weight_hh, retain_graph=True)
+    (g_ref,) = torch.autograd.grad(reference.square().sum(), model.rnn.weight_hh)
+    torch.testing.assert_close(g_fused, g_ref, atol=1e-4, rtol=1e-4)
+    # a start really restarts: row 1 after t=4 does not depend on what came before
+    (g_row,) = torch.autograd.grad(fused[1, 4:].sum(), zs)
+    assert g_row[1, :4].abs().max() == 0 and g_row[1, 4:].abs().max() > 0
