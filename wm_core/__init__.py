@@ -47,7 +47,7 @@ _WHERE = {
     "counterfactuals": "evaluation.counterfactual",
     "controller_episode": "agents.dream_controller",
     "load_controller": "agents.dream_controller",
-    "data_budget": "train",
+    "data_budget": "run_data",
     "env_entry": "data.envs",
     "evaluate_checkpoint": "evaluation.report",
     "field_doc": "protocol",
@@ -103,12 +103,12 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from .protocol import Searchable, TrainConfig, WorldModel, field_doc  # noqa: F401
     from .registry import FAMILIES, PRESET_NAMES, get_family  # noqa: F401
     from .run_checks import check_train_config  # noqa: F401
+    from .run_data import data_budget  # noqa: F401
     from .spec import ActionSpec, FramePipeline  # noqa: F401
     from .train import (  # noqa: F401
         Trainer,
         TrainEvent,
         TrainReport,
-        data_budget,
         resolve_device,
         train_run,
     )

@@ -104,6 +104,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     The first Ctrl-C stops training at the next step and saves a resumable checkpoint; a second one
     interrupts at once."""
+    from . import distributed
     from .train import cpu_seconds, peak_rss_mb, train_run
 
     stop = threading.Event()
@@ -137,6 +138,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         )
     finally:
         signal.signal(signal.SIGINT, previous)
+    if not distributed.is_main():  # under torchrun, rank 0 speaks for the run
+        return
     m = report.metrics
     shown = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if k not in ("step", "seconds"))
     print(f"done: {run} step {report.step} in {report.seconds:.1f} s ({shown})")

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import torch
 
+from . import distributed
 from .checkpoint import (
     data_record,
     load_checkpoint,
@@ -23,13 +24,14 @@ from .checkpoint import (
     recorded_data_dir,
     save_checkpoint,
 )
-from .data import DataError, EpisodeStore, SequenceSampler, collect
+from .data import EpisodeStore, SequenceSampler
 from .data.coverage import action_coverage
 from .data.envs import env_entry
 from .memory import keep_freed_memory
 from .protocol import WorldModel, make_optimizer
 from .registry import get_family
 from .run_checks import check_resume, check_train_config, refuse_overwrite
+from .run_data import open_run_data, run_sampler
 from .spec import FramePipeline
 
 MetricsCallback = Callable[[int, dict[str, float]], None]
@@ -57,44 +59,6 @@ def cpu_seconds() -> float:
     return use.ru_utime + use.ru_stime
 
 
-def data_budget(env_id: str, config: Any) -> tuple[int | None, int | None]:
-    """(episodes, None) when the config asks for episodes, else (None, frames): its `frames` or the env's
-    catalog default."""
-    if getattr(config, "episodes", 0):
-        return int(config.episodes), None
-    return None, int(getattr(config, "frames", 0) or env_entry(env_id).data_frames)
-
-
-def collect_for_run(
-    env_id: str,
-    data: Path,
-    config: Any,
-    policy: str,
-    seed: int,
-    say: Callable[[str], None],
-    on_collect: Callable[[int, int], None] | None,
-    should_stop: Callable[[], bool] | None,
-) -> EpisodeStore:
-    """The run's own store at `data`, topped up to the config's budget with `policy`. A store left by an
-    interrupted run is reused: collection continues past the seeds it already holds."""
-    store = EpisodeStore.open(data) if (data / "index.json").exists() else None
-    episodes, frames = data_budget(env_id, config)
-    have = 0 if store is None else (len(store) if episodes else store.num_frames)
-    want = episodes or frames
-    if have >= want:
-        return store
-    unit = "episodes" if episodes else "frames"
-    say(
-        f"collecting {want - have} {unit} of {env_id} with the {policy} policy"
-        + (f" ({have} already here)" if have else "")
-    )
-    rest = (want - have, None) if episodes else (None, want - have)
-    return collect(
-        env_id, rest[0], data, frames=rest[1], seed=None if store else seed, policy=policy,
-        progress=on_collect, should_stop=should_stop, store=store,
-    )  # fmt: skip
-
-
 @dataclass
 class TrainReport:
     """What a training run did, with its budget."""
@@ -110,14 +74,15 @@ class TrainReport:
 
 def gradient_step(
     model: WorldModel, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], device: torch.device,
-    bf16: bool = False, step: int = 0,
+    bf16: bool = False, step: int = 0, loss_fn: Callable[[dict], tuple[torch.Tensor, dict]] | None = None,
 ) -> dict[str, float]:  # fmt: skip
-    """One optimizer step on `model.loss(batch)`: the batch to `device`, bf16 autocast if asked, a finite-loss
-    check, gradient clipping at the config's `grad_clip`, `after_step`; returns the loss's metrics and the
-    gradient norm. The world-model trainer and the agent loop both step through here."""
+    """One optimizer step on `model.loss(batch)` (or `loss_fn`, e.g. the DDP-wrapped loss): the batch to `device`,
+    bf16 autocast if asked, a finite-loss check, gradient clipping at the config's `grad_clip`, `after_step`;
+    returns the loss's metrics and the gradient norm. The world-model trainer and the agent loop both step
+    through here."""
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        loss, metrics = model.loss(batch)
+        loss, metrics = (loss_fn or model.loss)(batch)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"loss became {loss.item()} at step {step}; try a lower --lr")
     optimizer.zero_grad(set_to_none=True)
@@ -152,6 +117,7 @@ class Trainer:
         self.device = device
         self.bf16 = bf16
         self.optimizer = make_optimizer(model, model.config.lr)
+        self.loss_fn = distributed.wrap(self.model, device)  # the model's loss, DDP-wrapped under torchrun
 
     def run(
         self,
@@ -182,8 +148,10 @@ class Trainer:
                 scale = 1.0 - (1.0 - cfg.lr_decay) * step / max(1, steps)
                 for group in self.optimizer.param_groups:
                     group["lr"] = cfg.lr * group.get("lr_scale", 1.0) * scale
-            metrics = gradient_step(model, self.optimizer, self.sampler.sample(), self.device, self.bf16, step)
+            batch = self.sampler.sample()
+            metrics = gradient_step(model, self.optimizer, batch, self.device, self.bf16, step, self.loss_fn)
             step += 1
+            distributed.record_checksum(model, step)
             n += 1
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
@@ -309,29 +277,20 @@ def train_run(
     `TrainEvent`s (a "preview" every `preview_every` steps when it is > 0); `should_stop()` ends the run early
     with a resumable checkpoint.
     """
-    emit = on_event or (lambda _e: None)
-    dev = resolve_device(device)
+    main = distributed.is_main()  # under torchrun only rank 0 reports and saves
+    emit = on_event if on_event is not None and main else (lambda _e: None)
+    dev = distributed.start(resolve_device(device))
     torch.manual_seed(seed)  # a training run seeds the global stream; dreams and evaluations use their own
     s = _start(family, env_id, preset, dict(overrides or {}), data, out, resume, dev)
     say = lambda msg: emit(TrainEvent("status", msg))  # noqa: E731
-    if s.data is not None:
-        store = EpisodeStore.open(s.data)
-        if store.env_id != s.env_id:
-            raise DataError(f"data in {s.data} is from {store.env_id}, not {s.env_id}: collect data for {s.env_id}")
-    else:
-        s.data = s.run / "data"
-        collected = lambda frames, episodes: emit(TrainEvent("collect", frames=frames, episodes=episodes))  # noqa: E731
-        store = collect_for_run(s.env_id, s.data, s.config, policy, seed, say, collected, should_stop)
-    if should_stop is not None and should_stop() and len(store) == 0:
-        raise DataError("stopped before any episode was collected")
+    collected = lambda frames, episodes: emit(TrainEvent("collect", frames=frames, episodes=episodes))  # noqa: E731
+    store = open_run_data(s, policy, seed, say, collected, should_stop)
     model = s.model
     if model is None:
         model = get_family(s.family)(s.config, store.action_spec, s.pipeline.size)
         model.set_frame_mean(store.mean_frame())
     cfg = model.config
-    cache_frames = int(cache_mb * 2**20 / (3 * s.pipeline.size**2))
-    sampler = SequenceSampler(store, model.action_spec, cfg.seq_len, cfg.batch_size, seed=seed + s.step,
-                              cache_frames=cache_frames)  # fmt: skip
+    sampler = run_sampler(store, model, seed + s.step, cache_mb, s.pipeline.size)
     trainer = Trainer(model, sampler, device=dev, bf16=bf16)
     if s.meta is not None:
         load_optimizer_state(s.meta, trainer.optimizer)
@@ -341,7 +300,7 @@ def train_run(
     t0 = time.perf_counter()
 
     def on_step(step: int, metrics: dict[str, float]) -> None:
-        if checkpoint_every and step % checkpoint_every == 0 and step < cfg.steps:
+        if main and checkpoint_every and step % checkpoint_every == 0 and step < cfg.steps:
             save(step, metrics, time.perf_counter() - t0)
         if preview_every and (step % preview_every == 0 or step == cfg.steps):
             emit(TrainEvent("preview", step=step, model=model, preview_episodes=preview_eps))
@@ -349,10 +308,12 @@ def train_run(
 
     report = trainer.run(cfg.steps, start_step=s.step, log_every=max(1, min(25, cfg.steps // 40)),
                          on_metrics=lambda step, m: emit(TrainEvent("metrics", step=step, metrics=m)),
-                         should_stop=should_stop, on_step=on_step, progress=progress)  # fmt: skip
-    save(report.step, report.metrics, report.seconds)
+                         should_stop=should_stop, on_step=on_step, progress=progress and main)  # fmt: skip
+    if main:
+        save(report.step, report.metrics, report.seconds)
     emit(TrainEvent("saved", f"saved {s.run} at step {report.step}" + (" (stopped early)" * report.stopped),
                     step=report.step))  # fmt: skip
+    distributed.finish()
     return s.run, report
 
 

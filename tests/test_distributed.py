@@ -1,0 +1,42 @@
+"""Data-parallel training under torchrun (gloo on CPU, two processes): one valid checkpoint, the two ranks hold
+the same weights after every step, and the run resumes in a single process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import wm_core
+
+TRAIN = ["train", "--family", "ha", "--env", "CartPole-v1", "--preset", "tiny", "--quiet", "--threads", "1"]
+
+
+def test_two_ranks_train_one_model(tmp_path: Path) -> None:
+    sums = tmp_path / "checksums"
+    sums.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WM_DDP_CHECKSUMS": str(sums)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "wm_core.cli",
+           *TRAIN, "--steps", "12", "--out", "run"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("done: run step 12") == 1, "rank 0 alone reports the run"
+
+    ranks = [(sums / f"rank-{r}.txt").read_text().split("\n") for r in (0, 1)]
+    assert len([line for line in ranks[0] if line]) == 12
+    assert ranks[0] == ranks[1], "the ranks' weights parted after some step"
+    first, last = float(ranks[0][0].split()[1]), float(ranks[0][11].split()[1])
+    assert first != last, "the weights did not move"
+
+    model, meta = wm_core.load_checkpoint(tmp_path / "run")
+    assert meta["step"] == 12 and meta["budget"]["grad_steps"] == 12
+    assert sorted(p.name for p in (tmp_path / "run").glob("*.safetensors")) == sorted(
+        [meta["weights"]["file"], meta["optimizer"]["file"]]
+    ), "more than one rank wrote weights"
+
+    single = subprocess.run([sys.executable, "-m", "wm_core.cli", "train", "--resume", "run", "--steps", "16",
+                             "--quiet", "--threads", "1"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert single.returncode == 0, single.stderr[-2000:]
+    assert wm_core.read_meta(tmp_path / "run")["step"] == 16
