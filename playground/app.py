@@ -107,8 +107,15 @@ def build_demo(
     return demo
 
 
+PAGE_STATES = 128
+"""Browser sessions whose page state the server keeps (least recently used beyond this are forgotten; such a
+page presses Start again). Gradio copies the whole app's component config for each session, about 1 MB here,
+and by default keeps 10,000 of them: a room that keeps joining would grow the server by gigabytes."""
+
+
 def launch(demo: gr.Blocks, **kwargs: Any) -> Any:
-    """`demo.launch(**kwargs)` with the app's style sheet and every handler's error message shown to the user
-    (Gradio hides them behind a bare "Error" without `show_error`). app.py, the tests and the benchmarks launch
-    through here, so they serve the same app."""
+    """`demo.launch(**kwargs)` with the app's style sheet, every handler's error message shown to the user
+    (Gradio hides them behind a bare "Error" without `show_error`) and at most PAGE_STATES page states kept.
+    app.py, the tests and the benchmarks launch through here, so they serve the same app."""
+    kwargs.setdefault("state_session_capacity", PAGE_STATES)
     return demo.launch(css=CSS, show_error=True, **kwargs)
