@@ -44,7 +44,7 @@ def build_room_tab(ctx: AppContext) -> Tab:
     with gr.Row():
         refresh = gr.Button("Refresh", elem_id="wm-room-refresh", scale=0, min_width=100)
         pick_job = gr.Dropdown([], label="Training run to cancel", elem_id="wm-room-job", scale=3)
-        cancel = gr.Button("Cancel it", variant="stop", elem_id="wm-room-cancel", scale=0, min_width=100)
+        cancel = gr.Button("Cancel it", variant="stop", elem_id="wm-room-cancel", scale=0, min_width=130)
     queue = gr.Markdown("", elem_id="wm-room-queue")
     with gr.Row():
         run = gr.Dropdown(choices=ctx.checkpoints(), label="Run to publish to everyone", scale=4, elem_id="wm-room-run")
