@@ -103,16 +103,22 @@ def save_checkpoint(
     return path
 
 
-def _read_meta(path: Path) -> dict[str, Any]:
+def read_record(path: Path, what: str, missing: str) -> dict[str, Any]:
+    """The JSON object in `path` (a checkpoint's, an agent's): CheckpointError `missing` when there is no file,
+    and one line naming `what` is corrupt for a link, an oversized file, bad JSON or not an object."""
     try:
-        meta = read_json_file(path)
+        record = read_json_file(path)
     except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint at {path.parent}: {path.name} is missing") from None
+        raise CheckpointError(missing) from None
     except ValueError as e:
-        raise CheckpointError(f"{e}; the checkpoint is corrupt") from None
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path} does not hold a checkpoint description (expected a JSON object)")
-    return meta
+        raise CheckpointError(f"{e}; the {what} is corrupt") from None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path} does not hold a {what} description (expected a JSON object)")
+    return record
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    return read_record(path, "checkpoint", f"no checkpoint at {path.parent}: {path.name} is missing")
 
 
 def read_meta(path: Path | str) -> dict[str, Any]:

@@ -41,9 +41,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
 
+from ..checkpoint import read_record
 from ..checkpoint_checks import check_fields, check_finite, weight_path
 from ..errors import CheckpointError
-from ..files import atomic_write_bytes, atomic_write_json, read_json_file, sha256_file
+from ..files import atomic_write_bytes, atomic_write_json, sha256_file
 from ..models.dreamer import TwoHot
 from ..models.nn import Mlp
 from ..protocol import State, WorldModel
@@ -353,13 +354,8 @@ def read_agent_meta(run: Path | str) -> dict[str, Any]:
     """A run's agent.json, checked: a JSON object whose config fields fit AgentConfig (a one-line
     CheckpointError otherwise, as for checkpoints)."""
     path = Path(run) / AGENT_FILE
-    try:
-        meta = read_json_file(path)
-    except FileNotFoundError:
-        raise CheckpointError(f"no agent in {run}: train one with `wm agent train {run}`") from None
-    except ValueError as e:
-        raise CheckpointError(f"{e}; the agent is corrupt") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+    meta = read_record(path, "agent", f"no agent in {run}: train one with `wm agent train {run}`")
+    if not isinstance(meta.get("config"), dict):
         raise CheckpointError(f"{path} holds no agent config; the agent is corrupt")
     check_fields("agent config", meta["config"], AgentConfig)
     return meta
