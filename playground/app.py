@@ -89,7 +89,8 @@ def build_demo(
         lists = [c for tab in built for c in tab.checkpoint_lists]
 
         def refresh(request: gr.Request) -> list[dict[str, Any]]:
-            return [ctx.refreshed(user_of(request)) for _ in lists]
+            update = ctx.refreshed(user_of(request))  # one scan of the run folders for every list
+            return [update] * len(lists)
 
         for tab in built:  # a finished training run appears in every checkpoint list
             if tab.trained is not None:
