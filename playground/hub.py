@@ -122,6 +122,7 @@ class Seat:
     """One browser client's session with its lock, pause flag, pending single steps and last use."""
 
     session: wm_core.Session
+    data_dir: Path  # where this client's recorded real-env play goes (one store per env)
     lock: threading.Lock = field(default_factory=threading.Lock)
     paused: bool = False
     pending_steps: int = 0
@@ -171,7 +172,8 @@ class SessionHub:
     """One tab's sessions, keyed by browser client id and created on demand; sessions whose page went quiet for
     `idle_seconds` (no tick, no heartbeat: the page closed) and the least recently used beyond `max_sessions`
     are released. `hold` is the session's end rule (Compare holds, Play restarts).
-    Real-env play recorded as training data goes to `data_dir/ENV` (one store per env, shared by players)."""
+    Real-env play recorded as training data goes to `data_dir/ENV` (one store per env, shared by the players the
+    hub's `data_dir` serves; `start` can give a client its own)."""
 
     def __init__(
         self, *, hold: bool = False, data_dir: Path | str = Path("runs") / "play-data", max_sessions: int = 32,
@@ -234,10 +236,12 @@ class SessionHub:
         return p
 
     def start(
-        self, client: str, runs: str | list[str], *, temperature: float = 1.0, real: bool = False
-    ) -> wm_core.Session:
+        self, client: str, runs: str | list[str], *, temperature: float = 1.0, real: bool = False,
+        data_dir: Path | None = None,
+    ) -> wm_core.Session:  # fmt: skip
         """Open `runs` (one, or 1-4 of one env) for `client`, started from one real context; a restart replaces
-        the client's own session, no one else's."""
+        the client's own session, no one else's. Its recorded real-env play goes to `data_dir` (default: the
+        hub's; a workshop participant's own folder)."""
         stepper = self.batcher.step if self.batcher is not None else None
         session = wm_core.Session(
             runs, temperature=temperature, real=real or self.hold, hold=self.hold, stepper=stepper
@@ -246,7 +250,7 @@ class SessionHub:
         with self.lock:
             old = self.players.pop(client, None)
             self._evict()
-            self.players[client] = Seat(session)
+            self.players[client] = Seat(session, Path(data_dir) if data_dir is not None else self.data_dir)
             if self.reaper is None:
                 self.reaper = threading.Thread(target=self._reap, daemon=True, name="session-reaper")
                 self.reaper.start()
@@ -337,7 +341,7 @@ def _control(hub: SessionHub, p: Seat, action: str, value: Any) -> str:
         if not value:
             store = s.record_data(None)
             return f"stopped: {len(store) if store else 0} episodes of real play in {store.root if store else '-'}"
-        store = s.record_data(hub.data_dir / s.env_id.replace("/", "-"))
+        store = s.record_data(p.data_dir / s.env_id.replace("/", "-"))
         return (
             f"recording your real-env play into {store.root} ({len(store)} episodes there): train on it "
             "with the Train tab's Data list or `wm train --data`"

@@ -82,12 +82,12 @@ def build_play_tab(ctx: AppContext) -> Tab:
     files = gr.File(label="Recording (GIF + JSON of actions, rewards and ends)", file_count="multiple", visible=False)
     client = gr.State("")
 
-    def on_start(cid: str, run: str | None, temp: float, n_steps: float, real: bool, auto: bool):
+    def on_start(cid: str, run: str | None, temp: float, n_steps: float, real: bool, auto: bool, request: gr.Request):
         cid = cid or hub.new_client()
         if not run:
             return cid, cid, "**No checkpoint selected.** Train one in the Train tab or pick a shipped one.", ""
         try:
-            s = hub.start(cid, run, temperature=temp, real=real)
+            s = hub.start(cid, run, temperature=temp, real=real, data_dir=ctx.runs_of(user_of(request)) / "play-data")
             if s.dreams[0].steps_range:
                 s.set_sampling_steps(int(n_steps))
             if auto:

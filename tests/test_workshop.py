@@ -172,3 +172,17 @@ def test_a_waiting_job_can_be_cancelled(tmp_path: Path) -> None:
     first.stop()
     first.thread.join(timeout=120)
     assert first.phase in ("stopped", "done") and queue.running == [] and queue.waiting == []
+
+
+def test_a_participants_recorded_play_goes_to_their_own_folder(
+    room_dirs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    from playground.hub import SessionHub
+
+    hub = SessionHub(data_dir=tmp_path / "shared")
+    room = Room(TOKEN, participants=4, runs=tmp_path / "runs")
+    mine = room.runs_of("p01") / "play-data"
+    hub.start("page", str(room_dirs[0] / "ha-cartpole"), real=True, data_dir=mine)
+    said = hub.control("page", "record_data", True)
+    assert str(mine / "CartPole-v1") in said and not (tmp_path / "shared").exists()
+    hub.release("page")
