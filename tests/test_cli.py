@@ -202,7 +202,7 @@ def test_eval_prints_the_model_card(work: Path) -> None:
 
 
 def test_eval_json(work: Path) -> None:
-    card = json.loads(ok(wm("eval", "R", "--episodes", "4", "--json", cwd=work)))
+    card = json.loads(ok(wm("eval", "R", "--episodes", "4", "--json", "--device", "cpu", cwd=work)))
     assert card["family"] == "ha" and card["env_id"] == "CartPole-v1" and card["step"] == 5
     assert card["heldout"]["episodes"] == 4 and card["heldout"]["split"] == "heldout"
     rows = card["open_loop"]
@@ -244,7 +244,7 @@ def test_dream_writes_a_gif(work: Path) -> None:
 
 
 def test_dream_with_scripted_keys(work: Path) -> None:
-    out = ok(wm("dream", "R", "--steps", "12", "--out", "keys.gif", "--actions", "keys", cwd=work))
+    out = ok(wm("dream", "R", "--steps", "12", "--out", "keys.gif", "--actions", "keys", "--device", "cpu", cwd=work))
     assert "wrote keys.gif" in out
     log = json.loads((work / "keys.json").read_text())
     actions = [s["action"] for s in log["steps"] if s["action"] is not None]
@@ -278,13 +278,15 @@ BAD = {
     "dream-zero-steps": (("dream", "corrupt", "--steps", "0", "--out", "x.gif"), ["--steps", "0"]),
     "eval-negative-temperature": (("eval", "corrupt", "--temperature", "-1"), ["--temperature", "-1"]),
     "cuda-without-gpu": ((*TRAIN, "--device", "cuda"), ["cuda", "no CUDA"]),
+    "eval-cuda-without-gpu": (("eval", "corrupt", "--device", "cuda"), ["cuda", "no CUDA"]),
+    "dream-cuda-without-gpu": (("dream", "corrupt", "--device", "cuda", "--out", "x.gif"), ["cuda", "no CUDA"]),
 }
 
 
 @pytest.mark.parametrize("name", list(BAD))
 def test_bad_argument_is_one_line_and_exit_2(name: str, tmp_path: Path) -> None:
     args, words = BAD[name]
-    if name == "cuda-without-gpu" and torch.cuda.is_available():
+    if name.endswith("cuda-without-gpu") and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     (tmp_path / "corrupt").mkdir()
     (tmp_path / "corrupt" / "checkpoint.json").write_text('{"format": "wm-checkpoint/1", "family": ')

@@ -1,5 +1,6 @@
-"""Data-parallel training under torchrun (gloo on CPU, two processes): one valid checkpoint, the two ranks hold
-the same weights after every step, and the run resumes in a single process."""
+"""Past one process: data-parallel training under torchrun (gloo on CPU, two processes) gives one valid checkpoint,
+the two ranks hold the same weights after every step, and the run resumes in a single process; `wm agent train`
+refuses torchrun; the GPU script refuses in one line where there is no GPU."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+import torch
 
 import wm_core
 
@@ -40,3 +44,19 @@ def test_two_ranks_train_one_model(tmp_path: Path) -> None:
                             timeout=300)  # fmt: skip
     assert single.returncode == 0, single.stderr[-2000:]
     assert wm_core.read_meta(tmp_path / "run")["step"] == 16
+
+
+def test_agent_train_refuses_torchrun(tmp_path: Path) -> None:
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}  # what torchrun sets
+    proc = subprocess.run([sys.executable, "-m", "wm_core.cli", "agent", "train", "run", "--env", "CartPole-v1"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and "torchrun is for wm train" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_gpu_bench_refuses_without_a_gpu() -> None:
+    script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_bench.py"
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and "no CUDA GPU" in proc.stderr

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .dream import Dream
+from .memory import keep_freed_memory
 from .protocol import WorldModel, make_optimizer
 from .registry import FAMILIES, get_family
 from .spec import ActionSpec
@@ -61,11 +62,13 @@ def _imagine_rate(model: WorldModel, spec: ActionSpec, batch: int, dev: torch.de
 
 
 def _train_step_seconds(
-    model: WorldModel, spec: ActionSpec, steps: int, dev: torch.device, bf16: bool = False
+    model: WorldModel, spec: ActionSpec, steps: int, dev: torch.device, bf16: bool = False,
+    max_seconds: float = float("inf"),
 ) -> float:  # fmt: skip
-    """Mean seconds of the trainer's `gradient_step` on a random batch of the config's size (first step not
-    counted). Each row holds one episode start inside its window besides the first, as sampled CartPole data
-    does, so families that restart state at episode starts pay for it."""
+    """Median seconds of the trainer's `gradient_step` on a random batch of the config's size (first step not
+    counted; fewer than `steps` when `max_seconds` runs out first). The median, because single CPU steps here
+    spread by -20/+35 % around it. Each row holds one episode start inside its window besides the first, as
+    sampled CartPole data does, so families that restart state at episode starts pay for it."""
     cfg, S, rng = model.config, model.frame_size, np.random.default_rng(0)
     B, T = cfg.batch_size, cfg.seq_len
     first = torch.zeros(B, T, dtype=torch.bool)
@@ -81,15 +84,17 @@ def _train_step_seconds(
     }
     opt = make_optimizer(model, 1e-4)
     model.train()
-    times = []
+    times: list[float] = []
     for i in range(steps + 1):
         t0 = time.perf_counter()
         gradient_step(model, opt, data, dev, bf16)
         _sync(dev)
         if i:
             times.append(time.perf_counter() - t0)
+        if times and sum(times) > max_seconds:
+            break
     model.eval()
-    return float(np.mean(times))
+    return float(np.median(times))
 
 
 def bench_family(
@@ -151,10 +156,12 @@ def format_bench(rows: list[dict[str, Any]]) -> str:
 
 
 def bench_training(
-    families: list[str] | None = None, presets: tuple[str, ...] = ("small",), device: str = "auto", steps: int = 5
+    families: list[str] | None = None, presets: tuple[str, ...] = ("small",), device: str = "auto", steps: int = 20
 ) -> list[dict[str, Any]]:
     """`wm bench --train`: gradient steps/s and frames/s (batch x sequence frames per second) of every family and
-    preset, in fp32 and under bf16 autocast, on random batches of the preset's size."""
+    preset, in fp32 and under bf16 autocast, on random batches of the preset's size. Freed memory is kept for
+    reuse, as the Trainer does."""
+    keep_freed_memory()
     dev, rows = resolve_device(device), []
     spec = ActionSpec("discrete", 2, names=("left", "right"))
     for name in families or sorted(FAMILIES):

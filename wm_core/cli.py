@@ -88,6 +88,16 @@ def _threads(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=positive, default=None, help="torch threads (default: torch's choice)")
 
 
+def _device(p: argparse.ArgumentParser, default: str = "auto") -> None:
+    """--device, read by `wm_core.train.resolve_device` (auto: cuda when torch sees a GPU, else cpu)."""
+    p.add_argument(
+        "--device",
+        default=default,
+        choices=["auto", "cpu", "cuda"],
+        help=f"where the model runs: auto (cuda when torch sees a GPU), cpu or cuda (default {default})",
+    )
+
+
 def _collect_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("collect", help="collect episodes (random, scripted or agent play) into a store")
     p.add_argument("--env", required=True, help="gymnasium id, e.g. CartPole-v1 (see wm envs)")
@@ -116,7 +126,7 @@ def _train_parser(sub: argparse._SubParsersAction, family: str | None) -> None:
     p.add_argument("--preset", default="small", choices=PRESET_NAMES)
     p.add_argument("--out", help="run directory (default: runs/FAMILY-ENV)")
     p.add_argument("--resume", help="continue training this run directory")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _device(p)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (faster batched training)")
     p.add_argument("--slim", action="store_true", help="save no optimizer state (smaller; for shipping)")
     p.add_argument("--seed", type=int, default=0)
@@ -142,6 +152,7 @@ def _eval_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--seed-base", type=int, default=1_000_000, help="first held-out env seed")
     p.add_argument("--no-report", action="store_true", help="do not write report.json and report.png beside the run")
+    _device(p, "cpu")  # the shipped model cards were measured on the CPU; a GPU is opt-in
     _threads(p)
     p.set_defaults(fn=commands.cmd_eval)
 
@@ -154,6 +165,7 @@ def _eval_parsers(sub: argparse._SubParsersAction) -> None:
                    help="random actions, or a scripted key pattern through the env's keymap")  # fmt: skip
     p.add_argument("--real", action="store_true", help="show the real env beside the dream, same actions")
     p.add_argument("--seed", type=int, default=0)
+    _device(p, "cpu")  # batch-1 dream steps were measured on the CPU (1-3 ms for the small presets)
     _threads(p)
     p.set_defaults(fn=commands.cmd_dream)
 
@@ -162,8 +174,9 @@ def _eval_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="speed and memory of each family (numbers, not tests)")
     p.add_argument("--family", action="append", choices=sorted(FAMILIES), help="repeat for several (default: all)")
     p.add_argument("--preset", action="append", choices=PRESET_NAMES, default=None)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _device(p)
     p.add_argument("--train", action="store_true", help="training steps/s and frames/s, fp32 and bf16")
+    p.add_argument("--steps", type=positive, default=20, help="with --train: timed steps per row (default 20)")
     p.add_argument("--json", action="store_true")
     _threads(p)
     p.set_defaults(fn=commands.cmd_bench)

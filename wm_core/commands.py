@@ -150,9 +150,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
     """Print (or write as JSON) the model card of a run on held-out episodes; write report.json/.png."""
     from .evaluation.card import format_card
     from .evaluation.report import evaluate_checkpoint, write_report
+    from .train import resolve_device
 
     report = evaluate_checkpoint(
         args.run,
+        device=resolve_device(args.device),
         episodes=args.episodes,
         seed_base=args.seed_base,
         data=args.data,
@@ -175,12 +177,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_dream(args: argparse.Namespace) -> None:
     """Roll the dream from a real context and write it as GIF or MP4."""
     from .interactive.recording import record_dream
+    from .train import resolve_device
 
     if Path(args.out).suffix.lower() not in (".gif", ".mp4"):
         raise UserError(f"--out must end in .gif or .mp4, got '{args.out}'")
     summary = record_dream(
         args.run,
         args.out,
+        device=str(resolve_device(args.device)),
         steps=args.steps,
         temperature=args.temperature,
         actions=args.actions,
@@ -198,7 +202,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     from .bench import bench_training, format_bench, format_training, run_bench
 
     if args.train:
-        rows = bench_training(args.family or None, tuple(args.preset or ["small"]), args.device)
+        rows = bench_training(args.family or None, tuple(args.preset or ["small"]), args.device, args.steps)
         print(dumps(rows, indent=2) if args.json else format_training(rows))
         return
     rows = run_bench(args.family or None, tuple(args.preset or ["small"]), args.device)
@@ -207,8 +211,11 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 def cmd_agent_train(args: argparse.Namespace) -> None:
     """Train an actor-critic in the dream of RUN's world model, alternating with real collection."""
+    from . import distributed
     from .agents.loop import train_agent
 
+    if distributed.world_size() > 1:  # its loop runs to a wall-clock budget: ranks would part ways
+        raise UserError("wm agent train runs in one process; torchrun is for wm train")
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
     result = train_agent(
         args.run,

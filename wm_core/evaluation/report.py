@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..checkpoint import check_env, load_checkpoint, recorded_data_dir
 from ..data import HELDOUT_SEED_BASE, Episode, EpisodeStore
@@ -112,10 +113,12 @@ def evaluate_checkpoint(
     counterfactual_horizon: int = 15,
     model: WorldModel | None = None,
     meta: dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
 ) -> Report:
-    """Every section of the model card for the run at `run`, on held-out episodes (see module docstring)."""
+    """Every section of the model card for the run at `run`, on held-out episodes (see module docstring); the
+    model runs on `device` (when it is loaded here)."""
     if model is None or meta is None:
-        model, meta = load_checkpoint(run)
+        model, meta = load_checkpoint(run, device)
     eps, heldout = heldout_episodes(meta["env_id"], episodes, seed_base, data, heldout_policy(meta), meta)
     windows = card_windows(eps, context, max(HORIZONS), seed)
     heldout["windows"] = "one per episode, from a seeded random frame where context and 50 steps fit"

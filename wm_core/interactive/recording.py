@@ -95,11 +95,13 @@ def record_dream(
     actions: str = "random",
     seed: int = 0,
     real: bool = False,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Drive a dream for `steps` frames with random actions or a scripted key pattern and write a video."""
+    """Drive a dream for `steps` frames with random actions or a scripted key pattern and write a video; the
+    model runs on `device`."""
     from .session import Session
 
-    session = Session(run, temperature=temperature, seed=seed, real=real)
+    session = Session(run, temperature=temperature, seed=seed, real=real, device=device)
     rng = np.random.default_rng(seed)
     keys = scripted_keys(session.keymap, steps)
     session.reset()

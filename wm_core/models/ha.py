@@ -23,6 +23,8 @@ from ..spec import ActionSpec
 from .nn import ConvDecoder, ConvEncoder, Generators, Mlp, multinomial, randn_like, symexp, symlog, weighted_pixel_loss
 
 LOG_2PI = math.log(2 * math.pi)
+# A gate pre-activation that saturates its sigmoid to exactly 0 whatever M's weights add (see `_m_sequence`).
+RESET_GATE = -1e6
 
 
 @dataclass
@@ -120,26 +122,35 @@ class VaeMdnRnn(WorldModel):
 
     def _m_sequence(self, zs: torch.Tensor, act: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
         """M's hidden states (B, T, hidden) over whole training sequences: the step `_step` takes, run by torch's
-        fused LSTM kernel instead of T Python steps. An episode start restarts h, c and z_{t-1} from zero (as in
-        `observe`), so each row is cut at its episode starts into segments that each begin from a zero state; the
-        segments, padded at their ends, form one batch for a single fused call (an LSTM is causal: padding after
-        a segment cannot reach its outputs). The LSTMCell's own weights are used: checkpoints are unchanged.
-        (A packed batch, which skips the padding, ran slower on CPU; see docs/results/scale.md.)"""
-        B, T, _ = zs.shape
+        fused LSTM kernel over all frames in one call instead of T Python steps.
+
+        An episode start restarts h, c and z_{t-1} from zero (as `observe` from `initial` does), which the fused
+        kernel cannot do mid-sequence. So a *reset step* goes in before each start inside a row: its input is a
+        flag whose weight drives the input, forget and output gates' pre-activations to RESET_GATE, so those
+        gates are exactly 0 and the step leaves c = f*c + i*g = 0 and h = o*tanh(c) = 0, with no gradient
+        across it. A row grows by one step per start it holds; shorter rows are padded at their ends, which a
+        causal LSTM never reads back. The LSTMCell's own weights are used (the flag's weight column is a
+        constant), so checkpoints are unchanged. Cutting rows into zero-started segments instead doubles the
+        rows of the batch when every window holds a start; docs/results/scale.md has both measured."""
+        B, T, H = zs.shape[0], zs.shape[1], self.config.hidden
         starts = first.clone()
-        starts[:, 0] = True
-        z_prev = torch.cat([zs.new_zeros(B, 1, zs.shape[-1]), zs[:, :-1]], 1) * (~starts).float().unsqueeze(-1)
-        inputs = torch.cat([z_prev, act], -1).flatten(0, 1)  # (B*T, z + action)
-        flat_starts = starts.flatten()
-        segment = torch.cumsum(flat_starts.long(), 0) - 1  # (B*T,) which segment each step belongs to
-        begins = flat_starts.nonzero().squeeze(-1)  # flat index where each segment begins
-        pos = torch.arange(B * T, device=zs.device) - begins[segment]
-        n, longest = int(begins.numel()), int(pos.max()) + 1
-        padded = inputs.new_zeros(n, longest, inputs.shape[-1]).index_put((segment, pos), inputs)
-        zeros = inputs.new_zeros(1, n, self.config.hidden)
-        weights = [self.rnn.weight_ih, self.rnn.weight_hh, self.rnn.bias_ih, self.rnn.bias_hh]
-        out = torch.lstm(padded, (zeros, zeros), weights, True, 1, 0.0, self.training, False, True)[0]
-        return out[segment, pos].view(B, T, -1)
+        starts[:, 0] = True  # every window begins from a zero state
+        z_prev = torch.cat([zs.new_zeros(B, 1, zs.shape[-1]), zs[:, :-1]], 1) * (~starts).unsqueeze(-1)
+        steps = torch.cat([z_prev, act, act.new_zeros(B, T, 1)], -1)  # (B, T, z + action + reset flag)
+        inner = starts.clone()
+        inner[:, 0] = False  # starts after the first column need a reset step
+        pos = torch.arange(T, device=zs.device) + inner.long().cumsum(1)  # (B, T) where frame t lands in its row
+        rows = torch.arange(B, device=zs.device).unsqueeze(1).expand(B, T)
+        x = steps.new_zeros(B, int(pos[:, -1].max()) + 1, steps.shape[-1])
+        r, t = inner.nonzero(as_tuple=True)
+        x[r, pos[r, t] - 1, -1] = 1.0  # the reset steps: input zero but for the flag
+        x = x.index_put((rows, pos), steps)
+        gate = self.rnn.weight_ih.new_full((4 * H, 1), RESET_GATE)
+        gate[2 * H : 3 * H] = 0.0  # torch's gate order is i, f, g, o: the cell input g needs no push
+        weights = [torch.cat([self.rnn.weight_ih, gate], 1), self.rnn.weight_hh, self.rnn.bias_ih, self.rnn.bias_hh]
+        zeros = x.new_zeros(1, B, H)
+        out = torch.lstm(x, (zeros, zeros), weights, True, 1, 0.0, self.training, False, True)[0]
+        return out[rows, pos]
 
     # ---- protocol --------------------------------------------------------------------------------
     def initial(self, batch_size: int) -> State:
@@ -192,7 +203,8 @@ class VaeMdnRnn(WorldModel):
 
         # V on a random subset of frames (with gradients) ...
         n_vae = max(1, round(c.vae_fraction * B * T))
-        pick = torch.randperm(B * T, device=x.device)[:n_vae]
+        order = torch.randperm(B * T, device=x.device)
+        pick, rest = order[:n_vae], order[n_vae:]
         xv = x[pick]
         mu, logvar = self.encode(xv)
         recon = self._frame(mu + torch.randn_like(mu) * (0.5 * logvar).exp())
@@ -201,9 +213,13 @@ class VaeMdnRnn(WorldModel):
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)  # (B*T, z)
         kl_loss = kl.sum(-1).clamp(min=c.free_nats * c.z_dim).mean()
 
-        # ... and M on z of every frame, encoded without gradients (M never trains V).
+        # ... and M on z of every frame, without gradients (M never trains V): V's frames above are not encoded
+        # twice, only the rest (a fifth fewer encoder passes per step at vae_fraction 0.25).
         with torch.no_grad():
-            mu_all, logvar_all = self.encode(x)
+            mu_rest, logvar_rest = self.encode(x[rest])
+            back = order.argsort()  # frame i's row in [picked, rest]
+            mu_all = torch.cat([mu.detach(), mu_rest])[back]
+            logvar_all = torch.cat([logvar.detach(), logvar_rest])[back]
             noise = 0.0 if c.m_on_means else torch.randn_like(mu_all) * (0.5 * logvar_all).exp()
             zs = (mu_all + noise).view(B, T, -1)
         # M: h_t = LSTM(h_{t-1}, [z_{t-1}, a_t]) predicts z_t, rew_t and is_terminal_t.
