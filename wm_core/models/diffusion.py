@@ -39,7 +39,7 @@ from torch import nn
 
 from ..protocol import Batch, Capabilities, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
-from .nn import ConvEncoder, Generators, Mlp, previous_in_episode, randn_like, symexp, symlog
+from .nn import ConvEncoder, Generators, Linear, Mlp, previous_in_episode, randn_like, symexp, symlog
 from .unet import FourierFeatures, UNet, karras_sigmas
 
 
@@ -132,7 +132,7 @@ class PixelDiffusion(WorldModel):
         # The conditioning: noise level, context-noise level and the C actions that led to the context's
         # frames after the first plus the new one.
         self.cond = nn.Sequential(
-            nn.Linear(2 * c.cond_dim + c.context * A, c.cond_dim), nn.SiLU(), nn.Linear(c.cond_dim, c.cond_dim)
+            Linear(2 * c.cond_dim + c.context * A, c.cond_dim), nn.SiLU(), Linear(c.cond_dim, c.cond_dim)
         )
         self.unet = UNet(3 * (c.context + 1) + (c.context * A if c.action_planes else 0), c.channels, c.cond_dim)
         # The averaged denoiser (conditioning MLP and U-Net) that eval-mode dreams use; see `after_step`.

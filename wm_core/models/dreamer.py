@@ -36,7 +36,19 @@ from torch import nn
 
 from ..protocol import Batch, Capabilities, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
-from .nn import ConvDecoder, ConvEncoder, Generators, Mlp, multinomial, randn_like, symexp, symlog, weighted_pixel_loss
+from .nn import (
+    ConvDecoder,
+    ConvEncoder,
+    Generators,
+    GRUCell,
+    Linear,
+    Mlp,
+    multinomial,
+    randn_like,
+    symexp,
+    symlog,
+    weighted_pixel_loss,
+)
 
 
 class TwoHot(nn.Module):
@@ -150,8 +162,8 @@ class Rssm(WorldModel):
         dist_dim = self.stoch_dim if self.categorical else 2 * c.stoch  # logits, or mean and raw std
         self.feat_dim = c.deter + self.stoch_dim
         self.encoder = ConvEncoder(c.channels, c.embed, frame_size)
-        self.img_in = nn.Sequential(nn.Linear(self.stoch_dim + action_spec.dim, c.hidden), nn.LayerNorm(c.hidden))
-        self.gru = nn.GRUCell(c.hidden, c.deter)
+        self.img_in = nn.Sequential(Linear(self.stoch_dim + action_spec.dim, c.hidden), nn.LayerNorm(c.hidden))
+        self.gru = GRUCell(c.hidden, c.deter)
         self.prior_net = Mlp(c.deter, c.hidden, dist_dim)
         self.post_net = Mlp(c.deter + c.embed, c.hidden, dist_dim)
         self.decoder = ConvDecoder(self.feat_dim, c.channels, frame_size)

@@ -16,11 +16,22 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..protocol import Batch, Capabilities, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
-from .nn import ConvDecoder, ConvEncoder, Generators, Mlp, multinomial, randn_like, symexp, symlog, weighted_pixel_loss
+from .nn import (
+    ConvDecoder,
+    ConvEncoder,
+    Generators,
+    Linear,
+    LSTMCell,
+    Mlp,
+    multinomial,
+    randn_like,
+    symexp,
+    symlog,
+    weighted_pixel_loss,
+)
 
 LOG_2PI = math.log(2 * math.pi)
 # A gate pre-activation that saturates its sigmoid to exactly 0 whatever M's weights add (see `_m_sequence`).
@@ -93,8 +104,8 @@ class VaeMdnRnn(WorldModel):
         c = config
         self.encoder = ConvEncoder(c.channels, 2 * c.z_dim, frame_size)
         self.decoder = ConvDecoder(c.z_dim, c.channels, frame_size)
-        self.rnn = nn.LSTMCell(c.z_dim + action_spec.dim, c.hidden)
-        self.mdn = nn.Linear(c.hidden, 3 * c.mixtures * c.z_dim)  # logits, means, log-stds per z dim
+        self.rnn = LSTMCell(c.z_dim + action_spec.dim, c.hidden)
+        self.mdn = Linear(c.hidden, 3 * c.mixtures * c.z_dim)  # logits, means, log-stds per z dim
         # Reward and end heads read M's hidden state *and* the frame's z: whether CartPole has ended is
         # visible in the frame (pole past 12 degrees), and from h alone the head learned "episodes end
         # about 20 steps in" and ended dreams early.

@@ -46,6 +46,80 @@ Generators = torch.Generator | Sequence[torch.Generator] | None
 dreams of several players stepped together, each from its own stream), or the global one (None)."""
 
 
+_ROWS: dict[tuple[str, int], int] = {}
+ROW_STEPS = (1, 2, 4, 8, 16)  # the row multiples `row_multiple` tries
+
+
+def row_multiple(device: torch.device) -> int:
+    """The row count whose multiples make each row of a matrix product on `device` come out bit for bit the same
+    whatever the other rows and their number. Matrix libraries run a block of rows at a time and handle the
+    rows left over in another kernel (a matrix-vector product for one row) that adds up in another order, so a
+    player's dream stepped alone would differ in the last bits from the same dream stepped in a batch. On this
+    project's CPU it is 4 (with one thread or two). Measured once per device type and thread count on a few
+    layer shapes, single outputs (reward heads) included; 1 where no multiple up to 16 does it (then batched
+    and lone steps may differ in the last bits)."""
+    key = (device.type, torch.get_num_threads())
+    if key not in _ROWS:
+        g, shapes, found = torch.Generator().manual_seed(0), ((35, 256), (256, 512), (1024, 64), (256, 1), (512, 3)), 1
+        probes = [(torch.randn(n, k, generator=g), torch.randn(n, generator=g), torch.randn(96, k, generator=g))
+                  for k, n in shapes]  # fmt: skip
+        for q in ROW_STEPS:
+            same = True
+            for w, b, x in probes:
+                w, b, x = w.to(device), b.to(device), x.to(device)
+                full = F.linear(x, w, b)
+                same = same and all(torch.equal(F.linear(x[m : 2 * m], w, b), full[m : 2 * m]) for m in range(q, 49, q))
+            if same:
+                found = q
+                break
+        _ROWS[key] = found
+    return _ROWS[key]
+
+
+def _padded(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """`x` (M, ...) with zero rows appended up to the next multiple of `rows`."""
+    extra = -x.shape[0] % rows
+    return torch.cat([x, x.new_zeros(extra, *x.shape[1:])]) if extra else x
+
+
+class Linear(nn.Linear):
+    """`nn.Linear` whose every output row is what it would be in any other batch: the rows are padded with zero
+    rows to a multiple of `row_multiple` first. A player's batch-1 dream step then gives exactly the frame the
+    same player gets stepped together with others. Same parameters as `nn.Linear`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        m, rows = lead.numel(), row_multiple(x.device)
+        if m % rows == 0:
+            return super().forward(x)
+        return super().forward(_padded(x.reshape(m, x.shape[-1]), rows))[:m].reshape(*lead, -1)
+
+
+class GRUCell(nn.GRUCell):
+    """`nn.GRUCell` with `Linear`'s row padding (batched inputs (B, in) only)."""
+
+    def forward(self, x: torch.Tensor, hx: torch.Tensor | None = None) -> torch.Tensor:
+        m, rows = x.shape[0], row_multiple(x.device)
+        if x.dim() != 2 or m % rows == 0:
+            return super().forward(x, hx)
+        hx = hx if hx is not None else x.new_zeros(m, self.hidden_size)
+        return super().forward(_padded(x, rows), _padded(hx, rows))[:m]
+
+
+class LSTMCell(nn.LSTMCell):
+    """`nn.LSTMCell` with `Linear`'s row padding (batched inputs (B, in) only)."""
+
+    def forward(
+        self, x: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        m, rows = x.shape[0], row_multiple(x.device)
+        if x.dim() != 2 or m % rows == 0:
+            return super().forward(x, hx)
+        h, c = hx if hx is not None else (x.new_zeros(m, self.hidden_size),) * 2
+        h, c = super().forward(_padded(x, rows), (_padded(h, rows), _padded(c, rows)))
+        return h[:m], c[:m]
+
+
 def randn_like(x: torch.Tensor, generator: Generators = None) -> torch.Tensor:
     """Standard normal noise shaped like `x`, from `generator`; with one generator per row, row i is drawn from
     generator i alone, so it equals what that generator draws for a batch of one."""
@@ -92,7 +166,7 @@ class ConvEncoder(nn.Module):
             c_in = c_out
         self.convs = nn.Sequential(*layers)
         self.flat_dim = c_in * (frame_size // 16) ** 2
-        self.head = nn.Linear(self.flat_dim, out_dim)
+        self.head = Linear(self.flat_dim, out_dim)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pixels (N, in_channels, S, S) in [0, 1] -> (N, out_dim)."""
@@ -110,7 +184,7 @@ class ConvDecoder(nn.Module):
         super().__init__()
         self.base = frame_size // 16
         self.c0 = channels * 8
-        self.head = nn.Linear(in_dim, self.c0 * self.base**2)
+        self.head = Linear(in_dim, self.c0 * self.base**2)
         layers: list[nn.Module] = []
         c_in = self.c0
         for i in range(3):
@@ -136,9 +210,9 @@ class Mlp(nn.Sequential):
         mods: list[nn.Module] = []
         d = in_dim
         for _ in range(layers - 1):
-            mods += [nn.Linear(d, hidden), nn.LayerNorm(hidden), nn.SiLU()]
+            mods += [Linear(d, hidden), nn.LayerNorm(hidden), nn.SiLU()]
             d = hidden
-        mods.append(nn.Linear(d, out_dim))
+        mods.append(Linear(d, out_dim))
         super().__init__(*mods)
 
 

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .nn import Linear
+
 
 def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float) -> list[float]:
     """The noise levels of `steps` denoiser calls, then 0: the first `steps` of the Karras et al. (2022) schedule
@@ -26,7 +28,7 @@ class ResBlock(nn.Module):
         super().__init__()
         self.norm1 = nn.GroupNorm(min(8, c_in), c_in)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, padding_mode="replicate")
-        self.film = nn.Linear(cond_dim, 2 * c_out)
+        self.film = Linear(cond_dim, 2 * c_out)
         self.norm2 = nn.GroupNorm(min(8, c_out), c_out, affine=False)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, padding_mode="replicate")
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
