@@ -31,11 +31,19 @@ def main() -> None:
                    "this many ms run as one batch (default 3; 0: each steps alone)")  # fmt: skip
     p.add_argument("--train-slots", type=int, default=None, help="training runs at once (default: one per GPU, "
                    "else one per core the players do not use)")  # fmt: skip
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="where players' dreams run "
+                   "(default cpu: a batch-1 step takes 1-3 ms there; auto: cuda when torch sees a GPU)")  # fmt: skip
     args = p.parse_args()
     host = args.host or ("0.0.0.0" if args.workshop else "127.0.0.1")
 
     from playground import Room, build_demo, launch
     from playground.workshop import is_loopback, lan_address
+    from wm_core.train import resolve_device
+
+    try:
+        device = str(resolve_device(args.device))
+    except ValueError as e:
+        p.exit(2, f"app.py: {e}\n")
 
     public = args.share or not is_loopback(host)
     if (public or args.workshop) and not args.token:
@@ -46,7 +54,7 @@ def main() -> None:
         room = Room(args.token, args.participants, args.runs_dir) if args.token else None
     except ValueError as e:
         p.exit(2, f"app.py: {e}\n")
-    demo = build_demo(args.checkpoint_dir, args.runs_dir, args.batch_ms, room, args.train_slots)
+    demo = build_demo(args.checkpoint_dir, args.runs_dir, args.batch_ms, room, args.train_slots, device)
     if room is not None:
         shown = lan_address() if host in ("0.0.0.0", "::") else host
         print(f"Workshop: share http://{shown}:{args.port}/ with the room. Instructor login: instructor / (your "

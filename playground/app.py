@@ -63,16 +63,16 @@ def train_slots() -> int:
 
 def build_demo(
     checkpoint_dir: Path | str | None = None, runs_dir: Path | str | None = None, batch_wait_ms: float = 3.0,
-    room: Room | None = None, slots: int | None = None,
+    room: Room | None = None, slots: int | None = None, device: str = "cpu",
 ) -> gr.Blocks:  # fmt: skip
     """The whole app; `launch` it (below). Players' dream steps of one model that arrive within `batch_wait_ms`
     of each other run as one batched forward pass (0: each steps alone); at most `slots` runs train at once
     (default `train_slots()`). With a `room` (workshop mode) each login sees its own runs, and the instructor
-    also the Room tab."""
+    also the Room tab. Players' dreams run on `device` (cpu or cuda)."""
     set_threads()
     shipped = Path(checkpoint_dir) if checkpoint_dir else ROOT / "checkpoints"
     ctx = AppContext(shipped, Path(runs_dir or "runs"), wm_core.StepBatcher(batch_wait_ms), room,
-                     JobQueue(slots or train_slots()))  # fmt: skip
+                     JobQueue(slots or train_slots()), device)  # fmt: skip
     tabs = TABS + ((("Room", "room", build_room_tab),) if room is not None else ())
     with gr.Blocks(title="World Model Playground") as demo:
         gr.Markdown(

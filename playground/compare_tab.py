@@ -40,7 +40,7 @@ def describe(runs: list[str] | None) -> str:
 
 def build_compare_tab(ctx: AppContext) -> Tab:
     """Build the Compare tab inside the current Blocks."""
-    hub = SessionHub(hold=True, batcher=ctx.batcher)
+    hub = SessionHub(hold=True, batcher=ctx.batcher, device=ctx.device)
     found = list_checkpoints(ctx.shipped, ctx.runs)
     default = [c.path for c in found if c.env_id == found[0].env_id][:2] if found else []
     gr.Markdown(

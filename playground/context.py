@@ -30,6 +30,8 @@ class AppContext:
     room: Room | None = None
     jobs: Any = None
     """The app's `JobQueue`: how many training runs may train at once."""
+    device: str = "cpu"
+    """Where players' dreams run (Play, Compare, Learn's live views): cpu or cuda."""
 
     @property
     def records(self) -> Path:

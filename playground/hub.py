@@ -177,9 +177,9 @@ class SessionHub:
 
     def __init__(
         self, *, hold: bool = False, data_dir: Path | str = Path("runs") / "play-data", max_sessions: int = 32,
-        idle_seconds: float = IDLE_SECONDS, batcher: Any = None,
+        idle_seconds: float = IDLE_SECONDS, batcher: Any = None, device: str = "cpu",
     ) -> None:  # fmt: skip
-        self.hold, self.data_dir = hold, Path(data_dir)
+        self.hold, self.data_dir, self.device = hold, Path(data_dir), device
         self.batcher = batcher  # a shared wm_core StepBatcher: players' dream steps run batched per model
         self.not_started = "Start a comparison first." if hold else "Start a checkpoint first."
         self.players: dict[str, Seat] = {}
@@ -244,7 +244,7 @@ class SessionHub:
         hub's; a workshop participant's own folder)."""
         stepper = self.batcher.step if self.batcher is not None else None
         session = wm_core.Session(
-            runs, temperature=temperature, real=real or self.hold, hold=self.hold, stepper=stepper
+            runs, temperature=temperature, real=real or self.hold, hold=self.hold, stepper=stepper, device=self.device
         )
         session.reset()
         with self.lock:

@@ -27,7 +27,7 @@ def _start_button(elem_id: str) -> gr.Button:
 # ---- 1. what a world model is -------------------------------------------------------------------------------
 def side_by_side(ctx: AppContext, name: str) -> Control:
     """The real env and the dream on one key stream; the dream starts from real frames, then runs alone."""
-    hub = SessionHub(data_dir=ctx.play_data, batcher=ctx.batcher)
+    hub = SessionHub(data_dir=ctx.play_data, batcher=ctx.batcher, device=ctx.device)
     with gr.Row():
         run = picker(ctx, name, "Model", "wm-learn-world-run")
         start = _start_button("wm-learn-world-start")
@@ -60,7 +60,7 @@ def score_line(score: dict[str, int]) -> str:
 
 def which_is_real(ctx: AppContext, name: str) -> Control:
     """Two unlabeled panes on one key stream, one the real env and one the dream: pick the real one."""
-    hub = SessionHub(hold=True, batcher=ctx.batcher)
+    hub = SessionHub(hold=True, batcher=ctx.batcher, device=ctx.device)
     with gr.Row():
         run = picker(ctx, name, "Model", "wm-learn-blind-run")
         start = gr.Button("New round", variant="primary", scale=0, min_width=140, elem_id="wm-learn-blind-start")
@@ -201,7 +201,7 @@ def planning(ctx: AppContext, name: str) -> Control:
 # ---- 9. pixels, latents or values ---------------------------------------------------------------------------
 def families(ctx: AppContext, name: str) -> Control:
     """Several families of one env on one key stream, decoder-free ones through their probe."""
-    hub = SessionHub(hold=True, batcher=ctx.batcher)
+    hub = SessionHub(hold=True, batcher=ctx.batcher, device=ctx.device)
     default = [p for p in (shipped_path(ctx, n) for n in name.split("+")) if p]
     with gr.Row():
         runs = gr.Dropdown(choices=ctx.checkpoints(), value=default, multiselect=True, scale=4,

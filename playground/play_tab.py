@@ -61,7 +61,7 @@ def controls() -> dict[str, gr.components.Component]:
 
 def build_play_tab(ctx: AppContext) -> Tab:
     """Build the Play tab inside the current Blocks."""
-    hub = SessionHub(data_dir=ctx.play_data, batcher=ctx.batcher)
+    hub = SessionHub(data_dir=ctx.play_data, batcher=ctx.batcher, device=ctx.device)
     gr.Markdown(
         "Drive a learned dream with your keyboard. The dream starts from a few real frames of the "
         "environment, then the model predicts every frame, reward and episode end."

@@ -7,7 +7,8 @@ For each family and preset: training steps/s and frames/s in fp32 and under bf16
 at most `--seconds` each, on random batches of the preset's size, weights channels-last), peak GPU memory, and
 batch-1 dream steps per second (imagine + decode + the frame's bytes, as the Play tab does). Then the device paths
 on the shipped CartPole checkpoints: `wm dream --device cuda` and `wm eval --device cuda` (4 held-out episodes),
-each a line that says ok with its numbers, or the error. Refuses with one line where torch sees no CUDA GPU.
+then `wm agent train` (half a minute from scratch) and `wm agent eval` on cuda, each a line that says ok with its
+numbers, or the error. Refuses with one line where torch sees no CUDA GPU.
 """
 
 from __future__ import annotations
@@ -58,6 +59,28 @@ def training_table(steps: int, seconds: float) -> None:
             torch.cuda.empty_cache()
 
 
+def agent_paths() -> None:
+    """`wm agent train` (a short run from scratch) and `wm agent eval` (the shipped agent) with `--device cuda`."""
+    import subprocess
+
+    wm = [sys.executable, "-m", "wm_core.cli", "agent"]
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {
+            "agent train": [*wm, "train", f"{tmp}/run", "--env", "CartPole-v1", "--device", "cuda", "--minutes",
+                            "0.5", "--eval-episodes", "2"],
+            "agent eval": [*wm, "eval", str(ROOT / "checkpoints" / "dreamer-cartpole-agent"), "--device", "cuda",
+                           "--episodes", "3"],
+        }  # fmt: skip
+        for name, cmd in runs.items():
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
+            last = (proc.stdout.strip().splitlines() or [""])[-1]
+            if proc.returncode == 0:
+                print(f"- wm {name} --device cuda ok ({time.perf_counter() - t0:.0f} s): {last}", flush=True)
+            else:
+                print(f"- wm {name} --device cuda FAILED: {proc.stderr.strip()[-600:]}", flush=True)
+
+
 def device_paths() -> None:
     """`wm dream` and `wm eval` on the GPU with the shipped CartPole checkpoints: one line each."""
     from wm_core.evaluation.report import evaluate_checkpoint
@@ -96,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.seconds:g} s per measurement\n")  # fmt: skip
     training_table(args.steps, args.seconds)
     device_paths()
+    agent_paths()
     print(f"\n({time.perf_counter() - t0:.0f} s)")
     return 0
 

@@ -280,6 +280,11 @@ BAD = {
     "cuda-without-gpu": ((*TRAIN, "--device", "cuda"), ["cuda", "no CUDA"]),
     "eval-cuda-without-gpu": (("eval", "corrupt", "--device", "cuda"), ["cuda", "no CUDA"]),
     "dream-cuda-without-gpu": (("dream", "corrupt", "--device", "cuda", "--out", "x.gif"), ["cuda", "no CUDA"]),
+    "agent-train-cuda-without-gpu": (
+        ("agent", "train", "new", "--env", "CartPole-v1", "--device", "cuda"),
+        ["cuda", "no CUDA"],
+    ),  # fmt: skip
+    "agent-eval-cuda-without-gpu": (("agent", "eval", "corrupt", "--device", "cuda"), ["cuda", "no CUDA"]),
 }
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import torch
 from gradio_client import Client
 from test_app_browser import free_port
 from test_hub import train_tiny
@@ -38,6 +39,16 @@ def test_refuses_to_serve_the_network_without_a_token(flags: list[str]) -> None:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and ("token" in lines[0]), proc.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_app_refuses_a_gpu_it_does_not_have() -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
+    proc = subprocess.run([sys.executable, "app.py", "--device", "cuda"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cuda" in lines[0] and "no CUDA GPU" in lines[0], proc.stderr
 
 
 @pytest.fixture(scope="module")

@@ -193,6 +193,7 @@ def _agent_parsers(sub: argparse._SubParsersAction, command: str | None) -> None
     q.add_argument("--family", choices=sorted(FAMILIES), default="dreamer", help="family of a new world model")
     q.add_argument("--preset", default="small", choices=PRESET_NAMES, help="preset of a new one")
     q.add_argument("--seed", type=int, default=0)
+    _device(q)
     _threads(q)
     if command == "agent":  # the agent's config flags import torch, which `wm --help` need not
         from .agents.agent import ActorCritic
@@ -203,6 +204,7 @@ def _agent_parsers(sub: argparse._SubParsersAction, command: str | None) -> None
     q.add_argument("run", help="run directory holding checkpoint.json and agent.json")
     q.add_argument("--episodes", type=positive, default=10)
     q.add_argument("--seed", type=int, default=0)
+    _device(q, "cpu")
     _threads(q)
     q.set_defaults(fn=commands.cmd_agent_eval)
 

@@ -213,6 +213,7 @@ def cmd_agent_train(args: argparse.Namespace) -> None:
     """Train an actor-critic in the dream of RUN's world model, alternating with real collection."""
     from . import distributed
     from .agents.loop import train_agent
+    from .train import resolve_device
 
     if distributed.world_size() > 1:  # its loop runs to a wall-clock budget: ranks would part ways
         raise UserError("wm agent train runs in one process; torchrun is for wm train")
@@ -225,6 +226,7 @@ def cmd_agent_train(args: argparse.Namespace) -> None:
         overrides=overrides,
         seed=args.seed,
         say=lambda m: print(m, flush=True),
+        device=resolve_device(args.device),
     )
     ev = result["evaluation"]
     print(f"done: {args.run}: real return {ev['real_mean']:.1f} ± {ev['real_std']:.1f}, dream {ev['dream_mean']:.1f}")
@@ -235,8 +237,9 @@ def cmd_agent_eval(args: argparse.Namespace) -> None:
     from .agents.agent import MctsAgent, load_agent
     from .agents.loop import evaluate_agent
     from .checkpoint import load_checkpoint
+    from .train import resolve_device
 
-    model, meta = load_checkpoint(args.run)
+    model, meta = load_checkpoint(args.run, resolve_device(args.device))
     if not (Path(args.run) / "agent.json").exists():
         raise UserError(f"{args.run} has no agent.json: train one with `wm agent train {args.run}`")
     agent, _ = load_agent(Path(args.run), model)

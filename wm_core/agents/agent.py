@@ -159,8 +159,17 @@ class ActorCritic(nn.Module):
         self.register_buffer("ret_range", torch.zeros(2))  # EMA of the 5th and 95th return percentiles
         low, high = np.asarray(action_spec.low, np.float32), np.asarray(action_spec.high, np.float32)
         bounded = action_spec.discrete or bool(np.isfinite(low).all() and np.isfinite(high).all())
-        self._low = torch.tensor(low if bounded and not action_spec.discrete else -np.ones(n, np.float32))
-        self._high = torch.tensor(high if bounded and not action_spec.discrete else np.ones(n, np.float32))
+        # buffers (not saved): they move with the module to its device
+        self.register_buffer(
+            "_low",
+            torch.tensor(low if bounded and not action_spec.discrete else -np.ones(n, np.float32)),
+            persistent=False,
+        )
+        self.register_buffer(
+            "_high",
+            torch.tensor(high if bounded and not action_spec.discrete else np.ones(n, np.float32)),
+            persistent=False,
+        )
         self.opt = torch.optim.Adam([*self.actor.parameters(), *self.critic.parameters()], lr=config.lr, eps=1e-5)
 
     @classmethod
@@ -242,7 +251,7 @@ class ActorCritic(nn.Module):
             ret = lambda_return(rew, cont, self.slow(lat.flatten(0, 1)).view(N, H + 1), c.gamma, c.lam)
             # weight of s_t: probability the episode has not ended before reaching it
             weight = torch.cumprod(torch.cat([start_cont[:, None], cont[:, :-1]], 1), 1)  # (N, H)
-            lo, hi = torch.quantile(ret.flatten(), torch.tensor([0.05, 0.95]))
+            lo, hi = torch.quantile(ret.flatten(), torch.tensor([0.05, 0.95], device=ret.device))
             self.ret_range.lerp_(torch.stack([lo, hi]), 0.01)  # EMA with decay 0.99
             scale = (self.ret_range[1] - self.ret_range[0]).clamp(min=1.0)
 
@@ -295,7 +304,7 @@ class ActorCritic(nn.Module):
             raise CheckpointError(f"{path} does not match the hash in {AGENT_FILE}; the agent is corrupt")
         ac = cls(
             cls.preset(**{**meta["config"], **overrides}), model.latent(model.initial(1)).shape[1], model.action_spec
-        )
+        ).to(model.frame_mean.device)
         try:
             tensors = load_file(str(path))
             check_finite(tensors, path)
@@ -347,7 +356,7 @@ def new_agent(model: WorldModel, config: AgentConfig) -> Agent:
         if not model.action_spec.discrete:
             raise ValueError("MCTS plans over discrete actions only; this env's actions are continuous")
         return MctsAgent(config)
-    return ActorCritic(config, model.latent(model.initial(1)).shape[1], model.action_spec)
+    return ActorCritic(config, model.latent(model.initial(1)).shape[1], model.action_spec).to(model.frame_mean.device)
 
 
 def read_agent_meta(run: Path | str) -> dict[str, Any]:

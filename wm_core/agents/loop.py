@@ -94,6 +94,7 @@ class AgentRun:
     def __init__(
         self, run: Path | str, *, env_id: str | None = None, family: str = "dreamer", preset: str = "small",
         overrides: dict[str, Any] | None = None, seed: int = 0, say: Callable[[str], None] = print,
+        device: torch.device | str = "cpu",
     ) -> None:  # fmt: skip
         self.run, self.seed, self.say = Path(run), seed, say
         keep_freed_memory()
@@ -101,6 +102,7 @@ class AgentRun:
         overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         self.command, self.overrides = cli_command(), overrides
         self.model, self.step, data_dir, env_id = self._world_model(env_id, family, preset, seed)
+        self.model.to(device)  # the behaviour is built on the model's device
         self.env_id, self.data_dir, self.entry = env_id, data_dir, env_entry(env_id)
         self._random_data(seed)
         self.random_eps = EpisodeStore.open(data_dir).episodes()
@@ -184,7 +186,7 @@ class AgentRun:
             group["lr"] = wm.lr * group.get("lr_scale", 1.0) * c.wm_lr_decay ** min(self.progress(), 1.0)
         device = next(self.model.parameters()).device
         for _ in range(c.train_steps):
-            batch = sampler.sample()
+            batch = {k: v.to(device) for k, v in sampler.sample().items()}  # one copy for both updates
             wm_metrics = gradient_step(self.model, self.optimizer, batch, device, step=self.step)
             self.step += 1
             agent_metrics = self.agent.train_step(self.model, batch)
