@@ -66,6 +66,9 @@ class Capabilities:
     """The state has a learned latent to probe and explore (False: a pixel-space state)."""
     sampling_steps: tuple[int, int] | None = None
     """The range of denoising steps `imagine(..., steps=n)` accepts (diffusion families), else None."""
+    batched_play: bool = True
+    """Players' dream steps of one model are served as one batched pass (`StepBatcher`). False where a step is
+    compute-bound, so batching saves nothing, and a batch would change the frames' last bits."""
 
 
 @runtime_checkable

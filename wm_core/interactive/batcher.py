@@ -4,9 +4,10 @@ forward pass per model, so a room's cost grows with the number of models in use,
 No thread of its own: the first request for a model waits `wait_ms` for others to join (unless no other dream
 of that model stepped in the last second: a lone player never waits), then, holding that
 model's lock, takes every request that arrived meanwhile (including those that queued while the previous batch
-ran) and steps them with `Dream.step_together`. Each dream keeps its own random stream, so a player sees the
-frames an unbatched step would give; floating-point sums of a batched matrix product may round differently in
-the last bit, which can move a pixel by one level (see tests/test_batcher.py).
+ran) and steps them with `Dream.step_together`. Each dream keeps its own random stream and the layers keep each
+row's sums in the same order whatever the batch (`models.nn.Linear`, `Conv2d`), so a player sees exactly the
+frames an unbatched step gives (tests/test_batcher.py). A family whose capabilities say `batched_play=False`
+(diffusion: compute-bound, nothing to gain) steps each player alone.
 """
 
 from __future__ import annotations
@@ -44,8 +45,11 @@ class StepBatcher:
 
     def step(self, dream: Dream, action: Any) -> tuple[Any, float, bool, dict[str, Any]]:
         """What `dream.step(action)` returns, computed together with other players' steps of the same model."""
-        if self.wait_s == 0 or dream.batched:
-            return dream.step(action)
+        if self.wait_s == 0 or dream.batched or not dream.model.capabilities.batched_play:
+            result = dream.step(action)
+            with self._lock:
+                self.batches, self.steps = self.batches + 1, self.steps + 1
+            return result
         key, request = dream.batch_key(), _Request(dream, action)
         now = time.monotonic()
         with self._lock:
