@@ -22,7 +22,7 @@ from .learn_tab import build_learn_tab
 from .play_tab import build_play_tab
 from .room_tab import build_room_tab
 from .train_tab import build_train_tab
-from .workshop import Room
+from .workshop import HideApiBeforeLogin, Room
 
 BASE_CSS = """
 .gradio-container { max-width: 1240px !important; }
@@ -116,7 +116,13 @@ and by default keeps 10,000 of them: a room that keeps joining would grow the se
 
 def launch(demo: gr.Blocks, **kwargs: Any) -> Any:
     """`demo.launch(**kwargs)` with the app's style sheet, every handler's error message shown to the user
-    (Gradio hides them behind a bare "Error" without `show_error`) and at most PAGE_STATES page states kept.
+    (Gradio hides them behind a bare "Error" without `show_error`), at most PAGE_STATES page states kept and, with
+    logins (`auth`), no API description on the login page (`HideApiBeforeLogin`).
     app.py, the tests and the benchmarks launch through here, so they serve the same app."""
     kwargs.setdefault("state_session_capacity", PAGE_STATES)
+    if kwargs.get("auth"):  # the login page keeps the server's paths to itself
+        from starlette.middleware import Middleware
+
+        app_kwargs = kwargs.setdefault("app_kwargs", {})
+        app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(HideApiBeforeLogin)]
     return demo.launch(css=CSS, show_error=True, **kwargs)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 import secrets
 import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 INSTRUCTOR = "instructor"
 MIN_TOKEN = 8
@@ -121,3 +123,42 @@ class Room:
         self.gallery.mkdir(parents=True, exist_ok=True)
         shutil.copytree(run, target, ignore=shutil.ignore_patterns("data", "recordings", ".*.tmp"), symlinks=False)
         return target
+
+
+_API_INFO = re.compile(rb"window\.gradio_api_info = .*?;</script>", re.DOTALL)
+
+
+class HideApiBeforeLogin:
+    """ASGI middleware for an app with logins: the login page Gradio serves to a visitor who has not signed in
+    also carries the description of every API endpoint, whose defaults and choices are the server's own paths
+    (where its checkpoints and the gallery live). This blanks that description on the login page; signed-in
+    pages and every other route pass through untouched."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"].rstrip("/") != "":
+            await self.app(scope, receive, send)
+            return
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = b"".join(chunks)
+            if b'"auth_required":true' in body:
+                body = _API_INFO.sub(b"window.gradio_api_info = null;</script>", body, count=1)
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, capture)

@@ -82,10 +82,11 @@ def room_url(room_dirs: tuple[Path, Path, Path]) -> Iterator[str]:
 
 def test_no_page_and_no_api_without_a_login(room_url: str) -> None:
     page = requests.get(room_url, timeout=30).text
-    # The login form, not the app: an empty layout. (Gradio's login page also embeds the API's description, whose
-    # defaults name the shipped checkpoints; nobody's own runs are in it.)
+    # The login form, not the app: an empty layout, and no API description (Gradio embeds one whose defaults and
+    # choices are the server's paths: the shipped checkpoints' folder).
     assert '"auth_required":true' in page and '"components":[]' in page
-    assert "p01-run" not in page and "p02-run" not in page
+    assert "window.gradio_api_info = null;" in page
+    assert "p01-run" not in page and "p02-run" not in page and "ha-cartpole" not in page and "/tmp" not in page
     for path in ("config", "gradio_api/info"):
         assert requests.get(room_url + path, timeout=30).status_code == 401, path
     tick = {"session_hash": "x", "component_id": 1, "fn_name": "tick", "data": {"client": "x", "keys": []}}
@@ -99,6 +100,9 @@ def test_no_page_and_no_api_without_a_login(room_url: str) -> None:
     assert s.post(room_url + "login", data={"username": "p01", "password": participant_token(TOKEN, "p01")},
                   timeout=30).status_code == 200  # fmt: skip
     assert s.get(room_url + "config", timeout=30).status_code == 200
+    signed_in = s.get(room_url, timeout=30).text  # the app itself, with its API description
+    assert '"auth_required":true' not in signed_in and "window.gradio_api_info = null;" not in signed_in
+    assert "ha-cartpole" in signed_in
 
 
 def test_a_participant_reaches_no_other_participants_run(room_url: str, room_dirs: tuple[Path, Path, Path]) -> None:
