@@ -38,7 +38,7 @@ def main() -> None:
 
     from playground import Room, build_demo, launch
     from playground.workshop import is_loopback, lan_address
-    from wm_core.train import resolve_device
+    from wm_core import resolve_device
 
     try:
         device = str(resolve_device(args.device))

@@ -3,7 +3,7 @@ would get stepped alone with the same seed, and `StepBatcher` really batches req
 
 Every family but diffusion steps bit for bit the same alone and batched, with one torch thread (the app's players
 on a machine of two or three cores) and with two: their layers pad batches to the sizes whose rows the matrix and
-convolution libraries compute alike (`models.nn.Linear`, `Conv2d`, `ConvTranspose2d`)."""
+convolution libraries compute alike (`models.steady.Linear`, `Conv2d`, `ConvTranspose2d`)."""
 
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ def test_dreams_that_cannot_share_a_pass_are_refused() -> None:
 @pytest.mark.parametrize("out", [1, 3, 256])
 def test_linear_rows_do_not_depend_on_the_batch(out: int) -> None:
     """Single-output heads included (their rows left over past a block of four ran another kernel)."""
-    from wm_core.models.nn import Linear
+    from wm_core.models.steady import Linear
 
     torch.manual_seed(0)
     layer, x = Linear(256, out), torch.randn(40, 256)
@@ -150,7 +150,7 @@ def test_linear_rows_do_not_depend_on_the_batch(out: int) -> None:
 @pytest.mark.parametrize("kind", ["conv", "transposed"])
 def test_conv_images_do_not_depend_on_the_batch(kind: str) -> None:
     """A decoder's last layer: with two threads odd batches used to come out differently from even ones."""
-    from wm_core.models.nn import Conv2d, ConvTranspose2d
+    from wm_core.models.steady import Conv2d, ConvTranspose2d
 
     torch.manual_seed(0)
     layer = Conv2d(32, 64, 4, stride=2, padding=1) if kind == "conv" else ConvTranspose2d(32, 3, 4, 2, 1)

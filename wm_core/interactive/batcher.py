@@ -5,7 +5,7 @@ No thread of its own: the first request for a model waits `wait_ms` for others t
 of that model stepped in the last second: a lone player never waits), then, holding that
 model's lock, takes every request that arrived meanwhile (including those that queued while the previous batch
 ran) and steps them with `Dream.step_together`. Each dream keeps its own random stream and the layers keep each
-row's sums in the same order whatever the batch (`models.nn.Linear`, `Conv2d`), so a player sees exactly the
+row's sums in the same order whatever the batch (`models.steady.Linear`, `Conv2d`), so a player sees exactly the
 frames an unbatched step gives (tests/test_batcher.py). A family whose capabilities say `batched_play=False`
 (diffusion: compute-bound, nothing to gain) steps each player alone.
 """

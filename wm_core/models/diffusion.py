@@ -39,7 +39,8 @@ from torch import nn
 
 from ..protocol import Batch, Capabilities, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
-from .nn import ConvEncoder, Generators, Linear, Mlp, previous_in_episode, randn_like, symexp, symlog
+from .nn import ConvEncoder, Generators, Mlp, previous_in_episode, randn_like, symexp, symlog
+from .steady import Linear
 from .unet import FourierFeatures, UNet, karras_sigmas
 
 

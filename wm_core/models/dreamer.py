@@ -36,19 +36,8 @@ from torch import nn
 
 from ..protocol import Batch, Capabilities, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
-from .nn import (
-    ConvDecoder,
-    ConvEncoder,
-    Generators,
-    GRUCell,
-    Linear,
-    Mlp,
-    multinomial,
-    randn_like,
-    symexp,
-    symlog,
-    weighted_pixel_loss,
-)
+from .nn import ConvDecoder, ConvEncoder, Generators, Mlp, multinomial, randn_like, symexp, symlog, weighted_pixel_loss
+from .steady import GRUCell, Linear
 
 
 class TwoHot(nn.Module):

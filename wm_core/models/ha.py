@@ -19,19 +19,8 @@ import torch.nn.functional as F
 
 from ..protocol import Batch, Capabilities, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
-from .nn import (
-    ConvDecoder,
-    ConvEncoder,
-    Generators,
-    Linear,
-    LSTMCell,
-    Mlp,
-    multinomial,
-    randn_like,
-    symexp,
-    symlog,
-    weighted_pixel_loss,
-)
+from .nn import ConvDecoder, ConvEncoder, Generators, Mlp, multinomial, randn_like, symexp, symlog, weighted_pixel_loss
+from .steady import Linear, LSTMCell
 
 LOG_2PI = math.log(2 * math.pi)
 # A gate pre-activation that saturates its sigmoid to exactly 0 whatever M's weights add (see `_m_sequence`).

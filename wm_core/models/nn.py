@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .steady import Conv2d, ConvTranspose2d, Linear
+
 
 def _norm(channels: int) -> nn.Module:
     # GroupNorm keeps batch-1 dream steps identical to batched training (BatchNorm would not).
@@ -44,131 +46,6 @@ def seeded_init(seed: int) -> Iterator[None]:
 Generators = torch.Generator | Sequence[torch.Generator] | None
 """Where a dream step draws its randomness: one generator for the whole batch, or one per row of the batch (the
 dreams of several players stepped together, each from its own stream), or the global one (None)."""
-
-
-_ROWS: dict[tuple[str, int], int] = {}
-ROW_STEPS = (1, 2, 4, 8, 16)  # the row multiples `row_multiple` tries
-
-
-def row_multiple(device: torch.device) -> int:
-    """The row count whose multiples make each row of a matrix product on `device` come out bit for bit the same
-    whatever the other rows and their number. Matrix libraries run a block of rows at a time and handle the
-    rows left over in another kernel (a matrix-vector product for one row) that adds up in another order, so a
-    player's dream stepped alone would differ in the last bits from the same dream stepped in a batch. On this
-    project's CPU it is 4 (with one thread or two). Measured once per device type and thread count on a few
-    layer shapes, single outputs (reward heads) included; 1 where no multiple up to 16 does it (then batched
-    and lone steps may differ in the last bits)."""
-    key = (device.type, torch.get_num_threads())
-    if key not in _ROWS:
-        g, shapes, found = torch.Generator().manual_seed(0), ((35, 256), (256, 512), (1024, 64), (256, 1), (512, 3)), 1
-        probes = [(torch.randn(n, k, generator=g), torch.randn(n, generator=g), torch.randn(96, k, generator=g))
-                  for k, n in shapes]  # fmt: skip
-        for q in ROW_STEPS:
-            same = True
-            for w, b, x in probes:
-                w, b, x = w.to(device), b.to(device), x.to(device)
-                full = F.linear(x, w, b)
-                same = same and all(torch.equal(F.linear(x[m : 2 * m], w, b), full[m : 2 * m]) for m in range(q, 49, q))
-            if same:
-                found = q
-                break
-        _ROWS[key] = found
-    return _ROWS[key]
-
-
-def _padded(x: torch.Tensor, rows: int) -> torch.Tensor:
-    """`x` (M, ...) with zero rows appended up to the next multiple of `rows`."""
-    extra = -x.shape[0] % rows
-    return torch.cat([x, x.new_zeros(extra, *x.shape[1:])]) if extra else x
-
-
-class Linear(nn.Linear):
-    """`nn.Linear` whose every output row is what it would be in any other batch: the rows are padded with zero
-    rows to a multiple of `row_multiple` first. A player's batch-1 dream step then gives exactly the frame the
-    same player gets stepped together with others. Same parameters as `nn.Linear`."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-1]
-        m, rows = lead.numel(), row_multiple(x.device)
-        if m % rows == 0:
-            return super().forward(x)
-        return super().forward(_padded(x.reshape(m, x.shape[-1]), rows))[:m].reshape(*lead, -1)
-
-
-class GRUCell(nn.GRUCell):
-    """`nn.GRUCell` with `Linear`'s row padding (batched inputs (B, in) only)."""
-
-    def forward(self, x: torch.Tensor, hx: torch.Tensor | None = None) -> torch.Tensor:
-        m, rows = x.shape[0], row_multiple(x.device)
-        if x.dim() != 2 or m % rows == 0:
-            return super().forward(x, hx)
-        hx = hx if hx is not None else x.new_zeros(m, self.hidden_size)
-        return super().forward(_padded(x, rows), _padded(hx, rows))[:m]
-
-
-class LSTMCell(nn.LSTMCell):
-    """`nn.LSTMCell` with `Linear`'s row padding (batched inputs (B, in) only)."""
-
-    def forward(
-        self, x: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        m, rows = x.shape[0], row_multiple(x.device)
-        if x.dim() != 2 or m % rows == 0:
-            return super().forward(x, hx)
-        h, c = hx if hx is not None else (x.new_zeros(m, self.hidden_size),) * 2
-        h, c = super().forward(_padded(x, rows), (_padded(h, rows), _padded(c, rows)))
-        return h[:m], c[:m]
-
-
-_CONV_BATCH: dict[tuple, int] = {}
-CONV_STEPS = (1, 2, 4, 8)  # the batch multiples `_SteadyConv` tries
-
-
-class _SteadyConv:
-    """For convolutions: each image's output the same whatever else is in the batch. Convolution libraries pick
-    their algorithm by batch size and split a batch between threads, so an image's output could differ in the
-    last bits between a batch of one and a batch of five (measured: 3x3 convolutions on 8x8 and 16x16 maps for a
-    batch of one; transposed convolutions for odd batches with two threads). Once per layer shape, input shape,
-    thread count and autocast state, the layer runs a probe batch of 24 and slices of it of every multiple of 1,
-    2, 4 or 8 images up to 12; the smallest multiple whose slices all match the probe is then used to pad every
-    batch (with zero images) from there on. Where none does, batches run as given."""
-
-    def _multiple(self, x: torch.Tensor) -> int:
-        key = (type(self), tuple(self.weight.shape), self.stride, self.padding, self.dilation, self.groups,
-               self.padding_mode, tuple(x.shape[1:]), x.dtype, x.device.type, torch.get_num_threads(),
-               torch.is_autocast_enabled(x.device.type))  # fmt: skip
-        if key not in _CONV_BATCH:
-            g = torch.Generator().manual_seed(0)
-            probe = torch.randn(24, *x.shape[1:], generator=g).to(x.device, x.dtype)
-            run = super().forward  # type: ignore[misc]  # the plain layer's
-            with torch.no_grad():
-                full = run(probe)
-                steady = [q for q in CONV_STEPS if all(torch.equal(run(probe[m : 2 * m]), full[m : 2 * m])
-                                                      for m in range(q, 13, q))]  # fmt: skip
-            _CONV_BATCH[key] = steady[0] if steady else 1
-        return _CONV_BATCH[key]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
-        q = self._multiple(x) if x.dim() == 4 else 1
-        if n % q == 0:
-            return super().forward(x)  # type: ignore[misc]
-        return super().forward(_padded(x, q))[:n]  # type: ignore[misc]
-
-
-class Conv2d(_SteadyConv, nn.Conv2d):
-    """`nn.Conv2d` whose every image's output is what it would be in any other batch (see `_SteadyConv`). Same
-    parameters."""
-
-
-class ConvTranspose2d(_SteadyConv, nn.ConvTranspose2d):
-    """`nn.ConvTranspose2d` whose every image's output is what it would be in any other batch (see `_SteadyConv`).
-    Same parameters."""
-
-    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        if output_size is not None:
-            return nn.ConvTranspose2d.forward(self, x, output_size)
-        return _SteadyConv.forward(self, x)
 
 
 def randn_like(x: torch.Tensor, generator: Generators = None) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .nn import Linear
+from .steady import Linear
 
 
 def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float) -> list[float]:
