@@ -1,6 +1,6 @@
 """Past one process: data-parallel training under torchrun (gloo on CPU, two processes) gives one valid checkpoint,
 the two ranks hold the same weights after every step, and the run resumes in a single process; `wm agent train`
-refuses torchrun; the GPU script refuses in one line where there is no GPU."""
+refuses torchrun; the GPU script refuses in one line where there is no GPU, and its dry run on the CPU passes."""
 
 from __future__ import annotations
 
@@ -60,3 +60,18 @@ def test_gpu_bench_refuses_without_a_gpu() -> None:
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1 and "no CUDA GPU" in proc.stderr
+
+
+def test_gpu_bench_runs_dry_on_the_cpu() -> None:
+    """The script a GPU machine runs, run here on the CPU and small: the table row and every device path say ok."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_bench.py"
+    args = ["--device", "cpu", "--family", "ha", "--preset", "small", "--checkpoint", "ha-cartpole", "--steps", "2",
+            "--seconds", "1", "--agent-minutes", "0.05"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ha | small |")]
+    assert len(rows) == 1 and rows[0].count("|") == 10
+    for path in ("ha-cartpole: dream on cpu ok", "wm agent train --device cpu ok", "wm agent eval --device cpu ok"):
+        assert path in proc.stdout, path
+    assert "FAILED" not in proc.stdout

@@ -90,18 +90,21 @@ class _SteadyConv:
     """For convolutions: each image's output the same whatever else is in the batch. Convolution libraries pick
     their algorithm by batch size and split a batch between threads, so an image's output could differ in the
     last bits between a batch of one and a batch of five (measured: 3x3 convolutions on 8x8 and 16x16 maps for a
-    batch of one; transposed convolutions for odd batches with two threads). Once per layer shape, input shape,
-    thread count and autocast state, the layer runs a probe batch of 24 and slices of it of every multiple of 1,
-    2, 4 or 8 images up to 12; the smallest multiple whose slices all match the probe is then used to pad every
-    batch (with zero images) from there on. Where none does, batches run as given."""
+    batch of one; transposed convolutions for odd batches with two threads). Once per layer shape, input shape
+    and layout, thread count and autocast state, the layer runs a probe batch of 24 and slices of it of every
+    multiple of 1, 2, 4 or 8 images up to 12; the smallest multiple whose slices all match the probe is then used
+    to pad every batch (with zero images) from there on. Where none does, batches run as given."""
 
     def _multiple(self, x: torch.Tensor) -> int:
+        # The libraries choose kernels by memory layout too (pixels from `to_pixels` arrive channels-last).
+        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
         key = (type(self), tuple(self.weight.shape), self.stride, self.padding, self.dilation, self.groups,
                self.padding_mode, tuple(x.shape[1:]), x.dtype, x.device.type, torch.get_num_threads(),
-               torch.is_autocast_enabled(x.device.type))  # fmt: skip
+               torch.is_autocast_enabled(x.device.type), layout,
+               self.weight.is_contiguous(memory_format=torch.channels_last))  # fmt: skip
         if key not in _CONV_BATCH:
             g = torch.Generator().manual_seed(0)
-            probe = torch.randn(24, *x.shape[1:], generator=g).to(x.device, x.dtype)
+            probe = torch.randn(24, *x.shape[1:], generator=g).to(x.device, x.dtype).contiguous(memory_format=layout)
             run = super().forward  # type: ignore[misc]  # the plain layer's
             with torch.no_grad():
                 full = run(probe)
