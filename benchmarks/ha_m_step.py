@@ -23,18 +23,6 @@ from wm_core.models.ha import VaeMdnRnn  # noqa: E402
 from wm_core.spec import ActionSpec  # noqa: E402
 
 
-def stepwise(model: VaeMdnRnn, zs: torch.Tensor, act: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
-    """One LSTMCell step per frame, state zeroed where an episode starts."""
-    state, hs = model.initial(zs.shape[0]), []
-    for t in range(zs.shape[1]):
-        keep = (~first[:, t]).float().unsqueeze(-1)
-        state = {k: v * keep for k, v in state.items()}
-        h, c = model._step(state, act[:, t])
-        state = {"h": h, "c": c, "z": zs[:, t]}
-        hs.append(h)
-    return torch.stack(hs, 1)
-
-
 def median_ms(fn, model: VaeMdnRnn, zs: torch.Tensor, act: torch.Tensor, first: torch.Tensor, repeats: int) -> float:
     """Median wall milliseconds of forward + backward (three warm-up calls not counted)."""
     times = []
@@ -68,7 +56,7 @@ def main() -> None:
             first[:, 0] = True
             if label == "one per row":
                 first[torch.arange(B), torch.randint(1, T, (B,))] = True
-            ref = median_ms(stepwise, model, zs, act, first, args.repeats)
+            ref = median_ms(VaeMdnRnn._m_stepwise, model, zs, act, first, args.repeats)
             fused = median_ms(VaeMdnRnn._m_sequence, model, zs, act, first, args.repeats)
             print(f"| {preset} | {B}x{T} | {c.hidden} | {label} | {ref:.1f} | {fused:.1f} | {ref / fused:.2f}x |",
                   flush=True)  # fmt: skip

@@ -9,18 +9,6 @@ from wm_core.models.ha import VaeMdnRnn
 from wm_core.spec import ActionSpec
 
 
-def stepwise(model: VaeMdnRnn, zs: torch.Tensor, act: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
-    """The reference: one LSTMCell step per frame, state zeroed where an episode starts."""
-    state, hs = model.initial(zs.shape[0]), []
-    for t in range(zs.shape[1]):
-        keep = (~first[:, t]).float().unsqueeze(-1)
-        state = {k: v * keep for k, v in state.items()}
-        h, c = model._step(state, act[:, t])
-        state = {"h": h, "c": c, "z": zs[:, t]}
-        hs.append(h)
-    return torch.stack(hs, 1)
-
-
 def test_fused_sequence_equals_stepwise_with_episode_starts_inside() -> None:
     torch.manual_seed(0)
     spec = ActionSpec("discrete", 3, names=("a", "b", "c"))
@@ -33,7 +21,7 @@ def test_fused_sequence_equals_stepwise_with_episode_starts_inside() -> None:
     first[2, 1] = first[4, 5] = first[4, 6] = first[4, 10] = True  # at t=1, back to back, three in one row
     zs.requires_grad_(True)
     fused = model._m_sequence(zs, act, first)
-    reference = stepwise(model, zs, act, first)
+    reference = model._m_stepwise(zs, act, first)
     assert fused.shape == (B, T, 16)
     torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
     (g_fused,) = torch.autograd.grad(fused.square().sum(), model.rnn.weight_hh, retain_graph=True)
@@ -47,7 +35,7 @@ def test_fused_sequence_equals_stepwise_with_episode_starts_inside() -> None:
 class StepwiseHa(VaeMdnRnn):
     """`ha` with the reference stepwise M, for comparing whole losses."""
 
-    _m_sequence = stepwise
+    _m_sequence = VaeMdnRnn._m_stepwise
 
 
 def test_fused_loss_equals_stepwise_loss() -> None:

@@ -120,6 +120,18 @@ class VaeMdnRnn(WorldModel):
     def _step(self, state: State, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.rnn(torch.cat([state["z"], action], dim=-1), (state["h"], state["c"]))
 
+    def _m_stepwise(self, zs: torch.Tensor, act: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+        """What `_m_sequence` computes, one `LSTMCell` step per frame with the state zeroed where an episode starts:
+        its reference (tests/test_ha_sequence.py) and the baseline of benchmarks/ha_m_step.py."""
+        state, hs = self.initial(zs.shape[0]), []
+        for t in range(zs.shape[1]):
+            keep = (~first[:, t]).float().unsqueeze(-1)
+            state = {k: v * keep for k, v in state.items()}
+            h, c = self._step(state, act[:, t])
+            state = {"h": h, "c": c, "z": zs[:, t]}
+            hs.append(h)
+        return torch.stack(hs, 1)
+
     def _m_sequence(self, zs: torch.Tensor, act: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
         """M's hidden states (B, T, hidden) over whole training sequences: the step `_step` takes, run by torch's
         fused LSTM kernel over all frames in one call instead of T Python steps.
