@@ -3,7 +3,7 @@
     python scripts/screenshots.py [--checkpoint-dir checkpoints] [--out docs/screenshots]
 
 play.png: the first checkpoint started with the real env in lockstep, while a key is held.
-compare.png: the Compare tab with the default CartPole checkpoints beside the real env, a key held,
+compare.png: the Compare tab with two shipped CartPole checkpoints beside the real env, keys tapped,
     then "Dream from here" (filmstrip and divergence plot below the live panels).
 inspect.png: the Inspect tab after evaluating the first checkpoint on 20 held-out episodes (card, files,
     open-loop grid); inspect-deeper.png: its counterfactual and state-probe figures.
@@ -50,9 +50,16 @@ def scroll_to(page, selector: str) -> None:
     page.locator(selector).evaluate("e => window.scrollTo(0, e.getBoundingClientRect().top + scrollY - 16)")
 
 
+COMPARED = ("dreamer-cartpole", "ha-cartpole")
+
+
 def shoot_compare(page, out: Path) -> Path:
-    """Start Compare on its default picks, hold keys for a while, dream from here, shoot."""
+    """Start Compare on two shipped CartPole checkpoints, tap keys for a while, dream from here, shoot."""
     page.get_by_role("tab", name="Compare").click()
+    page.locator("#wm-cmp-runs .remove-all").click()  # the default picks are the first env's; take two CartPoles
+    for run in COMPARED:
+        page.get_by_label("Runs to compare (up to 4, one env)").click()
+        page.get_by_role("option", name=f"{run} (shipped)").click()
     page.click("#wm-cmp-start")
     page.locator("#wm-compare .wm-status").filter(has_text="Hold a key").wait_for(timeout=30_000)
     for _ in range(5):  # a random start can leave the pole too little room for the taps: then reset, retry
@@ -95,9 +102,7 @@ def shoot_train(page, out: Path, timeout_s: float) -> Path:
     """Train the default family and env with preset tiny; shoot the tab once the run is done."""
     page.get_by_role("tab", name="Train").click()
     page.locator("#wm-preset label:has-text('tiny')").click()
-    # Leave steps and episodes blank (= preset): the fields render an initial 0 that the app rejects.
-    page.locator("#wm-steps :is(input, textarea)").fill("")
-    page.locator("#wm-episodes input").fill("")
+    # Steps and frames stay blank: the preset's steps, the env's default frames.
     page.click("#wm-train-start")
     message = page.locator("#wm-train-message")
     message.filter(has_text="done").or_(message.filter(has_text="failed")).wait_for(timeout=1000 * timeout_s)
