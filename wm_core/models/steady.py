@@ -4,6 +4,8 @@ bit: a player's dream stepped alone then gives exactly what it gives stepped tog
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,20 +24,27 @@ def row_multiple(device: torch.device) -> int:
     and lone steps may differ in the last bits)."""
     key = (device.type, torch.get_num_threads())
     if key not in _ROWS:
-        g, shapes, found = torch.Generator().manual_seed(0), ((35, 256), (256, 512), (1024, 64), (256, 1), (512, 3)), 1
-        probes = [(torch.randn(n, k, generator=g), torch.randn(n, generator=g), torch.randn(96, k, generator=g))
-                  for k, n in shapes]  # fmt: skip
-        for q in ROW_STEPS:
-            same = True
-            for w, b, x in probes:
-                w, b, x = w.to(device), b.to(device), x.to(device)
-                full = F.linear(x, w, b)
-                same = same and all(torch.equal(F.linear(x[m : 2 * m], w, b), full[m : 2 * m]) for m in range(q, 49, q))
-            if same:
-                found = q
-                break
-        _ROWS[key] = found
+        g, found = torch.Generator().manual_seed(0), []
+        for k, n in ((35, 256), (256, 512), (1024, 64), (256, 1), (512, 3)):
+            w, b, x = (torch.randn(*shape, generator=g).to(device) for shape in ((n, k), (n,), (96, k)))
+            found.append(_steady_multiple(lambda rows, w=w, b=b: F.linear(rows, w, b), x, ROW_STEPS))
+        # a multiple of a shape's steady count is steady for it too (the counts double): the largest serves all
+        _ROWS[key] = 1 if None in found else max(found)
     return _ROWS[key]
+
+
+def _steady_multiple(
+    run: Callable[[torch.Tensor], torch.Tensor], probe: torch.Tensor, steps: tuple[int, ...]
+) -> int | None:
+    """The first of `steps` whose every multiple, up to half of `probe`'s rows, gives slices of `probe` exactly
+    the rows `run` gives them inside the whole probe; None where none does."""
+    with torch.no_grad():
+        full = run(probe)
+        half = probe.shape[0] // 2
+        for q in steps:
+            if all(torch.equal(run(probe[m : 2 * m]), full[m : 2 * m]) for m in range(q, half + 1, q)):
+                return q
+    return None
 
 
 def _padded(x: torch.Tensor, rows: int) -> torch.Tensor:
@@ -105,12 +114,7 @@ class _SteadyConv:
         if key not in _CONV_BATCH:
             g = torch.Generator().manual_seed(0)
             probe = torch.randn(24, *x.shape[1:], generator=g).to(x.device, x.dtype).contiguous(memory_format=layout)
-            run = super().forward  # type: ignore[misc]  # the plain layer's
-            with torch.no_grad():
-                full = run(probe)
-                steady = [q for q in CONV_STEPS if all(torch.equal(run(probe[m : 2 * m]), full[m : 2 * m])
-                                                      for m in range(q, 13, q))]  # fmt: skip
-            _CONV_BATCH[key] = steady[0] if steady else 1
+            _CONV_BATCH[key] = _steady_multiple(super().forward, probe, CONV_STEPS) or 1  # type: ignore[misc]
         return _CONV_BATCH[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
