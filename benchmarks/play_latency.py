@@ -51,6 +51,7 @@ def launch_app(checkpoint_dir: Path | str, runs_dir: Path | str):
     """Build the app and serve it from this process on a free local port; returns (demo, url)."""
     from playground import build_demo, launch
 
+    checkpoint_dir = Path(checkpoint_dir).resolve()  # the app lists (and accepts) the runs by absolute path
     if not any(Path(checkpoint_dir).glob("*/checkpoint.json")):
         sys.exit(f"no checkpoints in {checkpoint_dir}: pass --checkpoint-dir DIR (runs in DIR/*/) or --url")
     demo = build_demo(checkpoint_dir, runs_dir)

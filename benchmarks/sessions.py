@@ -33,7 +33,9 @@ def rss_mb() -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--run", default=str(ROOT / "checkpoints" / "dreamer-cartpole"))
+    p.add_argument(
+        "--run", type=lambda run: str(Path(run).resolve()), default=str(ROOT / "checkpoints" / "dreamer-cartpole")
+    )
     p.add_argument("--sessions", type=int, default=50)
     p.add_argument("--steps", type=int, default=20, help="dream steps per session")
     p.add_argument("--rounds", type=int, default=2, help="start-and-drop rounds (memory should not grow)")

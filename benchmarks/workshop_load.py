@@ -184,8 +184,11 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=30.0, help="measured seconds per room size")
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument(
-        "--checkpoints", nargs="+", default=[str(ROOT / "checkpoints" / n) for n in ("ha-cartpole", "dreamer-pong")]
-    )  # noqa: E501
+        "--checkpoints",
+        nargs="+",
+        type=lambda run: str(Path(run).resolve()),  # the app lists absolute paths
+        default=[str(ROOT / "checkpoints" / n) for n in ("ha-cartpole", "dreamer-pong")],
+    )
     p.add_argument("--batch-ms", type=float, default=3.0, help="the app's --batch-ms (0: every dream steps alone)")
     p.add_argument("--compare-batching", action="store_true", help="each room size with --batch-ms 0, then batched")
     p.add_argument("--workshop", action="store_true", help="workshop mode: participants sign in as p01, p02, ...")
@@ -198,6 +201,7 @@ def main() -> None:
         "| players | batch ms | frames/s mean | slowest | key→frame p50 ms | p95 ms | errors | ticks | server RSS MiB |"
     )
     print(head if args.markdown else head.replace("|", " ").strip())
+    failed = False
     if args.markdown:
         print("|" + "---|" * 9)
     for batch in [0.0, args.batch_ms] if args.compare_batching else [args.batch_ms]:
@@ -211,6 +215,7 @@ def main() -> None:
                 print(row if args.markdown else row.replace("|", " ").strip(), flush=True)
                 for f in r["failures"]:
                     print(f"   failed to start: {f}")
+                failed = failed or bool(r["failures"])
             if args.leave_seconds:
                 time.sleep(args.leave_seconds)  # everyone left: their sessions go silent and are released
                 print(
@@ -219,6 +224,8 @@ def main() -> None:
                 )
         finally:
             server.close()
+    if failed:
+        sys.exit("some participants failed to start (see above)")
 
 
 if __name__ == "__main__":

@@ -30,4 +30,4 @@ if [ "${1:-}" = "--test" ] && [ ! -x /usr/bin/chromium ]; then
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
 fi
-echo "install: done"
+echo "install: done in ${SECONDS} s"
