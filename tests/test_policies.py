@@ -199,3 +199,18 @@ def test_unknown_policies_raise_naming_the_choices(tmp_path: Path) -> None:
     fallback = make_policy("scripted", "LunarLander-v3", ActionSpec("discrete", 4), 2, rng)
     assert isinstance(fallback, RandomPolicy) and fallback.name == "random"  # recorded honestly as random
     assert isinstance(make_policy("scripted", "CartPole-v1", spec, 2, rng), ScriptedPolicy)
+
+
+def test_a_trained_agent_collects_as_a_policy_object(tmp_path: Path) -> None:
+    """`--policy RUN`: the command line turns a run with an agent into a policy object (the data layer knows
+    only the named policies), which collects episodes recorded under the agent's name."""
+    from wm_core.agents.policy import AgentPolicy, data_policy
+
+    run = Path(__file__).resolve().parent.parent / "checkpoints" / "dreamer-cartpole-agent"
+    assert data_policy("scripted", "CartPole-v1") == "scripted"
+    policy = data_policy(str(run), "CartPole-v1")
+    assert isinstance(policy, AgentPolicy)
+    store = collect("CartPole-v1", 2, tmp_path / "s", policy=policy, seed=0, num_envs=2, max_steps=12)
+    assert store.policies() == {"agent dreamer-cartpole-agent": store.num_frames}
+    with pytest.raises(ValueError, match="plays CartPole-v1, not Pendulum-v1"):
+        data_policy(str(run), "Pendulum-v1")

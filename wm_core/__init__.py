@@ -39,7 +39,7 @@ _WHERE = {
     "TrainReport": "train",
     "Trainer": "train",
     "WorldModel": "protocol",
-    "cached_model": "interactive.session",
+    "cached_model": "model_cache",
     "card_figures": "evaluation.figures",
     "check_train_config": "run_checks",
     "collect": "data",
@@ -65,7 +65,7 @@ _WHERE = {
     "save_checkpoint": "checkpoint",
     "train_run": "train",
     "write_report": "evaluation.report",
-    "write_video": "interactive.recording",
+    "write_video": "interactive.video",
 }
 __all__ = sorted(_WHERE)
 
@@ -97,9 +97,11 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from .evaluation.report import Report, evaluate_checkpoint, write_report  # noqa: F401
     from .interactive.batcher import StepBatcher  # noqa: F401
     from .interactive.futures import Futures, compare_problem  # noqa: F401
-    from .interactive.recording import record_dream, write_video  # noqa: F401
-    from .interactive.session import Panel, Session, SessionFrame, cached_model  # noqa: F401
+    from .interactive.recording import record_dream  # noqa: F401
+    from .interactive.session import Panel, Session, SessionFrame  # noqa: F401
+    from .interactive.video import write_video  # noqa: F401
     from .memory import return_freed_memory  # noqa: F401
+    from .model_cache import cached_model  # noqa: F401
     from .protocol import Searchable, TrainConfig, WorldModel, field_doc  # noqa: F401
     from .registry import FAMILIES, PRESET_NAMES, get_family  # noqa: F401
     from .run_checks import check_train_config  # noqa: F401

@@ -71,6 +71,7 @@ class _CollectBar:
 
 def cmd_collect(args: argparse.Namespace) -> None:
     """Collect episodes with a data policy into an episode store."""
+    from .agents.policy import data_policy
     from .data import collect
 
     if (args.episodes is None) == (args.frames is None):
@@ -84,7 +85,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
             frames=args.frames,
             split=args.split,
             seed=args.seed,
-            policy=args.policy,
+            policy=data_policy(args.policy, args.env),
             max_steps=args.max_steps,
             num_envs=args.num_envs,
             progress=None if args.quiet else bar.update,
@@ -105,6 +106,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     The first Ctrl-C stops training at the next step and saves a resumable checkpoint; a second one
     interrupts at once."""
     from . import distributed
+    from .agents.policy import data_policy
     from .train import cpu_seconds, peak_rss_mb, train_run
 
     stop = threading.Event()
@@ -130,7 +132,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             bf16=args.bf16,
             slim=args.slim,
             seed=args.seed,
-            policy=args.policy,
+            policy=data_policy(args.policy, args.env),
             on_event=lambda e: collect_bar.show(e, args.quiet),
             progress=not args.quiet,
             should_stop=stop.is_set,

@@ -25,7 +25,7 @@ def collect_for_run(
     env_id: str,
     data: Path,
     config: Any,
-    policy: str,
+    policy: str | Any,
     seed: int,
     say: Callable[[str], None],
     on_collect: Callable[[int, int], None] | None,
@@ -41,7 +41,7 @@ def collect_for_run(
         return store
     unit = "episodes" if episodes else "frames"
     say(
-        f"collecting {want - have} {unit} of {env_id} with the {policy} policy"
+        f"collecting {want - have} {unit} of {env_id} with the {getattr(policy, 'name', policy)} policy"
         + (f" ({have} already here)" if have else "")
     )
     rest = (want - have, None) if episodes else (None, want - have)
@@ -52,7 +52,7 @@ def collect_for_run(
 
 
 def open_run_data(
-    s: Any, policy: str, seed: int, say: Callable[[str], None], collected: Callable[[int, int], None],
+    s: Any, policy: str | Any, seed: int, say: Callable[[str], None], collected: Callable[[int, int], None],
     should_stop: Callable[[], bool] | None,
 ) -> EpisodeStore:  # fmt: skip
     """The run's episode store (`s` is the run's start: its data, run folder, env and config): the given one, or

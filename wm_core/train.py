@@ -257,7 +257,7 @@ def train_run(
     bf16: bool = False,
     slim: bool = False,
     seed: int = 0,
-    policy: str = "scripted",
+    policy: str | Any = "scripted",
     cache_mb: float = 1024.0,
     command: str = "",
     on_event: EventCallback | None = None,
@@ -269,7 +269,8 @@ def train_run(
     """Collect data if needed, build (or resume) a model, train it, save it; returns (run dir, report).
 
     `slim` saves weights without optimizer state (a third the size; resuming restarts Adam's moments).
-    Without `data`, the run collects into RUN/data with `policy` (see `collect_for_run`); training samples
+    Without `data`, the run collects into RUN/data with `policy` (a name, or a policy object such as a trained
+    agent's, `wm_core.agents.policy.data_policy`; see `collect_for_run`); training samples
     through a replay buffer of at most `cache_mb` MiB of frames, so memory stays bounded whatever the data.
     With `resume`, family, env, config and data come from that checkpoint and training continues to
     `overrides["steps"]` (default: the config's steps) with the saved optimizer state; overrides other than

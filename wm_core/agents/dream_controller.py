@@ -29,10 +29,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from ..checkpoint_checks import check_finite, weight_path
+from ..data.collect import real_context
 from ..data.envs import make_env
 from ..dream import Dream
 from ..errors import CheckpointError
 from ..files import atomic_write_bytes, atomic_write_json, read_json_file
+from ..model_cache import cached_model
 from ..protocol import WorldModel
 from ..spec import FramePipeline
 from .planning import plan_episode
@@ -102,8 +104,6 @@ def check_config(cfg: ControllerConfig) -> None:
 
 def controller_model(run: Path | str) -> tuple[WorldModel, dict[str, Any]]:
     """RUN's model (loaded once per file version) and metadata; a CheckpointError for a family without a latent."""
-    from ..interactive.session import cached_model
-
     model, meta = cached_model(str(run))
     if not model.capabilities.latent:
         raise CheckpointError(f"{meta['family']} has no latent for a controller to read: use an ha or dreamer run")
@@ -112,8 +112,6 @@ def controller_model(run: Path | str) -> tuple[WorldModel, dict[str, Any]]:
 
 def real_contexts(model: WorldModel, meta: dict[str, Any], count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """`count` real contexts (frames (count, T, S, S, 3), actions) from random play, the dreams' starts."""
-    from ..interactive.session import real_context
-
     env = make_env(meta["env_id"], FramePipeline.from_json(meta["pipeline"]))
     try:
         rng = np.random.default_rng(seed)

@@ -1,20 +1,23 @@
 """Collecting episodes from gymnasium envs into a store, with a data policy (`wm_core.data.policies`): by
-episodes, or by a frame budget (the episodes still running when it is reached are kept as truncated)."""
+episodes, or by a frame budget (the episodes still running when it is reached are kept as truncated); and the
+few real frames of random play that a dream starts from (`real_context`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from ..errors import DataError
-from ..spec import FramePipeline
+from ..spec import ActionSpec, FramePipeline
 from .store import HELDOUT_SEED_BASE, TRAIN_SEED_BASE, EpisodeStore, Step, _episode
 
 if TYPE_CHECKING:
     import gymnasium
+
+    from .envs import PixelEnv
 
 Policy = Callable[[np.ndarray], np.ndarray]  # (num_envs, H, W, 3) uint8 frames -> raw actions
 
@@ -55,8 +58,8 @@ def collect(
     """Roll out `episodes` episodes of `env_id` (or, with `frames`, until that many frames are stored) into a
     store at `out` (or append to `store`; its split wins).
 
-    `policy` is 'random', 'scripted', a run directory with a trained agent (see `wm_core.data.policies`), a
-    policy object, or a callable from frames to raw actions. Env i is reset once with seed+i, then
+    `policy` is 'random', 'scripted' (see `wm_core.data.policies`), a policy object (a trained agent's:
+    `wm_core.agents.policy`), or a callable from frames to raw actions. Env i is reset once with seed+i, then
     auto-resets; `seed` defaults to the split's base, or to just past the seeds the store already holds.
     `max_steps` truncates long episodes. With a frame budget, the episodes still running when it is reached
     are stored as truncated, so the store holds the budget. `progress(frames seen, episodes stored)` is
@@ -165,3 +168,36 @@ def _rollout(
         restarting = terminated | truncated
         if progress:
             progress(frames, stored)
+
+
+class RealContext(NamedTuple):
+    """The first frames of a real episode: frames (T, H, W, 3), raw actions (T, ...) with "none" before the
+    first frame, rewards on arrival (T,), true states (T, k) or None, and the env's reset seed."""
+
+    frames: np.ndarray
+    acts: np.ndarray
+    seed: int
+    rewards: np.ndarray
+    states: np.ndarray | None
+
+
+def real_context(env: PixelEnv, spec: ActionSpec, rng: np.random.Generator, context: int) -> RealContext:
+    """Reset `env` with a seed drawn from `rng` and take random actions until it has shown `context` frames;
+    retry if the episode ends early (so the real state can be replayed from the seed and actions)."""
+    for _ in range(20):
+        seed = int(rng.integers(2**31))
+        frame, info = env.reset(seed=seed)
+        frames, acts, rewards, states, ended = [frame], [spec.zeros()], [0.0], [info.get("state")], False
+        while len(frames) < context and not ended:
+            a = spec.sample(rng)
+            frame, r, term, trunc, info = env.step(a)
+            frames.append(frame)
+            acts.append(np.asarray(a, dtype=spec.zeros().dtype))
+            rewards.append(float(r))
+            states.append(info.get("state"))
+            ended = term or trunc
+        if not ended:
+            known = all(x is not None for x in states)
+            return RealContext(np.stack(frames), np.stack(acts), seed, np.asarray(rewards, np.float32),
+                               np.stack(states) if known else None)  # fmt: skip
+    raise RuntimeError(f"{env.entry.env_id} keeps ending within {context} random steps")

@@ -10,13 +10,13 @@ still frames.
 
 A policy is called once per vector-env step with the current frames and the envs themselves and returns one
 raw action per env; `reset(i)` is called when env i starts an episode; `name` is recorded with every episode.
+A trained agent is a policy too (`wm_core.agents.policy.AgentPolicy`); it comes to `collect` as an object.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -195,50 +195,11 @@ class ScriptedPolicy:
         return actions
 
 
-class AgentPolicy:
-    """A trained agent (`wm agent train RUN`) acting from its world model's filtered state, exploring."""
-
-    def __init__(self, run: Path | str, env_id: str, num_envs: int) -> None:
-        from ..agents.agent import load_agent
-        from ..checkpoint import load_checkpoint
-
-        self.model, meta = load_checkpoint(run)
-        if meta["env_id"] != env_id:
-            raise ValueError(f"the agent in {run} plays {meta['env_id']}, not {env_id}")
-        agent, _ = load_agent(Path(run), self.model)
-        self.choose = agent.chooser(self.model, True)
-        self.name = f"agent {Path(run).name}"
-        self.states = [self.model.initial(1) for _ in range(num_envs)]
-        self.prev: list[Any] = [None] * num_envs  # None: the next frame starts an episode
-
-    def reset(self, i: int) -> None:
-        """Env i starts an episode: forget its state."""
-        self.states[i], self.prev[i] = self.model.initial(1), None
-
-    def __call__(self, frames: np.ndarray, envs: Sequence[Any]) -> list[Any]:
-        """Observe each env's frame with the action that led to it, then let the agent choose."""
-        import torch
-
-        out = []
-        with torch.inference_mode():
-            for i, frame in enumerate(frames):
-                spec = self.model.action_spec
-                prev = self.prev[i]
-                vec = torch.zeros(1, spec.dim) if prev is None else spec.encode(np.asarray(prev)[None])
-                self.states[i] = self.model.observe(self.states[i], torch.as_tensor(frame[None]), vec)
-                action, _ = self.choose(self.states[i])
-                self.prev[i] = action
-                out.append(action)
-        return out
-
-
 def make_policy(policy: str, env_id: str, spec: ActionSpec, num_envs: int, rng: np.random.Generator) -> Any:
-    """'random', 'scripted' (falls back to random for envs without a script) or a run directory holding an
-    agent: the policy object `collect` steps."""
+    """The policy object `collect` steps for a policy named 'random' or 'scripted' (falls back to random for
+    envs without a script). A trained agent comes as an object (`wm_core.agents.policy`), never by name here."""
     if policy == "random":
         return RandomPolicy(spec, num_envs, rng)
     if policy == "scripted":
         return ScriptedPolicy(env_id, spec, num_envs, rng) if env_id in SCRIPTED else RandomPolicy(spec, num_envs, rng)
-    if (Path(policy) / "agent.json").is_file():
-        return AgentPolicy(policy, env_id, num_envs)
     raise ValueError(f"unknown policy {policy!r}: use random, scripted, or a run directory with a trained agent")

@@ -19,75 +19,27 @@ The rules, chosen so that every number compares like with like:
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..checkpoint import check_env, load_checkpoint, read_meta
+from ..checkpoint import check_env, read_meta
 from ..data import EpisodeRecorder, EpisodeStore
-from ..data.envs import PixelEnv, env_entry, make_env
+from ..data.collect import real_context
+from ..data.envs import env_entry, make_env
 from ..data.keys import KeyController, Keymap
 from ..dream import Dream
+from ..model_cache import cached_model
 from ..protocol import WorldModel
-from ..spec import ActionSpec, FramePipeline
+from ..spec import FramePipeline
 from .driver import load_driver
 from .futures import compare_problem, frame_divergence, run_label
-from .recording import Recorder
-
-_MODELS: OrderedDict[str, tuple[WorldModel, dict[str, Any]]] = OrderedDict()
-_MODELS_LOCK = threading.Lock()
-
-
-def cached_model(run: Path | str, device: str = "cpu") -> tuple[WorldModel, dict[str, Any]]:
-    """Load a checkpoint once per (path, file version); sessions share the read-only model."""
-    meta = read_meta(run)
-    key = f"{meta['_dir']}|{meta['weights']['sha256']}|{device}"
-    with _MODELS_LOCK:
-        if key not in _MODELS:
-            _MODELS[key] = load_checkpoint(run, device)
-            while len(_MODELS) > 8:
-                _MODELS.popitem(last=False)
-        _MODELS.move_to_end(key)
-        return _MODELS[key]
-
-
-class RealContext(NamedTuple):
-    """The first frames of a real episode: frames (T, H, W, 3), raw actions (T, ...) with "none" before the
-    first frame, rewards on arrival (T,), true states (T, k) or None, and the env's reset seed."""
-
-    frames: np.ndarray
-    acts: np.ndarray
-    seed: int
-    rewards: np.ndarray
-    states: np.ndarray | None
-
-
-def real_context(env: PixelEnv, spec: ActionSpec, rng: np.random.Generator, context: int) -> RealContext:
-    """Reset `env` with a seed drawn from `rng` and take random actions until it has shown `context` frames;
-    retry if the episode ends early (so the real state can be replayed from the seed and actions)."""
-    for _ in range(20):
-        seed = int(rng.integers(2**31))
-        frame, info = env.reset(seed=seed)
-        frames, acts, rewards, states, ended = [frame], [spec.zeros()], [0.0], [info.get("state")], False
-        while len(frames) < context and not ended:
-            a = spec.sample(rng)
-            frame, r, term, trunc, info = env.step(a)
-            frames.append(frame)
-            acts.append(np.asarray(a, dtype=spec.zeros().dtype))
-            rewards.append(float(r))
-            states.append(info.get("state"))
-            ended = term or trunc
-        if not ended:
-            known = all(x is not None for x in states)
-            return RealContext(np.stack(frames), np.stack(acts), seed, np.asarray(rewards, np.float32),
-                               np.stack(states) if known else None)  # fmt: skip
-    raise RuntimeError(f"{env.entry.env_id} keeps ending within {context} random steps")
+from .video import Recorder
 
 
 @dataclass
