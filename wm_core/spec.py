@@ -115,6 +115,10 @@ class FramePipeline:
     action_repeat: int = 1
     env_kwargs: dict = field(default_factory=dict)
     reset_noops: int = 0  # raw env steps with the "no action" action after each reset (CarRacing's zoom-in)
+    max_last_two: bool = False
+    """The frame is the pixel-wise max of the last two raw frames of the action repeat: Atari draws some
+    objects only on alternate frames, and the max keeps them (Mnih et al. 2015, "Human-level control through
+    deep reinforcement learning"; DIAMOND, IRIS and DreamerV3 do the same)."""
 
     def to_json(self) -> dict:
         """JSON-ready dict."""

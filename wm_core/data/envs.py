@@ -46,6 +46,17 @@ class EnvEntry:
     heldout_steps: int = 200  # `wm eval` cuts held-out episodes here: the card needs 5 + 50 frames of each
 
 
+def _atari(reset_steps: int) -> dict[str, Any]:
+    """Deterministic Atari frames: no sticky actions (ALE v5 replaces a quarter of key presses with the previous
+    one), our own skip of 4 with the max of the last two frames, and `reset_steps` skipped steps of no-ops."""
+    return {
+        "env_kwargs": {"frameskip": 1, "repeat_action_probability": 0.0},
+        "action_repeat": 4,
+        "max_last_two": True,
+        "reset_noops": 4 * reset_steps,
+    }
+
+
 B = KeyBinding
 # Crops are (top, bottom, left, right) in source pixels. Thickening widths were chosen from PNG strips:
 # CartPole's 10-px pole needs 15 to stay >= 2 columns wide after the 9x horizontal squeeze.
@@ -97,8 +108,8 @@ CATALOG: dict[str, EnvEntry] = {
         EnvEntry(
             "ALE/Pong-v5",
             "Move the right (green) paddle up/down; observation cropped to the field, ball thickened, starting "
-            "as the first ball is served.",
-            FramePipeline(source="obs", crop=(34, 194, 0, 160), thicken=4, thicken_mode="light", reset_noops=15),
+            "as the first ball is served; deterministic (no sticky keys), skip 4 with the max of the last two.",
+            FramePipeline(source="obs", crop=(34, 194, 0, 160), thicken=4, thicken_mode="light", **_atari(15)),
             Keymap(
                 (B("ArrowUp", "up", 2), B("ArrowDown", "down", 3), B(" ", "fire", 1))
                 + (B("ArrowUp+ ", "up + fire", 4), B("ArrowDown+ ", "down + fire", 5)),
@@ -110,8 +121,9 @@ CATALOG: dict[str, EnvEntry] = {
         ),
         EnvEntry(
             "ALE/Breakout-v5",
-            "Move the paddle left/right, Space launches the ball; observation cropped inside the walls.",
-            FramePipeline(source="obs", crop=(32, 196, 8, 152), thicken=3, thicken_mode="light"),
+            "Move the paddle left/right, Space launches the ball; observation cropped inside the walls; "
+            "deterministic (no sticky keys), skip 4 with the max of the last two.",
+            FramePipeline(source="obs", crop=(32, 196, 8, 152), thicken=3, thicken_mode="light", **_atari(0)),
             Keymap((B("ArrowLeft", "left", 3), B("ArrowRight", "right", 2), B(" ", "fire", 1)), idle_action=0),
             requires="ale_py",
             extra="atari",
@@ -253,6 +265,7 @@ class PixelEnv(gymnasium.Wrapper):
         space, entry_point = env.observation_space, str(getattr(env.spec, "entry_point", ""))
         self._has_state = "classic_control" in entry_point and isinstance(space, Box) and len(space.shape) == 1
         self._obs: object = None
+        self._prev_obs: object = None  # the raw frame before `_obs` within one action repeat (max_last_two)
 
     def _info(self, obs: object, info: dict) -> dict:
         self._obs = obs
@@ -263,12 +276,22 @@ class PixelEnv(gymnasium.Wrapper):
         image = self._obs if self.pipeline.source == "obs" else self.env.render()
         if not isinstance(image, np.ndarray) or image.ndim != 3:
             raise EnvError(f"{self.entry.env_id} gave no RGB image from its {self.pipeline.source}")
+        if self.pipeline.max_last_two and isinstance(self._prev_obs, np.ndarray):
+            image = np.maximum(image, self._prev_obs)
         return process_frame(image, self.pipeline)
+
+    def _raw(self, obs: object) -> object:
+        """The raw frame a max over the last two needs (None when the pipeline takes no max)."""
+        if not self.pipeline.max_last_two:
+            return None
+        return obs if self.pipeline.source == "obs" else self.env.render()
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         """Reset the env; returns (frame, info)."""
         obs, info = self.env.reset(seed=seed, options=options)
+        self._prev_obs = None
         for _ in range(self.pipeline.reset_noops):
+            self._prev_obs = self._raw(obs)
             obs, _, terminated, truncated, info = self.env.step(self.action_spec.to_env(self.action_spec.zeros()))
             if terminated or truncated:
                 raise EnvError(f"{self.entry.env_id} ended during its {self.pipeline.reset_noops} reset no-ops")
@@ -279,7 +302,9 @@ class PixelEnv(gymnasium.Wrapper):
         """Repeat `action` `pipeline.action_repeat` times (stopping at episode end), summing rewards."""
         a = self.action_spec.to_env(action)
         total, terminated, truncated = 0.0, False, False
+        obs = self._obs
         for _ in range(max(1, self.pipeline.action_repeat)):
+            self._prev_obs = self._raw(obs)
             obs, reward, terminated, truncated, info = self.env.step(a)
             total += float(reward)
             if terminated or truncated:
