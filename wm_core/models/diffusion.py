@@ -39,7 +39,7 @@ from torch import nn
 
 from ..protocol import Batch, Capabilities, State, TrainConfig, WorldModel
 from ..spec import ActionSpec
-from .nn import ConvEncoder, Generators, Mlp, previous_in_episode, randn_like, symexp, symlog
+from .nn import ConvEncoder, Generators, Mlp, pixel_weights, previous_in_episode, randn_like, symexp, symlog
 from .steady import Linear
 from .unet import FourierFeatures, UNet, karras_sigmas
 
@@ -90,6 +90,9 @@ class DiffusionConfig(TrainConfig):
     fg_weight: float = 4.0
     """Extra loss weight on pixels that differ from the previous frame or the dataset mean frame (the moving
     objects): most of a frame repeats the one before, and a plain loss spends its capacity there."""
+    moving_share: float = 0.0
+    """When > 0, the share of each frame's loss that its moving pixels carry (instead of `fg_weight`): 0.5 gives
+    a 2-pixel ball as much say as the whole background."""
     reward_weight: float = 1.0
     """Weight of the symlog reward regression."""
     done_weight: float = 1.0
@@ -326,7 +329,7 @@ class PixelDiffusion(WorldModel):
         weight = (s**2 + sd**2) / (s * sd) ** 2  # EDM's lambda(sigma): unit-variance training target for F
         prev = ctx[:, -1]
         moving = ((target - prev).abs().amax(1, keepdim=True) > 0.02) | (self.foreground(target) > 0)
-        pix_w = 1.0 + c.fg_weight * moving.float()
+        pix_w = pixel_weights(moving, c.fg_weight, c.moving_share)
         diff_loss = (weight * pix_w * (denoised.float() - x0) ** 2).mean()
 
         # Heads on real frames: the two context frames before the target and the target.

@@ -101,6 +101,8 @@ class DreamerConfig(TrainConfig):
     """Weight of KL[q || sg(p)]: keeps the posterior predictable."""
     fg_weight: float = 20.0
     """Extra reconstruction weight on pixels that differ from the dataset mean frame."""
+    moving_share: float = 0.0
+    """When > 0, the share of each frame's reconstruction loss that those pixels carry (instead of `fg_weight`)."""
     reward_bins: int = 255
     """Bins of the two-hot reward head (spaced evenly in symlog space over [-20, 20])."""
     decode_fraction: float = 0.5
@@ -289,7 +291,7 @@ class Rssm(WorldModel):
         xd = x[pick]
         recon = self.decoder(feat[pick]).float() + self.frame_mean  # (N, 3, H, W)
         fg = self.foreground(xd)
-        rec_loss = weighted_pixel_loss(recon, xd, fg, c.fg_weight)
+        rec_loss = weighted_pixel_loss(recon, xd, fg, c.fg_weight, c.moving_share)
 
         # Reward on arrival (not at is_first, where the sampler zeroes it and the state was just reset);
         # continue flag everywhere.

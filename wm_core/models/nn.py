@@ -144,12 +144,27 @@ class Mlp(nn.Sequential):
         super().__init__(*mods)
 
 
+def pixel_weights(mask: torch.Tensor, fg_weight: float, share: float = 0.0, cap: float = 500.0) -> torch.Tensor:
+    """Loss weights of a batch of masks (N, 1, H, W): `1 + fg_weight` on masked pixels, or, with `share` > 0,
+    weights under which each frame's masked pixels carry `share` of its loss (at most `cap` times a still
+    pixel's weight), averaging about 1 per pixel. A 2-pixel ball weighted 1 + 4 still carries 0.25% of a 64x64
+    frame's loss; balanced, it carries half (SimPLe's loss cut-off and Delta-IRIS's worst-pixel term aim at the
+    same imbalance)."""
+    m = mask.float()
+    if share <= 0:
+        return 1.0 + fg_weight * m
+    n = m[0].numel()
+    k = m.flatten(1).sum(1).view(-1, *([1] * (m.ndim - 1)))  # masked pixels per frame
+    still = (1 - share) * n / (n - k).clamp(min=1)
+    moving = torch.minimum(share * n / k.clamp(min=1), cap * still)
+    return torch.where(m > 0, moving, still)
+
+
 def weighted_pixel_loss(
-    pred: torch.Tensor, target: torch.Tensor, fg_mask: torch.Tensor, fg_weight: float
+    pred: torch.Tensor, target: torch.Tensor, fg_mask: torch.Tensor, fg_weight: float, share: float = 0.0
 ) -> torch.Tensor:
-    """Squared error summed over pixels, with foreground pixels weighted `1 + fg_weight`; mean over N."""
-    w = 1.0 + fg_weight * fg_mask
-    return ((pred - target) ** 2 * w).flatten(1).sum(1).mean()
+    """Squared error summed over pixels, weighted by `pixel_weights`; mean over N."""
+    return ((pred - target) ** 2 * pixel_weights(fg_mask, fg_weight, share)).flatten(1).sum(1).mean()
 
 
 @dataclass
