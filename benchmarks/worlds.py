@@ -64,9 +64,10 @@ def headline(card: dict) -> dict:
     out["idm"] = (idm.get("dream"), idm.get("real"))
     out["idm_ratio"] = idm.get("ratio")
     out["blind"] = ctrl.get("action_blind")
+    from wm_core import ModelCard
     from wm_core.evaluation.card import verdict
 
-    checks = verdict(card) if card.get("open_loop") else []
+    checks = verdict(ModelCard.from_json(card)) if card.get("open_loop") else []
     out["failed"] = [c["check"] for c in checks if c["passed"] is False]
     out["bar"] = None if not checks else sum(c["passed"] is True for c in checks)
     return out

@@ -103,9 +103,9 @@ def evaluate(run: str | None, n: float | None, s: float | None, temp: float, ep:
     except Exception as e:  # shown as one line; never a traceback in the page
         yield (f"**Could not evaluate:** {friendly(e)}", *blank)
         return
-    ho = ins.card["heldout"]
-    note = (f"Evaluated on {ho['episodes']} held-out episodes ({ho['frames']} frames, seeds from {ho['seed']}), "
-            f"sampling seed {ins.card['seed']}, temperature {ins.card['temperature']}.")  # fmt: skip
+    ho = ins.card.heldout
+    note = (f"Evaluated on {ho.episodes} held-out episodes ({ho.frames} frames, seeds from {ho.seed}), "
+            f"sampling seed {ins.card.seed}, temperature {ins.card.temperature}.")  # fmt: skip
     yield (note, ins, ins.text(), None, paths, *[fig[k] for k in FIGURES],
            gr.update(maximum=len(ins.episode_lengths) - 1, value=ins.longest),
            gr.update(maximum=max(len(e) for e in ins.report.episodes) - 1))  # fmt: skip

@@ -87,8 +87,6 @@ def saved_report(run: str | None) -> tuple[str, str | None, list[str]]:
     js, png = folder / "report.json", folder / "report.png"
     if not js.is_file():
         return "No saved report beside this checkpoint yet: press Evaluate (or run `wm eval RUN`).", None, []
-    import json
-
-    card = json.loads(js.read_text())
+    card = wm_core.ModelCard.load(js)
     files = [str(js)] + ([str(png)] if png.is_file() else [])
     return wm_core.format_card(card), str(png) if png.is_file() else None, files

@@ -6,7 +6,6 @@ components inside the current Blocks and returns a `Control`; the models and hel
 from __future__ import annotations
 
 import functools
-import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,12 +62,12 @@ def big(frame: np.ndarray, scale: int = 4) -> np.ndarray:
     return frame.repeat(scale, 0).repeat(scale, 1)
 
 
-def card_of(run: str) -> dict[str, Any]:
+def card_of(run: str) -> wm_core.ModelCard:
     """The report `wm eval` saved beside `run`; a ValueError saying how to make one when there is none."""
     path = Path(wm_core.read_meta(run)["_dir"]) / "report.json"
     if not path.is_file():
         raise ValueError(f"{Path(run).name} has no saved card yet: run `wm eval {run}` or press Evaluate in Inspect")
-    return json.loads(path.read_text())
+    return wm_core.ModelCard.load(path)
 
 
 # ---- 2. compression -------------------------------------------------------------------------------------
@@ -117,15 +116,15 @@ def compression(ctx: AppContext, name: str) -> Control:
 
 
 # ---- 3. compounding error ---------------------------------------------------------------------------------
-def error_plot(card: dict[str, Any], horizon: int) -> Any:
+def error_plot(card: wm_core.ModelCard, horizon: int) -> Any:
     """PSNR against horizon for the model and the two baselines, from the saved card, with the slider's k marked."""
     import matplotlib.pyplot as plt
 
-    c = card["curves"]
+    c = card.curves
     fig, ax = plt.subplots(figsize=(5.6, 3.2), dpi=90)
     for key, label, style in (("model", "the model", "-"), ("copy_last", "copy the last frame", "--"),
                               ("mean_frame", "draw the mean frame", ":")):  # fmt: skip
-        ax.plot(c["k"], c[key]["psnr"], style, label=label)
+        ax.plot(c.k, getattr(c, key).psnr, style, label=label)
     ax.axvline(horizon, color="#888", lw=0.8)
     ax.set(xlabel="steps dreamed without seeing the real env (k)", ylabel="PSNR (dB, higher is better)")
     ax.legend(fontsize=8)
@@ -196,23 +195,22 @@ def temperature(ctx: AppContext, name: str) -> Control:
 
 
 # ---- 5. does it listen? -----------------------------------------------------------------------------------
-def listen_rows(card: dict[str, Any]) -> list[str]:
+def listen_rows(card: wm_core.ModelCard) -> list[str]:
     """The card's plain-PSNR and controllability numbers as table cells."""
-    k5 = next((r for r in card["open_loop"] if r["k"] == 5), None)
-    ctrl = card.get("controllability") or {}
-    d, idm = ctrl.get("delta", {}), ctrl.get("inverse_dynamics", {})
-    psnr = (
-        "n/a"
-        if k5 is None
-        else f"{k5['model']['psnr']:.1f} (copy {k5['copy_last']['psnr']:.1f}, mean {k5['mean_frame']['psnr']:.1f})"
-    )
-    delta = "n/a" if d.get("delta_psnr") is None else f"{d['delta_psnr']:+.2f} ± {d.get('stderr') or 0:.2f} dB"
-    if idm.get("ratio") is None:
-        real, chance = idm.get("real", float("nan")), idm.get("chance", float("nan"))
-        reader = f"n/a: the reader reads real frames at {real:.2f}, chance {chance:.2f}"
+    k5 = card.row(5)
+    psnr = "n/a" if k5 is None else f"{k5.model.psnr:.1f} (copy {k5.copy_last.psnr:.1f}, mean {k5.mean_frame.psnr:.1f})"
+    ctrl = card.controllability
+    if ctrl is None:
+        return [psnr, "n/a", "n/a", "no verdict"]
+    d, idm = ctrl.delta, ctrl.inverse_dynamics
+    delta = "n/a" if d.delta_psnr is None else f"{d.delta_psnr:+.2f} ± {d.stderr or 0:.2f} dB"
+    if idm.ratio is None:
+        real = "n/a" if idm.real is None else f"{idm.real:.2f}"
+        chance = "n/a" if idm.chance is None else f"{idm.chance:.2f}"
+        reader = f"n/a: the reader reads real frames at {real}, chance {chance}"
     else:
-        reader = f"{idm['dream']:.2f} on dreams vs {idm['real']:.2f} on real ({100 * idm['ratio']:.0f}%)"
-    blind = {True: "**action-blind**", False: "answers its actions", None: "no verdict"}[ctrl.get("action_blind")]
+        reader = f"{idm.dream:.2f} on dreams vs {idm.real:.2f} on real ({100 * idm.ratio:.0f}%)"
+    blind = {True: "**action-blind**", False: "answers its actions", None: "no verdict"}[ctrl.action_blind]
     return [psnr, delta, reader, blind]
 
 

@@ -82,9 +82,10 @@ def device_paths(device: str, checkpoints: list[str]) -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 dream = record_dream(run, Path(tmp) / "dream.gif", steps=60, device=device)
             card = evaluate_checkpoint(run, episodes=4, device=device).card
-            k5 = next(r for r in card["open_loop"] if r["k"] == 5)
+            k5 = card.row(5)
+            psnr = "n/a" if k5 is None else f"{k5.model.psnr:.1f} dB over {k5.episodes} episodes"
             print(f"- {name}: dream on {device} ok ({dream['ms_per_step']:.1f} ms per step); eval on {device} ok "
-                  f"(k=5 PSNR {k5['model']['psnr']:.1f} dB over {k5['episodes']} episodes)", flush=True)  # fmt: skip
+                  f"(k=5 PSNR {psnr})", flush=True)  # fmt: skip
         except Exception as e:  # noqa: BLE001 -- report every path, do not stop at the first failure
             print(f"- {name}: FAILED on {device}: {type(e).__name__}: {e}", flush=True)
             failed += 1

@@ -21,6 +21,7 @@ from gymnasium import spaces
 from wm_core.data import HELDOUT_SEED_BASE, Episode, EpisodeStore, collect
 from wm_core.evaluation.card import card_windows, open_loop, verdict
 from wm_core.evaluation.controllability import DELTA_HORIZON, action_blind, controllability, delta_psnr
+from wm_core.evaluation.model_card import Controllability, ModelCard
 from wm_core.protocol import Capabilities, WorldModel
 from wm_core.spec import FramePipeline
 
@@ -168,7 +169,8 @@ def test_action_using_model_answers_its_actions(dot_cards: dict) -> None:
 
 def verdict_row(ctrl: dict) -> bool | None:
     """The playable-world bar's inverse-dynamics check on a card holding only this controllability section."""
-    checks = verdict({"open_loop": [], "controllability": ctrl})
+    card = ModelCard(family="dot", env_id="dot", step=0, controllability=Controllability.from_json(ctrl))
+    checks = verdict(card)
     return next(c["passed"] for c in checks if c["check"].startswith("inverse dynamics"))
 
 

@@ -76,12 +76,12 @@ def test_diffusion_overfits_two_pong_episodes(trained: dict) -> None:
     roll = open_loop(model, trained["episodes"], CONTEXT, max(HORIZONS), temperature=0.0, seed=0)
     meta = {"family": "diffusion", "env_id": "ALE/Pong-v5", "step": STEPS}
     card = card_from_rollout(model, meta, roll, context=CONTEXT, horizons=HORIZONS, temperature=0.0, seed=0)
-    for row in card["open_loop"]:
-        assert row["episodes"] == 2
+    for row in card.open_loop:
+        assert row.episodes == 2
         # Deterministic dreams (temperature 0: the denoiser's best guess) of the training episodes beat copying
         # the last real frame, which Pong makes hard: only the ball and paddles (~1.5% of pixels) change.
-        assert row["model"]["psnr"] > row["copy_last"]["psnr"] + 2.0, row
-        assert row["model"]["fg_mse"] < row["copy_last"]["fg_mse"], row
+        assert row.model.psnr > row.copy_last.psnr + 2.0, row
+        assert row.model.fg_mse < row.copy_last.fg_mse, row
 
 
 def dream_step(model: WorldModel, episodes: list, temperature: float, steps: int | None, seed: int) -> np.ndarray:

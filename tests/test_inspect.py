@@ -36,30 +36,31 @@ def report(trained_run: Path) -> wm_core.Report:
 
 def test_card_sections_are_complete_and_consistent(report: wm_core.Report) -> None:
     card = report.card
-    curves = card["curves"]
-    assert curves["k"] == list(range(1, len(curves["k"]) + 1)) and len(curves["k"]) >= 15
+    curves = card.curves
+    assert curves.k == list(range(1, len(curves.k) + 1)) and len(curves.k) >= 15
     for name in ("model", "copy_last", "mean_frame"):
-        assert len(curves[name]["fg_mse"]) == len(curves["k"])
-    row5 = next(r for r in card["open_loop"] if r["k"] == 5)
-    assert row5["model"]["fg_mse"] == pytest.approx(curves["model"]["fg_mse"][4], rel=1e-4)  # table = curve
-    lt = card["latent"]
-    assert all(-1.0 <= c <= 1.0 for c in lt["cos"] + lt["copy_cos"]) and min(lt["rel_l2"]) >= 0
-    assert lt["episodes"] == sorted(lt["episodes"], reverse=True) and lt["episodes"][0] <= EPISODES
-    assert lt["k"] == list(range(1, len(lt["cos"]) + 1))
-    probe = card["state_probe"]
-    assert probe["names"] == list(env_entry("CartPole-v1").state_names)
-    assert all(np.isfinite(probe["r2_model"])) and all(r <= 1.0 for r in probe["r2_model"] + probe["r2_random"])
-    runs = np.asarray(probe["r2_random_runs"])  # one row per random twin, each its own initialisation
-    assert runs.shape == (probe["twins"], len(probe["names"])) and probe["twins"] > 1
-    assert np.allclose(runs.mean(0), probe["r2_random"], atol=1e-4) and np.allclose(runs.max(0), probe["r2_random_max"])
-    assert len({tuple(row) for row in runs.tolist()}) == probe["twins"], "the twins share an initialisation"
-    pixels = probe["r2_pixels"]  # the same probe on the raw frame pairs
-    assert len(pixels) == len(probe["names"]) and all(np.isfinite(pixels)) and max(pixels) <= 1.0
-    cov = card["coverage"]
-    assert card["coverage_source"] == "recorded when the model was trained"
-    assert sum(cov["counts"]) == cov["steps"] and len(cov["counts"]) == 2
-    for dim in cov["state"]:
-        assert np.asarray(dim["counts"]).sum() == cov["steps"]
+        assert len(getattr(curves, name).fg_mse) == len(curves.k)
+    row5 = card.row(5)
+    assert row5.model.fg_mse == pytest.approx(curves.model.fg_mse[4], rel=1e-4)  # table = curve
+    lt = card.latent
+    assert all(-1.0 <= c <= 1.0 for c in lt.cos + lt.copy_cos) and min(lt.rel_l2) >= 0
+    assert lt.episodes == sorted(lt.episodes, reverse=True) and lt.episodes[0] <= EPISODES
+    assert lt.k == list(range(1, len(lt.cos) + 1))
+    probe = card.state_probe
+    assert probe.names == list(env_entry("CartPole-v1").state_names)
+    assert all(np.isfinite(probe.r2_model)) and all(r <= 1.0 for r in probe.r2_model + probe.r2_random)
+    runs = np.asarray(probe.r2_random_runs)  # one row per random twin, each its own initialisation
+    assert runs.shape == (probe.twins, len(probe.names)) and probe.twins > 1
+    assert np.allclose(runs.mean(0), probe.r2_random, atol=1e-4) and np.allclose(runs.max(0), probe.r2_random_max)
+    assert len({tuple(row) for row in runs.tolist()}) == probe.twins, "the twins share an initialisation"
+    pixels = probe.r2_pixels  # the same probe on the raw frame pairs
+    assert len(pixels) == len(probe.names) and all(np.isfinite(pixels)) and max(pixels) <= 1.0
+    cov = card.coverage
+    assert card.coverage_source == "recorded when the model was trained"
+    assert sum(cov.counts) == cov.steps and len(cov.counts) == 2
+    for dim in cov.state:
+        assert np.asarray(dim.counts).sum() == cov.steps
+    assert card.extra == {} and wm_core.ModelCard.from_json(card.to_json()) == card  # JSON keeps every field
 
 
 def test_frame_pair_components_are_the_principal_scores_of_frame_pairs(report: wm_core.Report) -> None:
@@ -89,15 +90,15 @@ def test_frame_pair_components_are_the_principal_scores_of_frame_pairs(report: w
 
 
 def test_counterfactuals_replay_the_real_env(report: wm_core.Report) -> None:
-    cf, arrays = report.card["counterfactual"], report.cf
-    assert cf["real_replayed"], "held-out CartPole episodes start from a recorded seed: their futures replay"
-    assert [s["name"] for s in cf["sequences"]] == ["always push left", "always push right", "random"]
+    cf, arrays = report.card.counterfactual, report.cf
+    assert cf.real_replayed, "held-out CartPole episodes start from a recorded seed: their futures replay"
+    assert [s.name for s in cf.sequences] == ["always push left", "always push right", "random"]
     left, right = arrays["real"][0], arrays["real"][1]
     assert not np.array_equal(left[1], right[1]), "the real cart answers opposite pushes differently"
-    assert cf["real_spread"] > 0 and cf["dream_spread"] >= 0
+    assert cf.real_spread > 0 and cf.dream_spread >= 0
     # Pushing one way ends CartPole within the horizon: the valid mask stops there, and only there.
-    for s, valid in zip(cf["sequences"], arrays["valid"]):
-        assert valid.sum() == s["real_steps"] and (valid[: s["real_steps"]]).all()
+    for s, valid in zip(cf.sequences, arrays["valid"]):
+        assert valid.sum() == s.real_steps and (valid[: s.real_steps]).all()
 
 
 def test_counterfactual_dream_is_seeded(trained_run: Path, cartpole_store: wm_core.EpisodeStore) -> None:

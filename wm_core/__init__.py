@@ -26,6 +26,7 @@ _WHERE = {
     "HELDOUT_SEED_BASE": "data",
     "KeyController": "data.keys",
     "LatentExplorer": "evaluation.explorer",
+    "ModelCard": "evaluation.model_card",
     "Keymap": "data.keys",
     "Report": "evaluation.report",
     "SequenceSampler": "data",
@@ -94,6 +95,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from .evaluation.counterfactual import counterfactuals  # noqa: F401
     from .evaluation.explorer import LatentExplorer  # noqa: F401
     from .evaluation.figures import card_figures  # noqa: F401
+    from .evaluation.model_card import ModelCard  # noqa: F401
     from .evaluation.report import Report, evaluate_checkpoint, write_report  # noqa: F401
     from .interactive.batcher import StepBatcher  # noqa: F401
     from .interactive.futures import Futures, compare_problem  # noqa: F401

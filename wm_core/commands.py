@@ -164,7 +164,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         temperature=args.temperature,
         seed=args.seed,
     )
-    print(dumps(report.card, indent=2) if args.json else format_card(report.card))
+    print(dumps(report.card.to_json(), indent=2) if args.json else format_card(report.card))
     if args.no_report:
         return
     run = Path(args.run).parent if Path(args.run).name == "checkpoint.json" else Path(args.run)

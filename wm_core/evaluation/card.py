@@ -13,7 +13,6 @@ prediction differs from the dataset mean frame (so drawing the object in the wro
 from __future__ import annotations
 
 import math
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 from ..data import HELDOUT_SEED_BASE, Episode, EpisodeStore, collect
 from ..dream import Dream
 from ..protocol import WorldModel
+from .model_card import Budget, Controllability, Curves, CurveSet, Foreground, HeldOut, HorizonRow, ModelCard, Scores
 
 HORIZONS = (1, 5, 15, 50)
 FG_THRESHOLD = 0.05
@@ -30,15 +30,15 @@ FG_THRESHOLD = 0.05
 
 def heldout_store(
     env_id: str,
-    episodes: int = 30,
-    out: Path | str | None = None,
+    episodes: int,
+    out: Path | str,
     seed: int = HELDOUT_SEED_BASE,
     max_steps: int | None = None,
     policy: str = "random",
 ) -> EpisodeStore:
-    """Collect held-out episodes (seeds disjoint from training) into `out` or a temp directory."""
-    root = Path(out) if out is not None else Path(tempfile.mkdtemp(prefix="wm-heldout-"))
-    return collect(env_id, episodes, root, split="heldout", seed=seed, max_steps=max_steps, policy=policy)
+    """Collect held-out episodes (seeds disjoint from training) into the folder `out`, which the caller owns
+    (`wm_core.evaluation.report.heldout_episodes` collects into a temporary folder it removes)."""
+    return collect(env_id, episodes, Path(out), split="heldout", seed=seed, max_steps=max_steps, policy=policy)
 
 
 def card_windows(episodes: Sequence[Episode], context: int, horizon: int, seed: int = 0) -> list[Episode]:
@@ -141,196 +141,192 @@ def card_from_rollout(
     horizons: Sequence[int],
     temperature: float,
     seed: int,
-    heldout: dict | None = None,
-) -> dict[str, Any]:
+    heldout: HeldOut | None = None,
+) -> ModelCard:
     """The open-loop part of the card from an `open_loop` rollout: table rows, curves over every k."""
     mean = model.frame_mean.permute(1, 2, 0).cpu().numpy()
     real = roll["real"].astype(np.float32) / 255
     pred = roll["pred"].astype(np.float32) / 255
     last = roll["last"].astype(np.float32) / 255
-    names = ("model", "copy_last", "mean_frame")
-    curves: dict[str, Any] = {"k": [], "episodes": [], **{n: {"mse": [], "psnr": [], "fg_mse": []} for n in names}}
-    rows_by_k: dict[int, dict[str, Any]] = {}
+    curves = Curves()
+    rows_by_k: dict[int, HorizonRow] = {}
     for k in range(1, real.shape[1] + 1):
         idx = np.flatnonzero(roll["valid"][:, k - 1])
         if not len(idx):
             break
         r = real[idx, k - 1]
-        row: dict[str, Any] = {"k": k, "episodes": int(len(idx))}
-        for name, p in zip(names, (pred[idx, k - 1], last[idx], np.broadcast_to(mean, r.shape))):
+        scores = {}
+        predictors = {"model": pred[idx, k - 1], "copy_last": last[idx], "mean_frame": np.broadcast_to(mean, r.shape)}
+        for name, p in predictors.items():
             mse, fg = _frame_errors(p, r, mean)
-            row[name] = {"mse": float(mse.mean()), "psnr": _psnr(mse), "fg_mse": float(fg.mean())}
-            for metric, v in row[name].items():
-                curves[name][metric].append(round(v, 6))
-        curves["k"].append(k)
-        curves["episodes"].append(row["episodes"])
-        rows_by_k[k] = row
+            scores[name] = Scores(mse=float(mse.mean()), psnr=_psnr(mse), fg_mse=float(fg.mean()))
+            curve: CurveSet = getattr(curves, name)
+            curve.mse.append(round(scores[name].mse, 6))
+            curve.psnr.append(round(scores[name].psnr, 6))
+            curve.fg_mse.append(round(scores[name].fg_mse, 6))
+        curves.k.append(k)
+        curves.episodes.append(int(len(idx)))
+        rows_by_k[k] = HorizonRow(k=k, episodes=int(len(idx)), **scores)
     v = roll["valid"]
     caps = model.capabilities
     end_f1 = _f1((roll["done_prob"] > 0.5) & v, roll["term"] & v) if caps.done else None
     notes = {}
     if caps.done and end_f1 is None:
         notes["end_f1"] = "n/a: no held-out episode ended inside its dreamed window and the model predicted no end"
-    return {
-        "family": meta["family"],
-        "env_id": meta["env_id"],
-        "step": meta["step"],
-        "context": context,
-        "temperature": temperature,
-        "seed": seed,
-        "decoded_by": "decoder" if caps.decoder else "probe",
-        "open_loop": [rows_by_k.get(k, {"k": k, "episodes": 0}) for k in horizons],
-        "curves": curves,
-        "reward_mae": float(np.abs(roll["reward"] - roll["rew"])[v].mean()) if caps.reward else None,
-        "end_f1": end_f1,
-        "notes": notes,
-        "foreground": {
-            "threshold": FG_THRESHOLD,
-            "rule": "a pixel counts when the real or the predicted frame differs from the dataset mean frame by more "
+    return ModelCard(
+        family=meta["family"],
+        env_id=meta["env_id"],
+        step=meta["step"],
+        context=context,
+        temperature=temperature,
+        seed=seed,
+        decoded_by="decoder" if caps.decoder else "probe",
+        open_loop=[rows_by_k.get(k, HorizonRow(k=k)) for k in horizons],
+        curves=curves,
+        reward_mae=float(np.abs(roll["reward"] - roll["rew"])[v].mean()) if caps.reward else None,
+        end_f1=end_f1,
+        notes=notes,
+        foreground=Foreground(
+            threshold=FG_THRESHOLD,
+            rule="a pixel counts when the real or the predicted frame differs from the dataset mean frame by more "
             "than the threshold in some channel (frames in [0, 1])",
-        },
-        "heldout": heldout or {},
-        "budget": meta.get("budget", {}),
-    }
+        ),
+        heldout=heldout or HeldOut(),
+        budget=Budget.from_json(meta.get("budget", {})),
+    )
 
 
 BAR_HORIZONS = (5, 15)
 
 
-def verdict(card: dict[str, Any]) -> list[dict[str, Any]]:
+def verdict(card: ModelCard) -> list[dict[str, Any]]:
     """The playable-world bar, check by check: plain PSNR above copy-last-frame and mean-frame at k = 5 and 15;
     foreground MSE at most half of copy-last's at k = 5; ΔtPSNR above two standard errors; the inverse-dynamics
     score on dreams at least 80% of its score on real frames. `passed` is None where the card lacks the number."""
-    rows = {r["k"]: r for r in card["open_loop"] if r.get("episodes")}
     checks = []
     for k in BAR_HORIZONS:
-        r = rows.get(k)
-        ok = None if r is None else r["model"]["psnr"] > max(r["copy_last"]["psnr"], r["mean_frame"]["psnr"])
+        r = card.row(k)
+        ok = None if r is None else r.model.psnr > max(r.copy_last.psnr, r.mean_frame.psnr)
         checks.append({"check": f"PSNR beats copy-last and mean-frame at k={k}", "passed": ok})
-    r = rows.get(5)
-    ok = None if r is None else r["model"]["fg_mse"] <= 0.5 * r["copy_last"]["fg_mse"]
+    r = card.row(5)
+    ok = None if r is None else r.model.fg_mse <= 0.5 * r.copy_last.fg_mse
     checks.append({"check": "fg-MSE <= 0.5 x copy-last at k=5", "passed": ok})
-    ctrl = card.get("controllability") or {}
-    d = ctrl.get("delta", {})
-    ok = None if d.get("delta_psnr") is None or d.get("stderr") is None else d["delta_psnr"] > 2 * d["stderr"]
+    ctrl = card.controllability or Controllability()
+    d = ctrl.delta
+    ok = None if d.delta_psnr is None or d.stderr is None else d.delta_psnr > 2 * d.stderr
     checks.append({"check": "ΔtPSNR > 2 standard errors", "passed": ok})
-    idm = ctrl.get("inverse_dynamics", {})
-    ok = None if idm.get("ratio") is None else idm["ratio"] >= 0.8
+    ratio = ctrl.inverse_dynamics.ratio
+    ok = None if ratio is None else ratio >= 0.8
     checks.append({"check": "inverse dynamics on dreams >= 80% of real", "passed": ok})
     return checks
 
 
-def format_controllability(ctrl: dict[str, Any]) -> list[str]:
+def format_controllability(ctrl: Controllability) -> list[str]:
     """The controllability section as text lines."""
-    d, idm = ctrl.get("delta", {}), ctrl.get("inverse_dynamics", {})
+    d, idm = ctrl.delta, ctrl.inverse_dynamics
     lines = []
-    if d.get("delta_psnr") is not None:
-        se = f" ± {d['stderr']:.2f}" if d.get("stderr") is not None else ""
+    if d.delta_psnr is not None:
+        se = f" ± {d.stderr:.2f}" if d.stderr is not None else ""
         lines.append(
-            f"ΔtPSNR {d['delta_psnr']:+.2f}{se} dB over k = 1..{d['horizon']} ({d['windows']} windows): PSNR "
-            f"{d['psnr_logged']:.2f} dB with the logged actions, {d['psnr_random']:.2f} with random ones"
+            f"ΔtPSNR {d.delta_psnr:+.2f}{se} dB over k = 1..{d.horizon} ({d.windows} windows): PSNR "
+            f"{d.psnr_logged:.2f} dB with the logged actions, {d.psnr_random:.2f} with random ones"
         )
-    if idm.get("real") is not None:
-        dream = "n/a" if idm.get("dream") is None else f"{idm['dream']:.3f}"
-        ratio = "" if idm.get("ratio") is None else f" ({100 * idm['ratio']:.0f}% of real)"
+    if idm.real is not None:
+        dream = "n/a" if idm.dream is None else f"{idm.dream:.3f}"
+        ratio = "" if idm.ratio is None else f" ({100 * idm.ratio:.0f}% of real)"
         lines.append(
-            f"inverse dynamics ({idm['metric']}): dreamed frames {dream}{ratio}, real frames {idm['real']:.3f}, "
-            f"chance {idm['chance']:.3f} ({idm['fit_triples']} real frame triples to learn from)"
+            f"inverse dynamics ({idm.metric}): dreamed frames {dream}{ratio}, real frames {idm.real:.3f}, "
+            f"chance {idm.chance:.3f} ({idm.fit_triples} real frame triples to learn from)"
         )
-    if idm.get("note"):
-        lines.append(f"inverse dynamics: {idm['note']}")
-    blind = ctrl.get("action_blind")
-    if blind:
+    if idm.note:
+        lines.append(f"inverse dynamics: {idm.note}")
+    if ctrl.action_blind:
         lines.append("ACTION-BLIND: neither measure says the dream answers its actions")
-    elif blind is False:
+    elif ctrl.action_blind is False:
         lines.append("the dream answers its actions")
     return lines
 
 
-def format_card(card: dict[str, Any]) -> str:
+def _known(x: Any) -> Any:
+    return "?" if x is None else x
+
+
+def format_card(card: ModelCard) -> str:
     """The model card as a fixed-width text table."""
-    ho = card.get("heldout", {})
-    b = card.get("budget", {})
+    ho, b = card.heldout, card.budget
+    held = "held-out" if ho.split == "heldout" else f"NOT held out ({ho.split} split)"
     lines = [
-        f"{card['family']} on {card['env_id']} at step {card['step']} "
-        f"(open loop after {card['context']} real frames, temperature {card['temperature']}, "
-        f"frames from the {card['decoded_by']})",
-        f"{'held-out' if ho.get('split', 'heldout') == 'heldout' else 'NOT held out (' + ho['split'] + ' split)'}: "
-        f"{ho.get('episodes', '?')} episodes, {ho.get('frames', '?')} frames, seeds from "
-        f"{ho.get('seed', '?')}, content {str(ho.get('content_hash', '?'))[:12]}",
-        f"budget: {b.get('env_steps', '?')} env steps, {b.get('grad_steps', '?')} gradient steps, "
-        f"{b.get('train_seconds', '?')} s on {b.get('device', '?')} ({b.get('threads', '?')} threads), "
-        f"peak RSS {b.get('peak_rss_mb', '?')} MiB",
+        f"{card.family} on {card.env_id} at step {card.step} "
+        f"(open loop after {card.context} real frames, temperature {card.temperature}, "
+        f"frames from the {card.decoded_by})",
+        f"{held}: {_known(ho.episodes)} episodes, {_known(ho.frames)} frames, seeds from {_known(ho.seed)}, "
+        f"content {str(_known(ho.content_hash))[:12]}",
+        f"budget: {_known(b.env_steps)} env steps, {_known(b.grad_steps)} gradient steps, "
+        f"{_known(b.train_seconds)} s on {_known(b.device)} ({_known(b.threads)} threads), "
+        f"peak RSS {_known(b.peak_rss_mb)} MiB",
         "",
         f"{'k':>3} {'eps':>4} | {'fg-MSE model':>12} {'copy-last':>9} {'mean-frame':>10} | "
         f"{'MSE model':>9} {'copy-last':>9} {'mean':>8} | {'PSNR model':>10} {'copy':>6} {'mean':>6}",
     ]
-    for row in card["open_loop"]:
-        if not row["episodes"]:
-            lines.append(f"{row['k']:>3} {0:>4} | no held-out episode is long enough for this horizon")
+    for row in card.open_loop:
+        if not row.episodes or row.model is None:
+            lines.append(f"{row.k:>3} {0:>4} | no held-out episode is long enough for this horizon")
             continue
-        m, c, z = row["model"], row["copy_last"], row["mean_frame"]
+        m, c, z = row.model, row.copy_last, row.mean_frame
         lines.append(
-            f"{row['k']:>3} {row['episodes']:>4} | {m['fg_mse']:>12.5f} {c['fg_mse']:>9.5f} {z['fg_mse']:>10.5f} | "
-            f"{m['mse']:>9.5f} {c['mse']:>9.5f} {z['mse']:>8.5f} | {m['psnr']:>10.2f} {c['psnr']:>6.2f} "
-            f"{z['psnr']:>6.2f}"
+            f"{row.k:>3} {row.episodes:>4} | {m.fg_mse:>12.5f} {c.fg_mse:>9.5f} {z.fg_mse:>10.5f} | "
+            f"{m.mse:>9.5f} {c.mse:>9.5f} {z.mse:>8.5f} | {m.psnr:>10.2f} {c.psnr:>6.2f} {z.psnr:>6.2f}"
         )
     fmt = lambda x: "n/a" if x is None else (f"{x:.3f}" if not math.isnan(x) else "nan")  # noqa: E731
-    fg = card.get("foreground", {})
-    if fg:
-        lines.append(f"fg-MSE: error over foreground pixels only; {fg['rule']} ({fg['threshold']})")
-    lines += ["", f"reward MAE {fmt(card['reward_mae'])}   episode-end F1 {fmt(card['end_f1'])}"]
-    lines += [f"  {note}" for note in card.get("notes", {}).values()]
-    if card.get("controllability"):
-        lines += ["", "controllability:"] + [f"  {line}" for line in format_controllability(card["controllability"])]
-    if "controllability" in card:
+    if fg := card.foreground:
+        lines.append(f"fg-MSE: error over foreground pixels only; {fg.rule} ({fg.threshold})")
+    lines += ["", f"reward MAE {fmt(card.reward_mae)}   episode-end F1 {fmt(card.end_f1)}"]
+    lines += [f"  {note}" for note in card.notes.values()]
+    if card.controllability is not None:
+        lines += ["", "controllability:"] + [f"  {line}" for line in format_controllability(card.controllability)]
         marks = {True: "pass", False: "FAIL", None: "n/a "}
         lines += ["", "playable-world bar:"] + [f"  [{marks[c['passed']]}] {c['check']}" for c in verdict(card)]
     return "\n".join(lines + _deeper_sections(card))
 
 
-def _deeper_sections(card: dict[str, Any]) -> list[str]:
+def _deeper_sections(card: ModelCard) -> list[str]:
     """Text of the latent, counterfactual, state-probe and coverage sections (see `wm_core.evaluation.report`)."""
     lines: list[str] = []
-    if lt := card.get("latent"):
-        picks = [i for i, k in enumerate(lt["k"]) if k in (1, 5, 10, 15)]
-        lines += ["", f"latent error vs {lt['reference']} (temperature 0):"]
+    if lt := card.latent:
+        picks = [i for i, k in enumerate(lt.k) if k in (1, 5, 10, 15)]
+        lines += ["", f"latent error vs {lt.reference} (temperature 0):"]
         lines += [
-            f"  k={lt['k'][i]:>2}: cosine {lt['cos'][i]:.3f} (copy-last {lt['copy_cos'][i]:.3f}), relative L2 "
-            f"{lt['rel_l2'][i]:.3f} (copy-last {lt['copy_rel_l2'][i]:.3f}), {lt['episodes'][i]} episodes"
+            f"  k={lt.k[i]:>2}: cosine {lt.cos[i]:.3f} (copy-last {lt.copy_cos[i]:.3f}), relative L2 "
+            f"{lt.rel_l2[i]:.3f} (copy-last {lt.copy_rel_l2[i]:.3f}), {lt.episodes[i]} episodes"
             for i in picks
         ]
-    if cf := card.get("counterfactual"):
+    if cf := card.counterfactual:
         real = (
-            f"real futures {cf['real_spread']} over the first {cf['common_steps']} steps"
-            if cf["real_replayed"]
+            f"real futures {cf.real_spread} over the first {cf.common_steps} steps"
+            if cf.real_replayed
             else "real futures not replayable"
         )
-        lines += ["", f"counterfactual actions (one context, {cf['horizon']} steps): spread of dreamed futures "
-                      f"{cf['dream_spread']}, {real}"]  # fmt: skip
+        lines += ["", f"counterfactual actions (one context, {cf.horizon} steps): spread of dreamed futures "
+                      f"{cf.dream_spread}, {real}"]  # fmt: skip
         lines += [
-            f"  {s['name']:<24} dream vs real fg-MSE {s['fg_mse_vs_real']} over {s['real_steps']} real steps"
-            for s in cf["sequences"]
+            f"  {s.name:<24} dream vs real fg-MSE {s.fg_mse_vs_real} over {s.real_steps} real steps"
+            for s in cf.sequences
         ]
-    if sp := card.get("state_probe"):
-        twins = sp.get("twins", 1)
-        head = (f"linear state probe, R² ({sp['folds']}-fold over episodes, {sp['frames']} frames): "
-                f"model / {twins} random models of the same size, mean ± sd (best)")  # fmt: skip
-        pixels = sp.get("r2_pixels")
-        if pixels:
-            head += f" / raw frame pairs ({sp['pixel_components']} principal components)"
+    if sp := card.state_probe:
+        head = (f"linear state probe, R² ({sp.folds}-fold over episodes, {sp.frames} frames): "
+                f"model / {sp.twins} random models of the same size, mean ± sd (best)")  # fmt: skip
+        if sp.r2_pixels:
+            head += f" / raw frame pairs ({sp.pixel_components} principal components)"
         lines += ["", head]
-        sd, best = sp.get("r2_random_sd", [0.0] * len(sp["names"])), sp.get("r2_random_max", sp["r2_random"])
-        for i, (n, m, r, d, b) in enumerate(zip(sp["names"], sp["r2_model"], sp["r2_random"], sd, best)):
-            tail = f" / {pixels[i]:.3f}" if pixels else ""
+        sd, best = sp.r2_random_sd or [0.0] * len(sp.names), sp.r2_random_max or sp.r2_random
+        for i, (n, m, r, d, b) in enumerate(zip(sp.names, sp.r2_model, sp.r2_random, sd, best)):
+            tail = f" / {sp.r2_pixels[i]:.3f}" if sp.r2_pixels else ""
             lines.append(f"  {n:<24} {m:>7.3f} / {r:.3f} ± {d:.3f} ({b:.3f}){tail}")
-    if "coverage" in card:
-        cov = card["coverage"]
-        if cov:
-            counts = ", ".join(f"{n} {c}" for n, c in zip(cov["names"], cov["counts"]))
-            lines += ["", f"training actions ({cov['steps']} steps): {counts}"]
-        else:
-            lines += ["", f"training actions: unknown ({card.get('coverage_source', '')})"]
+    if cov := card.coverage:
+        counts = ", ".join(f"{n} {c}" for n, c in zip(cov.names, cov.counts))
+        lines += ["", f"training actions ({cov.steps} steps): {counts}"]
+    elif card.coverage_source:
+        lines += ["", f"training actions: unknown ({card.coverage_source})"]
     return lines
 
 

@@ -7,7 +7,6 @@ report.json and report.png (`figures`) beside the run."""
 from __future__ import annotations
 
 import io
-import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,16 @@ from ..spec import FramePipeline
 from .card import HORIZONS, card_from_rollout, card_windows, heldout_store, open_loop
 from .controllability import controllability
 from .counterfactual import counterfactuals
+from .model_card import (
+    Controllability,
+    Counterfactual,
+    Coverage,
+    HeldOut,
+    LatentError,
+    ModelCard,
+    Record,
+    StateProbe,
+)
 from .probes import latent_error, state_probe
 
 REPORT_JSON = "report.json"
@@ -33,33 +42,34 @@ REPORT_PNG = "report.png"
 
 
 # ---- coverage of a run ---------------------------------------------------------------------------
-def coverage_of_run(meta: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+def coverage_of_run(meta: dict[str, Any]) -> tuple[Coverage | None, str]:
     """The training data's coverage: recorded at training time, else recomputed from the data directory."""
     data = meta.get("data", {})
     if data.get("coverage"):
-        return data["coverage"], "recorded when the model was trained"
+        return Coverage.from_json(data["coverage"]), "recorded when the model was trained"
     d = recorded_data_dir(meta) or Path(meta["_dir"]) / "data"
     if (d / "index.json").exists():
         store = EpisodeStore.open(d)
         entry = env_entry(meta["env_id"])
-        return action_coverage(store.episodes(), store.action_spec, entry.state_names), "from the run's data directory"
+        coverage = action_coverage(store.episodes(), store.action_spec, entry.state_names)
+        return Coverage.from_json(coverage), "from the run's data directory"
     saved = Path(meta["_dir"]) / REPORT_JSON  # written by `wm eval` while the training data was still there
     if saved.exists():
         try:
-            card = json.loads(saved.read_text())
-        except (OSError, ValueError):
-            card = {}
-        if card.get("coverage") and card.get("step") == meta["step"]:
-            return card["coverage"], "from the run's data directory, as the saved report.json recorded it"
+            card = ModelCard.load(saved)
+        except ValueError:
+            card = None
+        if card is not None and card.coverage and card.step == meta["step"]:
+            return card.coverage, "from the run's data directory, as the saved report.json recorded it"
     return None, "the training data is not here and the checkpoint predates recorded coverage"
 
 
 # ---- the whole card --------------------------------------------------------------------------------
 @dataclass
 class Report:
-    """The full model card (JSON-ready) plus the arrays its figures are drawn from."""
+    """The full model card plus the arrays its figures are drawn from."""
 
-    card: dict[str, Any]
+    card: ModelCard
     roll: dict[str, np.ndarray]
     cf: dict[str, np.ndarray]
     episodes: list[Episode] = field(default_factory=list)
@@ -77,7 +87,7 @@ def heldout_episodes(
     env_id: str, episodes: int, seed_base: int = HELDOUT_SEED_BASE, data: str | None = None, policy: str = "random",
     meta: dict[str, Any] | None = None,
 ):  # fmt: skip
-    """(episodes, description) from a given store or freshly collected with seeds from `seed_base` by `policy`,
+    """(episodes, held-out record) from a given store or freshly collected with seeds from `seed_base` by `policy`,
     cut at the env's `heldout_steps`; with a checkpoint's `meta`, its model must fit the env (`check_env`)."""
     with tempfile.TemporaryDirectory(prefix="wm-heldout-") as tmp:
         if data:
@@ -90,14 +100,14 @@ def heldout_episodes(
         if meta is not None:
             check_env(meta, store.action_spec, store.pipeline)
         s = store.summary()
-        info = {
-            "episodes": s["episodes"],
-            "frames": s["frames"],
-            "content_hash": s["content_hash"],
-            "seed": min(store.seeds) if store.seeds else None,
-            "split": store.split,
-            "policies": s["policies"],
-        }
+        info = HeldOut(
+            episodes=s["episodes"],
+            frames=s["frames"],
+            content_hash=s["content_hash"],
+            seed=min(store.seeds) if store.seeds else None,
+            split=store.split,
+            policies=s["policies"],
+        )
         return store.episodes(), info
 
 
@@ -121,19 +131,18 @@ def evaluate_checkpoint(
         model, meta = load_checkpoint(run, device)
     eps, heldout = heldout_episodes(meta["env_id"], episodes, seed_base, data, heldout_policy(meta), meta)
     windows = card_windows(eps, context, max(HORIZONS), seed)
-    heldout["windows"] = "one per episode, from a seeded random frame where context and 50 steps fit"
+    heldout.windows = "one per episode, from a seeded random frame where context and 50 steps fit"
     roll = open_loop(model, windows, context, max(HORIZONS), temperature, seed)
     card = card_from_rollout(model, meta, roll, context=context, horizons=HORIZONS, temperature=temperature,
                              seed=seed, heldout=heldout)  # fmt: skip
-    card["controllability"] = controllability(model, eps, roll, temperature, seed)
+    card.controllability = Controllability.read(controllability(model, eps, roll, temperature, seed))
     entry = env_entry(meta["env_id"])
     pipeline = FramePipeline.from_json(meta["pipeline"])
     if model.capabilities.latent:
-        card["latent"] = latent_error(model, eps, context, counterfactual_horizon)
-        card["state_probe"] = state_probe(model, eps, entry.state_names, seed)
+        card.latent = LatentError.read(latent_error(model, eps, context, counterfactual_horizon))
+        card.state_probe = StateProbe.read(state_probe(model, eps, entry.state_names, seed))
     else:
-        card["latent"], card["state_probe"] = None, None
-        card["notes"]["latent"] = "n/a: a pixel-space model has no latent (its state is its last frames)"
+        card.notes["latent"] = "n/a: a pixel-space model has no latent (its state is its last frames)"
     replayable = [e for e in eps if e.seed is not None and e.ordinal == 0 and len(e) > context] or [
         e for e in eps if len(e) > context
     ]
@@ -147,8 +156,8 @@ def evaluate_checkpoint(
         temperature=temperature,
         seed=seed,
     )
-    card["counterfactual"] = cf_card
-    card["coverage"], card["coverage_source"] = coverage_of_run(meta)
+    card.counterfactual = Counterfactual.read(cf_card)
+    card.coverage, card.coverage_source = coverage_of_run(meta)
     return Report(card, roll, cf, eps)
 
 
@@ -158,7 +167,7 @@ def write_report(report: Report, out_dir: Path | str) -> tuple[Path, Path]:
 
     out = Path(out_dir)
     js = out / REPORT_JSON
-    atomic_write_json(js, report.card)
+    atomic_write_json(js, report.card.to_json())
     png = out / REPORT_PNG
     import imageio.v3 as iio
 
@@ -168,8 +177,9 @@ def write_report(report: Report, out_dir: Path | str) -> tuple[Path, Path]:
     return js, png
 
 
-def card_equal(a: dict[str, Any], b: dict[str, Any], tol: float = 1e-6) -> bool:
-    """True when two cards hold the same numbers (floats within `tol`, relative)."""
+def card_equal(a: Any, b: Any, tol: float = 1e-6) -> bool:
+    """True when two cards (`ModelCard`s or their JSON) hold the same numbers (floats within `tol`, relative)."""
+    a, b = (x.to_json() if isinstance(x, Record) else x for x in (a, b))
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(card_equal(a[k], b[k], tol) for k in a)
     if isinstance(a, list) and isinstance(b, list):
