@@ -255,19 +255,35 @@ def test_train_job_stop_saves(tmp_path: Path) -> None:
     assert wm_core.read_meta(job.run)["step"] == job.step
 
 
-def test_step_button_ramps_a_continuous_action_once(pendulum_store: wm_core.EpisodeStore, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def pendulum_run(pendulum_store: wm_core.EpisodeStore, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-step `ha` Pendulum run: a Box(1) action in [-2, 2] whose keymap has no idle action."""
+    run, _ = wm_core.train_run(
+        "ha", "Pendulum-v1", preset="tiny", overrides={"steps": 2}, data=pendulum_store.root,
+        out=tmp_path_factory.mktemp("pend") / "pend", device="cpu", command="wm train (test)", checkpoint_every=0,
+    )  # fmt: skip
+    return run
+
+
+def test_step_button_ramps_a_continuous_action_once(pendulum_run: Path) -> None:
     """Step (one frame while paused) on a Box env moves the held key's ramp by one increment, as a played frame
     does: the hub once asked the keys for the action before ticking, and the tick asked again (two ramps)."""
-    run, _ = wm_core.train_run(
-        "ha", "Pendulum-v1", preset="tiny", overrides={"steps": 2}, data=pendulum_store.root, out=tmp_path / "pend",
-        device="cpu", command="wm train (test)", checkpoint_every=0,
-    )  # fmt: skip
     hub = SessionHub()
-    s = hub.start("c", str(run))
+    s = hub.start("c", str(pendulum_run))
     assert hub.control("c", "step") == "paused: stepped one frame"
     hub.tick("c", ["ArrowRight"])
     # Pendulum's torque is in [-2, 2]: a held key adds 0.1 of the half range (0.2) per frame.
     np.testing.assert_allclose(s.keys._a, [0.2], atol=1e-6)
+
+
+def test_no_key_on_a_box_env_moves_the_dream_and_does_not_say_wait(pendulum_run: Path) -> None:
+    """A Box env's released keys decay the action toward rest and the dream moves on, so the page must not
+    say "Hold a key to drive the dream" (the hub once read a rule that waited whenever no key was held)."""
+    hub = SessionHub()
+    hub.start("c", str(pendulum_run))
+    first = hub.tick("c", [])
+    r = hub.tick("c", [])
+    assert r["step"] == first["step"] + 1 and r["waiting"] is False and first["waiting"] is False
 
 
 def test_release_drops_only_that_client(tiny_run: Path) -> None:

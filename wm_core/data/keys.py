@@ -96,8 +96,19 @@ class KeyController:
             if all(k in rank for k in c)
         ]
 
+    def waits(self, held: Iterable[str]) -> bool:
+        """The one waiting rule: True when `action(held)` is None, so nothing steps. Only a discrete keymap
+        without an idle action waits, while no bound key (or combo) is held; a Box env never waits, because
+        released keys decay its action toward rest and the dream moves on."""
+        if not self.spec.discrete or self.keymap.idle_action is not None:
+            return False
+        keys = {_norm_key(k) for k in held}
+        return not any(all(k in keys for k in combo) for combo in self._combos)
+
     def action(self, held: Iterable[str]) -> int | np.ndarray | None:
-        """The action for this frame; None means "no key held and no idle action: don't advance"."""
+        """The action for this frame; None when the keys wait (see `waits`): don't advance."""
+        if self.waits(held):
+            return None
         active = self._active(held)
         if self.spec.discrete:
             # Combos beat single keys; among equals the most recently pressed wins.

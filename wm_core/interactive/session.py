@@ -179,9 +179,9 @@ class Session:
         return self.frame
 
     def waiting(self, held: Sequence[str]) -> bool:
-        """True when nothing steps because no key is held, the keymap has no idle action and nobody drives."""
+        """True when nothing steps: the keys wait (`KeyController.waits`) and no agent drives."""
         driven = self.autopilot and self.agent is not None
-        return self.keymap.idle_action is None and not held and not driven
+        return not driven and self.keys.waits(held)
 
     def tick(self, held: Sequence[str] = (), once: bool = False) -> SessionFrame:
         """One frame with the held keys (see the module docstring for waiting, Step and the end rules)."""
