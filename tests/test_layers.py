@@ -21,7 +21,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("models", "registry"),  # the families, and the names that find them
     ("checkpoint_checks",),
     ("checkpoint",),
-    ("dream", "model_cache", "run_checks", "run_data"),  # a model as an env; what a training run is made of
+    ("dream", "model_cache", "run_checks"),  # a model as an env; loaded models shared; a run's checks
+    ("run_data",),  # what a training run is, and its data
     ("train", "evaluation"),  # the one training loop; the model card
     ("agents",),  # behaviours acting through a model, and the loop that trains them
     ("interactive", "bench"),  # sessions people play; measurements

@@ -17,22 +17,13 @@ from typing import Any, Literal
 import torch
 
 from . import distributed
-from .checkpoint import (
-    data_record,
-    load_checkpoint,
-    load_optimizer_state,
-    recorded_data_dir,
-    save_checkpoint,
-)
+from .checkpoint import data_record, load_optimizer_state, save_checkpoint
 from .data import EpisodeStore, SequenceSampler
 from .data.coverage import action_coverage
-from .data.envs import env_entry
 from .memory import keep_freed_memory
 from .protocol import WorldModel, make_optimizer
-from .registry import get_family
-from .run_checks import check_resume, check_train_config, refuse_overwrite
-from .run_data import open_run_data, run_sampler
-from .spec import FramePipeline
+from .run_checks import check_resume
+from .run_data import RunPlan, continued_run, new_run, run_sampler, run_store
 
 MetricsCallback = Callable[[int, dict[str, float]], None]
 
@@ -72,6 +63,34 @@ class TrainReport:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class LrSchedule:
+    """The learning rate as a share `progress` (0 to 1) of a run goes by: `lr` at the start, `lr * end` at the end,
+    reached linearly (`wm train`: the config's `lr_decay`, by gradient step) or exponentially (`wm agent train`:
+    `wm_lr_decay`, by share of the budget, as MuZero decays its rate with training steps). Each optimizer
+    group keeps its `lr_scale` (see `make_optimizer`)."""
+
+    lr: float
+    end: float = 1.0
+    shape: Literal["linear", "exponential"] = "linear"
+
+    @classmethod
+    def of(cls, config: Any) -> LrSchedule:
+        """A world-model config's own schedule: linear to `lr * lr_decay` at its last step."""
+        return cls(float(config.lr), float(getattr(config, "lr_decay", 1.0)))
+
+    def share(self, progress: float) -> float:
+        """The rate at `progress` as a share of `lr`."""
+        p = min(max(float(progress), 0.0), 1.0)
+        return 1.0 - (1.0 - self.end) * p if self.shape == "linear" else self.end**p
+
+    def apply(self, optimizer: torch.optim.Optimizer, progress: float) -> None:
+        """Set every group's rate for `progress`."""
+        share = self.share(progress)
+        for group in optimizer.param_groups:
+            group["lr"] = self.lr * group.get("lr_scale", 1.0) * share
+
+
 def gradient_step(
     model: WorldModel, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], device: torch.device,
     bf16: bool = False, step: int = 0, loss_fn: Callable[[dict], tuple[torch.Tensor, dict]] | None = None,
@@ -108,16 +127,29 @@ def budget_record(env_steps: int, grad_steps: int, seconds: float, cpu: float, d
 
 
 class Trainer:
-    """Adam on `model.loss` over batches from a sampler; bf16 autocast optional; stops cleanly."""
+    """Adam on `model.loss` over batches from a sampler, on `device`: bf16 autocast optional, DDP-wrapped under
+    torchrun, the learning rate following `schedule` (default: the config's own, `LrSchedule.of`); stops cleanly.
+    Build a run's trainer with `build_trainer`."""
 
-    def __init__(self, model: WorldModel, sampler: SequenceSampler, *, device: torch.device, bf16: bool = False):
+    def __init__(
+        self, model: WorldModel, sampler: SequenceSampler | None = None, *, device: torch.device, bf16: bool = False,
+        schedule: LrSchedule | None = None,
+    ) -> None:  # fmt: skip
         keep_freed_memory()
         self.model = model.to(device)
         self.sampler = sampler
         self.device = device
         self.bf16 = bf16
+        self.schedule = schedule or LrSchedule.of(model.config)
         self.optimizer = make_optimizer(model, model.config.lr)
         self.loss_fn = distributed.wrap(self.model, device)  # the model's loss, DDP-wrapped under torchrun
+
+    def step(self, batch: dict[str, torch.Tensor], step: int, progress: float) -> dict[str, float]:
+        """Gradient step number `step` + 1 on `batch` at `progress` (0 to 1) through the schedule; its metrics."""
+        self.schedule.apply(self.optimizer, progress)
+        metrics = gradient_step(self.model, self.optimizer, batch, self.device, self.bf16, step, self.loss_fn)
+        distributed.record_checksum(self.model, step + 1)
+        return metrics
 
     def run(
         self,
@@ -133,7 +165,7 @@ class Trainer:
         """Train from `start_step` up to `steps` total gradient steps; returns the report."""
         from tqdm import tqdm
 
-        model, cfg = self.model, self.model.config
+        model = self.model
         model.train()
         t0 = time.perf_counter()
         sums: dict[str, float] = {}
@@ -144,14 +176,8 @@ class Trainer:
             if should_stop is not None and should_stop():
                 stopped = True
                 break
-            if getattr(cfg, "lr_decay", 1.0) != 1.0:  # linear decay to lr * lr_decay at the last step
-                scale = 1.0 - (1.0 - cfg.lr_decay) * step / max(1, steps)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = cfg.lr * group.get("lr_scale", 1.0) * scale
-            batch = self.sampler.sample()
-            metrics = gradient_step(model, self.optimizer, batch, self.device, self.bf16, step, self.loss_fn)
+            metrics = self.step(self.sampler.sample(), step, step / max(1, steps))
             step += 1
-            distributed.record_checksum(model, step)
             n += 1
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
@@ -171,6 +197,22 @@ class Trainer:
         model.eval()
         threads = torch.get_num_threads()
         return TrainReport(step, last, time.perf_counter() - t0, str(self.device), threads, stopped, history)
+
+
+def build_trainer(
+    plan: RunPlan, store: EpisodeStore, device: torch.device, bf16: bool = False, schedule: LrSchedule | None = None
+) -> Trainer:
+    """The run's model and its trainer, as `wm train` and `wm agent train` both build them: the continued model
+    with its saved optimizer state, or a new one of the plan's family for `store`'s actions and mean frame; on
+    `device`, with bf16 autocast if asked and DDP under torchrun. The trainer's sampler is the caller's."""
+    model = plan.model
+    if model is None:
+        model = plan.family(plan.config, store.action_spec, plan.pipeline.size)
+        model.set_frame_mean(store.mean_frame())
+    trainer = Trainer(model, device=device, bf16=bf16, schedule=schedule)
+    if plan.meta is not None:
+        load_optimizer_state(plan.meta, trainer.optimizer)
+    return trainer
 
 
 def cli_command(argv: list[str] | None = None) -> str:
@@ -206,42 +248,21 @@ class TrainEvent:
 EventCallback = Callable[[TrainEvent], None]
 
 
-@dataclass
-class _Start:
-    """Where a run starts: a resumed model and its checkpoint, or a new config."""
-
-    family: str
-    env_id: str
-    pipeline: FramePipeline
-    run: Path
-    data: Path | str | None
-    config: Any
-    model: WorldModel | None = None
-    meta: dict[str, Any] | None = None
-    step: int = 0
-
-
-def _start(
+def _plan(
     family: str | None, env_id: str | None, preset: str, overrides: dict[str, Any], data: Path | str | None,
     out: Path | str | None, resume: Path | str | None, dev: torch.device,
-) -> _Start:  # fmt: skip
-    """Resume `resume` (its family, env, config and data; only RESUME_OVERRIDES may change) or set up a new run."""
-    if resume is not None:
-        check_resume(overrides, RESUME_OVERRIDES)
-        model, meta = load_checkpoint(resume, dev)
-        for key in RESUME_OVERRIDES:
-            if overrides.get(key) is not None:
-                setattr(model.config, key, int(overrides[key]))
-        run = Path(out) if out is not None else Path(meta["_dir"])
-        return _Start(meta["family"], meta["env_id"], FramePipeline.from_json(meta["pipeline"]), run,
-                      data or recorded_data_dir(meta), model.config, model, meta, int(meta["step"]))  # fmt: skip
-    if family is None or env_id is None:
-        raise ValueError("train_run needs a family and an env id (or resume=RUN)")
-    config = get_family(family).preset(preset, **overrides)
-    check_train_config(family, config, env_id)
-    run = Path(out) if out is not None else Path("runs") / f"{family}-{env_id.replace('/', '-')}"
-    refuse_overwrite(run)
-    return _Start(family, env_id, env_entry(env_id).pipeline, run, data, config)
+) -> RunPlan:  # fmt: skip
+    """Resume `resume` (its family, env, config and data; only RESUME_OVERRIDES may change) or plan a new run."""
+    if resume is None:
+        if family is None or env_id is None:
+            raise ValueError("train_run needs a family and an env id (or resume=RUN)")
+        return new_run(family, env_id, preset, overrides, data, out)
+    check_resume(overrides, RESUME_OVERRIDES)
+    plan = continued_run(resume, dev, out, data)
+    for key in RESUME_OVERRIDES:
+        if overrides.get(key) is not None:
+            setattr(plan.config, key, int(overrides[key]))
+    return plan
 
 
 def train_run(
@@ -282,22 +303,16 @@ def train_run(
     emit = on_event if on_event is not None and main else (lambda _e: None)
     dev = distributed.start(resolve_device(device))
     torch.manual_seed(seed)  # a training run seeds the global stream; dreams and evaluations use their own
-    s = _start(family, env_id, preset, dict(overrides or {}), data, out, resume, dev)
+    plan = _plan(family, env_id, preset, dict(overrides or {}), data, out, resume, dev)
     say = lambda msg: emit(TrainEvent("status", msg))  # noqa: E731
     collected = lambda frames, episodes: emit(TrainEvent("collect", frames=frames, episodes=episodes))  # noqa: E731
-    store = open_run_data(s, policy, seed, say, collected, should_stop)
-    model = s.model
-    if model is None:
-        model = get_family(s.family)(s.config, store.action_spec, s.pipeline.size)
-        model.set_frame_mean(store.mean_frame())
-    cfg = model.config
-    sampler = run_sampler(store, model, seed + s.step, cache_mb, s.pipeline.size)
-    trainer = Trainer(model, sampler, device=dev, bf16=bf16)
-    if s.meta is not None:
-        load_optimizer_state(s.meta, trainer.optimizer)
-    save = _saver(s, model, store, trainer, command or cli_command(), slim, dev)
+    store = run_store(plan, policy, seed, say, collected, should_stop)
+    trainer = build_trainer(plan, store, dev, bf16)
+    model, cfg = trainer.model, trainer.model.config
+    trainer.sampler = run_sampler(store, model, seed + plan.step, cache_mb, plan.pipeline.size)
+    save = _saver(plan, store, trainer, command or cli_command(), slim)
     preview_eps = [store.load(i) for i in range(min(3, len(store)))] if preview_every else []
-    say(f"training {s.family} on {s.env_id}: {cfg.steps} steps on {dev} ({torch.get_num_threads()} threads)")
+    say(f"training {plan.family_name} on {plan.env_id}: {cfg.steps} steps on {dev} ({torch.get_num_threads()} threads)")
     t0 = time.perf_counter()
 
     def on_step(step: int, metrics: dict[str, float]) -> None:
@@ -307,32 +322,30 @@ def train_run(
             emit(TrainEvent("preview", step=step, model=model, preview_episodes=preview_eps))
             model.train()  # drawing the preview switched it to eval mode
 
-    report = trainer.run(cfg.steps, start_step=s.step, log_every=max(1, min(25, cfg.steps // 40)),
+    report = trainer.run(cfg.steps, start_step=plan.step, log_every=max(1, min(25, cfg.steps // 40)),
                          on_metrics=lambda step, m: emit(TrainEvent("metrics", step=step, metrics=m)),
                          should_stop=should_stop, on_step=on_step, progress=progress and main)  # fmt: skip
     if main:
         save(report.step, report.metrics, report.seconds)
-    emit(TrainEvent("saved", f"saved {s.run} at step {report.step}" + (" (stopped early)" * report.stopped),
+    emit(TrainEvent("saved", f"saved {plan.run} at step {report.step}" + (" (stopped early)" * report.stopped),
                     step=report.step))  # fmt: skip
     distributed.finish()
-    return s.run, report
+    return plan.run, report
 
 
-def _saver(
-    s: _Start, model: WorldModel, store: EpisodeStore, trainer: Trainer, command: str, slim: bool, dev: torch.device
-) -> Callable[..., None]:
+def _saver(plan: RunPlan, store: EpisodeStore, trainer: Trainer, command: str, slim: bool) -> Callable[..., None]:
     """save(step, metrics, seconds): the run's checkpoint with its data record (policies, coverage) and budget."""
-    coverage = action_coverage(
-        [store.load(i, frames=False) for i in range(len(store))], store.action_spec, env_entry(s.env_id).state_names
-    )
-    prior = (s.meta or {}).get("budget", {})
+    episodes = [store.load(i, frames=False) for i in range(len(store))]
+    coverage = action_coverage(episodes, store.action_spec, plan.entry.state_names)
+    prior = (plan.meta or {}).get("budget", {})
     prior_seconds, prior_cpu = float(prior.get("train_seconds", 0.0)), float(prior.get("cpu_seconds", 0.0))
 
     def save(step: int, metrics: dict[str, float], seconds: float = 0.0) -> None:
-        budget = budget_record(store.num_frames, step, prior_seconds + seconds, prior_cpu + cpu_seconds(), dev)
-        data_info = {"dir": data_record(s.data, s.run), **store.summary(), "coverage": coverage}
-        save_checkpoint(s.run, model, env_id=s.env_id, pipeline=s.pipeline, step=step, metrics=metrics,
-                        command=command, optimizer=None if slim else trainer.optimizer,
+        cpu = prior_cpu + cpu_seconds()
+        budget = budget_record(store.num_frames, step, prior_seconds + seconds, cpu, trainer.device)
+        data_info = {"dir": data_record(plan.data, plan.run), **store.summary(), "coverage": coverage}
+        save_checkpoint(plan.run, trainer.model, env_id=plan.env_id, pipeline=plan.pipeline, step=step,
+                        metrics=metrics, command=command, optimizer=None if slim else trainer.optimizer,
                         extra={"data": data_info, "budget": budget})  # fmt: skip
 
     return save

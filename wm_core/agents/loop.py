@@ -1,7 +1,7 @@
 """The one loop behind `wm agent train`: collect real episodes with the behaviour, train the world model on
-them (through the trainer's `gradient_step`), update the behaviour, evaluate, save; repeat until a wall-clock
-or CPU budget runs out (see `wm_core.agents.agent` for the behaviours themselves). `AgentRun` holds one run's
-state; each part of an iteration is one method."""
+them (with the `Trainer` that `wm train` builds: `build_trainer`), update the behaviour, evaluate, save; repeat
+until a wall-clock or CPU budget runs out (see `wm_core.agents.agent` for the behaviours themselves). `AgentRun`
+holds one run's state; each part of an iteration is one method."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import data_record, load_checkpoint, recorded_data_dir, save_checkpoint
+from ..checkpoint import data_record, save_checkpoint
 from ..data import Episode, EpisodeStore, SequenceSampler, collect
 from ..data.coverage import action_coverage
-from ..data.envs import PixelEnv, env_entry, make_env
+from ..data.envs import PixelEnv, make_env
 from ..dream import Dream
-from ..protocol import WorldModel, make_optimizer
-from ..registry import get_family
-from ..train import budget_record, cli_command, gradient_step, keep_freed_memory
+from ..protocol import WorldModel
+from ..run_data import RunPlan, continued_run, new_run
+from ..train import LrSchedule, budget_record, build_trainer, cli_command
 from .agent import AGENT_FILE, ActorCritic, Agent, MctsAgent, load_agent, new_agent
 from .planning import MctsChooser, plan_episode
 
@@ -94,26 +94,27 @@ class AgentRun:
     def __init__(
         self, run: Path | str, *, env_id: str | None = None, family: str = "dreamer", preset: str = "small",
         overrides: dict[str, Any] | None = None, seed: int = 0, say: Callable[[str], None] = print,
-        device: torch.device | str = "cpu",
+        device: torch.device | str = "cpu", bf16: bool = False,
     ) -> None:  # fmt: skip
         self.run, self.seed, self.say = Path(run), seed, say
-        keep_freed_memory()
         torch.manual_seed(seed)  # a training run seeds the global stream; dreams and evaluations use their own
         overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         self.command, self.overrides = cli_command(), overrides
-        self.model, self.step, data_dir, env_id = self._world_model(env_id, family, preset, seed)
-        self.model.to(device)  # the behaviour is built on the model's device
-        self.env_id, self.data_dir, self.entry = env_id, data_dir, env_entry(env_id)
+        plan = self._plan(env_id, family, preset, torch.device(device))
+        self.env_id, self.entry, self.pipeline, self.data_dir = plan.env_id, plan.entry, plan.pipeline, plan.data
+        self.step = plan.step
         self._random_data(seed)
-        self.random_eps = EpisodeStore.open(data_dir).episodes()
+        self.random_eps = EpisodeStore.open(self.data_dir).episodes()
+        self.trainer = build_trainer(plan, EpisodeStore.open(self.data_dir), torch.device(device), bf16)
+        self.model = self.trainer.model  # on its device before the behaviour is built on it
         if (self.run / AGENT_FILE).exists():
             self.agent, self.ameta = load_agent(self.run, self.model, **overrides)
         else:
             self.agent, self.ameta = new_agent(self.model, ActorCritic.preset(**overrides)), {}
         self.config = self.agent.config
-        self.store = EpisodeStore.create(self.run / "agent-data", env_id, self.entry.pipeline, self.model.action_spec)
+        self.trainer.schedule = LrSchedule(self.model.config.lr, self.config.wm_lr_decay, "exponential")
+        self.store = EpisodeStore.create(self.run / "agent-data", self.env_id, self.pipeline, self.model.action_spec)
         self.policy_eps = self.store.episodes()
-        self.optimizer = make_optimizer(self.model, self.model.config.lr)
         self.curve: list[dict[str, Any]] = self.ameta.get("curve", [])
         last = self.curve[-1] if self.curve else {}
         self.t_prior, self.cpu_prior = last.get("seconds", 0.0), last.get("cpu_seconds", 0.0)
@@ -123,23 +124,17 @@ class AgentRun:
         if self.config.keep_best and self.ameta.get("kept"):  # a kept run's loaded weights are its best so far
             self.remember_if_best(self.ameta["kept"]["eval_return"], self.ameta.get("evaluation"), self.ameta["kept"])
 
-    def _world_model(self, env_id: str | None, family: str, preset: str, seed: int):
-        """(model, step, data directory, env id): the run's own, or a new one on freshly collected random data."""
+    def _plan(self, env_id: str | None, family: str, preset: str, device: torch.device) -> RunPlan:
+        """The run's own world model to continue, or a new one of `family`/`preset` on `env_id`."""
         if (self.run / "checkpoint.json").exists():
-            model, meta = load_checkpoint(self.run)
-            if meta.get("command") and not meta["command"].endswith(self.command):  # the history, oldest first
-                self.command = f"{meta['command']} && {self.command}"
-            return model, int(meta["step"]), recorded_data_dir(meta) or self.run / "data", meta["env_id"]
+            plan = continued_run(self.run, device)
+            command = (plan.meta or {}).get("command")
+            if command and not command.endswith(self.command):  # the history, oldest first
+                self.command = f"{command} && {self.command}"
+            return plan
         if env_id is None:
             raise ValueError(f"{self.run} holds no world model yet: give an env id (and family) to start one")
-        data_dir = self.run / "data"
-        self.env_id, self.data_dir = env_id, data_dir
-        self._random_data(seed)
-        store = EpisodeStore.open(data_dir)
-        cls = get_family(family)
-        model = cls(cls.preset(preset), store.action_spec, env_entry(env_id).pipeline.size)
-        model.set_frame_mean(store.mean_frame())
-        return model, 0, data_dir, env_id
+        return new_run(family, env_id, preset, {}, None, self.run)
 
     def _random_data(self, seed: int) -> None:
         """The random episodes the run starts from, collected into its data directory when it has none (a copied
@@ -182,12 +177,10 @@ class AgentRun:
         eps = self.random_eps + recent_eps[::-1]
         sampler = SequenceSampler(eps, self.model.action_spec, wm.seq_len, wm.batch_size, seed=self.seed + self.step)
         self.model.train()
-        for group in self.optimizer.param_groups:
-            group["lr"] = wm.lr * group.get("lr_scale", 1.0) * c.wm_lr_decay ** min(self.progress(), 1.0)
-        device = next(self.model.parameters()).device
+        progress = self.progress()  # one learning rate for the iteration
         for _ in range(c.train_steps):
-            batch = {k: v.to(device) for k, v in sampler.sample().items()}  # one copy for both updates
-            wm_metrics = gradient_step(self.model, self.optimizer, batch, device, step=self.step)
+            batch = {k: v.to(self.trainer.device) for k, v in sampler.sample().items()}  # one copy for both updates
+            wm_metrics = self.trainer.step(batch, self.step, progress)
             self.step += 1
             agent_metrics = self.agent.train_step(self.model, batch)
         return wm_metrics, agent_metrics
@@ -200,15 +193,13 @@ class AgentRun:
     def save(self, evaluation: dict[str, Any] | None = None, kept: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write the model and agent; `kept` (keep_best) names the evaluation whose weights these are."""
         seconds = self.t_prior + time.perf_counter() - self.t0
-        device = next(self.model.parameters()).device
-        budget = budget_record(
-            self.env_steps, self.step, seconds, self.cpu_prior + time.process_time() - self.cpu0, device
-        )
+        cpu = self.cpu_prior + time.process_time() - self.cpu0
+        budget = budget_record(self.env_steps, self.step, seconds, cpu, self.trainer.device)
         # the random data stays findable; coverage counts every episode the world model has trained on
         coverage = action_coverage(self.random_eps + self.policy_eps, self.model.action_spec, self.entry.state_names)
         data = {"data": {"dir": data_record(self.data_dir, self.run), "coverage": coverage}, "budget": budget}
         at = kept["grad_steps"] if kept else self.step  # the saved weights' step; the budget counts every step
-        save_checkpoint(self.run, self.model, env_id=self.env_id, pipeline=self.entry.pipeline, step=at,
+        save_checkpoint(self.run, self.model, env_id=self.env_id, pipeline=self.pipeline, step=at,
                         command=self.command, extra=data)  # fmt: skip
         extra = {"env_id": self.env_id, "curve": self.curve, "world_model_step": at, "budget": budget}
         extra |= {"evaluation": evaluation or self.ameta.get("evaluation")}
