@@ -89,7 +89,7 @@ def build_demo(
         lists = [c for tab in built for c in tab.checkpoint_lists]
 
         def refresh(request: gr.Request) -> list[dict[str, Any]]:
-            update = ctx.refreshed(user_of(request))  # one scan of the run folders for every list
+            update = ctx.refreshed(request)  # one scan of the run folders for every list
             return [update] * len(lists)
 
         for tab in built:  # a finished training run appears in every checkpoint list

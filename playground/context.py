@@ -64,9 +64,11 @@ class AppContext:
         found = self.checkpoints()
         return found[0][1] if found else None
 
-    def refreshed(self, user: str | None = None) -> dict[str, Any]:
-        """A Gradio update that gives a checkpoint list the current choices of `user`."""
-        return gr.update(choices=self.checkpoints(user))
+    def refreshed(self, request: gr.Request | None = None) -> dict[str, Any]:
+        """A Gradio update that gives a checkpoint list the current choices of the request's login. It takes the
+        request, not a login, so it serves as a handler as is (Gradio passes the request) and no list is ever
+        refreshed as nobody: a participant's own runs stay listed."""
+        return gr.update(choices=self.checkpoints(user_of(request)))
 
 
 def user_of(request: gr.Request | None) -> str | None:

@@ -108,8 +108,7 @@ def build_play_tab(ctx: AppContext) -> Tab:
     start.click(on_start, inputs, [client, live, info, status])
 
     def on_refresh(request: gr.Request) -> tuple[dict, str]:
-        user = user_of(request)
-        return ctx.refreshed(user), ctx.unreadable(user)
+        return ctx.refreshed(request), ctx.unreadable(user_of(request))
 
     refresh.click(on_refresh, None, [ckpt, skipped])
     for name in ("temperature", "steps", "real", "record_data", "autopilot"):

@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import gradio as gr
 import pytest
 import requests
 import torch
+from gradio.helpers import special_args
 from gradio_client import Client
 from test_app_browser import free_port
 from test_hub import train_tiny
@@ -150,6 +152,24 @@ def test_each_login_lists_its_own_runs_and_the_gallery(room_dirs: tuple[Path, Pa
     assert ctx.runs_of("p03") == runs_copy / "participants" / "p03"
     with pytest.raises(PermissionError):
         room.runs_of("../p01")
+
+
+def test_every_refresh_button_keeps_the_login(room_dirs: tuple[Path, Path, Path]) -> None:
+    """Refresh lists what the signed-in participant may open: Compare's Refresh once listed as nobody, so a
+    participant's own runs left its list."""
+    shipped, runs, _ = room_dirs
+    demo = build_demo(shipped, runs, room=Room(TOKEN, participants=4, runs=runs), slots=1)
+    buttons = {i for i, b in demo.blocks.items() if isinstance(b, gr.Button) and "Refresh" in str(b.value)}
+    handlers = [f for f in demo.fns.values() if any(t[0] in buttons for t in f.targets)]
+    shipped_run = str(shipped / "ha-cartpole")
+    is_list = lambda o: isinstance(o, gr.Dropdown) and shipped_run in [c[1] for c in o.choices]  # noqa: E731
+    lists = [f for f in handlers if any(map(is_list, f.outputs))]  # checkpoint lists, not the Room's job list
+    assert len(lists) >= 2, "expected the Play and Compare Refresh buttons"
+    for f in lists:
+        out = f.fn(*special_args(f.fn, [], gr.Request(username="p01"))[0])  # what Gradio passes a signed-in page
+        update = next(o for o in (out if isinstance(out, tuple) else (out,)) if isinstance(o, dict))
+        names = {Path(path).name for _, path in update["choices"]}
+        assert "p01-run" in names and "p02-run" not in names, (f.name, names)
 
 
 def test_the_queue_never_trains_more_runs_than_its_slots(tmp_path: Path) -> None:
