@@ -15,6 +15,7 @@ from test_hub import TINY_STEPS, train_tiny
 
 import wm_core
 from playground.hub import SessionHub
+from wm_core.interactive import futures
 from wm_core.interactive.futures import filmstrip, frame_divergence
 
 # From the real context of seed 0 these keep the real pole up throughout (the tests check that they do).
@@ -182,6 +183,28 @@ def test_dream_from_here(runs: dict[str, Path]) -> None:
     for fa, fb in zip(rest_a, rest_b):
         assert fa.step == fb.step and np.array_equal(fa.real, fb.real)
         assert all(np.array_equal(pa.frame, pb.frame) for pa, pb in zip(fa.panels, fb.panels))
+
+
+def test_dream_from_here_closes_its_replay_env(runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The replayed copy of the real env that shows the real future is closed once the futures are drawn (it was
+    kept on the session and never closed: a renderer or an emulator left open per session)."""
+    opened, closed = [], []
+
+    def tracked(*args, **kwargs):
+        env = make_env(*args, **kwargs)
+        opened.append(env)
+        close = env.close
+        env.close = lambda: (closed.append(env), close())[1]
+        return env
+
+    make_env = futures.make_env
+    monkeypatch.setattr(futures, "make_env", tracked)
+    s = session(runs)
+    twin_ticks(s, KEYS[:2])
+    for seed in (1, 2):
+        s.dream_from_here(samples=1, horizon=3, seed=seed)
+        assert len(opened) == seed and closed == opened, "the replay env outlived its dream from here"
+    s.close()
 
 
 def test_filmstrip_every_nth_step_and_end_marks() -> None:

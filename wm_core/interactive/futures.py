@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.envs import PixelEnv, make_env, replay
+from ..data.envs import make_env, replay
 from ..dream import Dream
 from ..evaluation.card import _frame_errors
 
@@ -80,18 +80,29 @@ class Futures:
         return int(self.dreams.shape[2])
 
 
-def replay_real(session: Any) -> PixelEnv:
-    """A second env brought to the real env's current state by replaying its reset seed and actions
-    (generic for any gymnasium env that is deterministic given its seed); checked frame for frame."""
-    env = getattr(session, "_replay_env", None) or make_env(session.env_id, session.pipeline)
-    session._replay_env = env
-    frame, _ = replay(env, session.real_seed, session.actions)
-    if session.frame is not None and not np.array_equal(frame, session.frame.real):
-        raise ValueError(
-            f"{session.env_id} did not come back to the same frame when replayed from its seed and actions "
-            "(the env is not deterministic), so its real future is unknown"
-        )
-    return env
+def real_future(session: Any, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(frames (n, S, S, 3), rewards (n,)) of the real env's future under `actions`, n <= len(actions) (it stops
+    at an episode end), from a second env brought to the real env's current state by replaying its reset seed
+    and actions (generic for any gymnasium env that is deterministic given its seed; checked frame for frame).
+    That env is closed before this returns: it holds a renderer or an emulator."""
+    env = make_env(session.env_id, session.pipeline)
+    try:
+        frame, _ = replay(env, session.real_seed, session.actions)
+        if session.frame is not None and not np.array_equal(frame, session.frame.real):
+            raise ValueError(
+                f"{session.env_id} did not come back to the same frame when replayed from its seed and actions "
+                "(the env is not deterministic), so its real future is unknown"
+            )
+        real, rewards = [], []
+        for a in actions:
+            frame, r, term, trunc, _ = env.step(a)
+            real.append(frame)
+            rewards.append(float(r))
+            if term or trunc:
+                break
+    finally:
+        env.close()
+    return np.stack(real), np.asarray(rewards, np.float32)
 
 
 @torch.inference_mode()
@@ -112,14 +123,7 @@ def dream_from_here(session: Any, samples: int = 4, horizon: int = 20, seed: int
     # Random actions (not the player's keys, which are unknown for the future): one sequence shared by the
     # real env and every sample, so samples differ only by the models' sampling at this temperature.
     actions = np.stack([np.asarray(session.spec.sample(rng), dtype=session.spec.zeros().dtype) for _ in range(horizon)])
-    env = replay_real(session)
-    real, real_rew = [], []
-    for a in actions:
-        frame, r, term, trunc, _ = env.step(a)
-        real.append(frame)
-        real_rew.append(float(r))
-        if term or trunc:
-            break
+    real_arr, real_rew = real_future(session, actions)
     frames = np.stack([f for f, _ in session.recent])  # (T, S, S, 3)
     acts = np.stack([a for _, a in session.recent])
     M, S = len(session.models), frames.shape[1]
@@ -132,7 +136,6 @@ def dream_from_here(session: Any, samples: int = 4, horizon: int = 20, seed: int
         for t, a in enumerate(actions):
             dreams[i, :, t], rewards[i, :, t], _, info = dream.step(np.repeat(a[None], samples, 0))
             done[i, :, t] = info["done_prob"]
-    real_arr = np.stack(real)
     n = len(real_arr)
     div = np.full((M, samples, horizon), np.nan, np.float32)
     for i, mean in enumerate(session.means):
@@ -141,7 +144,7 @@ def dream_from_here(session: Any, samples: int = 4, horizon: int = 20, seed: int
     return Futures(
         actions=actions,
         real=real_arr,
-        real_rewards=np.asarray(real_rew, np.float32),
+        real_rewards=real_rew,
         dreams=dreams,
         rewards=rewards,
         done_prob=done,
