@@ -42,10 +42,10 @@ def test_older_and_newer_files_load() -> None:
     card = ModelCard.from_json(old)  # no controllability, probe, coverage, curves or budget yet
     assert card.controllability is None and card.curves.k == [] and card.budget.env_steps is None
     assert card.row(1) is None and "no held-out episode is long enough" in format_card(card)
-    newer = old | {"objects": {"ball": [0.5]}, "heldout": {"episodes": 4, "world_size": 2}}
+    newer = old | {"future_section": {"ball": [0.5]}, "heldout": {"episodes": 4, "world_size": 2}}
     card = ModelCard.from_json(newer)
-    assert card.extra == {"objects": {"ball": [0.5]}} and card.heldout.extra == {"world_size": 2}
-    assert card.to_json()["objects"] == {"ball": [0.5]} and card.to_json()["heldout"]["world_size"] == 2
+    assert card.extra == {"future_section": {"ball": [0.5]}} and card.heldout.extra == {"world_size": 2}
+    assert card.to_json()["future_section"] == {"ball": [0.5]} and card.to_json()["heldout"]["world_size"] == 2
     with pytest.raises(ValueError, match="missing env_id, step"):
         ModelCard.from_json({"family": "ha"})
 

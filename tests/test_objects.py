@@ -122,6 +122,6 @@ def test_object_card_of_a_shipped_world() -> None:
     """The whole path on a real checkpoint: held keys drive the real env and the dream; the card is filled."""
     model, meta = load_checkpoint("checkpoints/dreamer-pong")
     card = object_card(model, meta["env_id"], FramePipeline.from_json(meta["pipeline"]), episodes=2, steps=8)
-    assert card.windows == [(1, 5), (6, 15)] and len(card.ball_recall) == 2
+    assert card.windows == [[1, 5], [6, 15]] and len(card.ball_recall) == 2
     assert 0.0 <= card.ball_recall[0] <= 1.0 and len(card.paddle_error) == 2 and len(card.moving_recall) == 2
     assert card.to_json()["ball_recall"] == card.ball_recall

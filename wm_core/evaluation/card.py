@@ -23,6 +23,7 @@ from ..data import HELDOUT_SEED_BASE, Episode, EpisodeStore, collect
 from ..dream import Dream
 from ..protocol import WorldModel
 from .model_card import Budget, Controllability, Curves, CurveSet, Foreground, HeldOut, HorizonRow, ModelCard, Scores
+from .object_card import format_objects, object_checks
 
 HORIZONS = (1, 5, 15, 50)
 FG_THRESHOLD = 0.05
@@ -202,7 +203,8 @@ BAR_HORIZONS = (5, 15)
 def verdict(card: ModelCard) -> list[dict[str, Any]]:
     """The playable-world bar, check by check: plain PSNR above copy-last-frame and mean-frame at k = 5 and 15;
     foreground MSE at most half of copy-last's at k = 5; ΔtPSNR above two standard errors; the inverse-dynamics
-    score on dreams at least 80% of its score on real frames. `passed` is None where the card lacks the number."""
+    score on dreams at least 80% of its score on real frames; and, where the card has an object section, the
+    object targets (`object_checks`). `passed` is None where the card lacks the number."""
     checks = []
     for k in BAR_HORIZONS:
         r = card.row(k)
@@ -218,6 +220,8 @@ def verdict(card: ModelCard) -> list[dict[str, Any]]:
     ratio = ctrl.inverse_dynamics.ratio
     ok = None if ratio is None else ratio >= 0.8
     checks.append({"check": "inverse dynamics on dreams >= 80% of real", "passed": ok})
+    if card.objects is not None:  # a dream that loses its ball fails the bar whatever its PSNR
+        checks += [{"check": c["check"], "passed": c["passed"]} for c in object_checks(card.objects)]
     return checks
 
 
@@ -282,6 +286,8 @@ def format_card(card: ModelCard) -> str:
         lines.append(f"fg-MSE: error over foreground pixels only; {fg.rule} ({fg.threshold})")
     lines += ["", f"reward MAE {fmt(card.reward_mae)}   episode-end F1 {fmt(card.end_f1)}"]
     lines += [f"  {note}" for note in card.notes.values()]
+    if card.objects is not None:
+        lines += ["", *format_objects(card.objects)]
     if card.controllability is not None:
         lines += ["", "controllability:"] + [f"  {line}" for line in format_controllability(card.controllability)]
         marks = {True: "pass", False: "FAIL", None: "n/a "}

@@ -288,6 +288,27 @@ class Coverage(Record):
     state: list[StateCoverage] = field(default_factory=list)
 
 
+@dataclass(kw_only=True)
+class ObjectCard(Record):
+    """What a player sees (`wm_core.evaluation.object_card`): per window of dream steps (`windows`), under held
+    keys beside the real env; None where a measure does not apply to the env."""
+
+    env_id: str
+    episodes: int
+    steps: int
+    windows: list[list[int]] = field(default_factory=list)
+    ball_recall: list[float | None] | None = None  # real balls the dream draws within the ball radius
+    ball_precision: list[float | None] | None = None  # dream balls that reality has within the ball radius
+    ball_error: list[float | None] | None = None  # pixels, where both draw a ball
+    paddle_error: list[float | None] | None = None  # pixels along the paddle's axis
+    ball_lost_step: float | None = None  # median over dreams of the first of two missed steps (steps + 1: never)
+    paddle_follows: float | None = None  # held-key steps where the real paddle moved and the dream's moved alike
+    bricks_reappeared: int | None = None  # brick cells gone in a dream that came back later in it
+    car_present: float | None = None  # share of dreams with the car in every frame
+    moving_recall: list[float | None] = field(default_factory=list)  # real moving objects the dream draws
+    moving_precision: list[float | None] = field(default_factory=list)  # dream moving objects reality has
+
+
 # ---- the card --------------------------------------------------------------------------------------------
 @dataclass(kw_only=True)
 class ModelCard(Record):
@@ -315,6 +336,7 @@ class ModelCard(Record):
     counterfactual: Counterfactual | None = None
     coverage: Coverage | None = None
     coverage_source: str = ""
+    objects: ObjectCard | None = None
 
     def row(self, k: int) -> HorizonRow | None:
         """The open-loop row at horizon `k`, or None when the card has none with episodes there."""
@@ -344,6 +366,7 @@ __all__ = [
     "InverseDynamics",
     "LatentError",
     "ModelCard",
+    "ObjectCard",
     "Record",
     "Scores",
     "StateCoverage",

@@ -8,8 +8,7 @@ averages a 2-pixel ball away; these numbers do not.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,12 +19,15 @@ from ..data.keys import KeyController, Keymap, _combo
 from ..dream import Dream
 from ..protocol import WorldModel
 from ..spec import FramePipeline
+from .model_card import ObjectCard
 from .objects import CARS, GAMES, Game, car_present, detect, game_of, matched_objects, moving_masks
 
 WINDOWS: tuple[tuple[int, int], ...] = ((1, 5), (6, 15), (16, 30), (31, 50))
 BALL_RADIUS = 3.0  # pixels (at 64x64): a dream ball this close to the real one is "where reality has it"
 MOVE = 0.5  # pixels: a paddle that moved less than this stood still
-OBJECT_SEED = HELDOUT_SEED_BASE + 7_000  # seeds disjoint from training and from the card's held-out episodes
+OBJECT_SEED_OFFSET = 7_000  # from the held-out seed base: disjoint from training and from the card's episodes
+OBJECT_SEED = HELDOUT_SEED_BASE + OBJECT_SEED_OFFSET
+OBJECT_EPISODES = 8
 
 
 @dataclass
@@ -109,45 +111,11 @@ def object_rollouts(
     return r
 
 
-@dataclass
-class ObjectCard:
-    """What a player sees, per window of dream steps (`windows`); None where a measure does not apply."""
-
-    env_id: str
-    episodes: int
-    steps: int
-    windows: list[tuple[int, int]] = field(default_factory=lambda: list(WINDOWS))
-    ball_recall: list[float | None] | None = None  # real balls the dream draws within BALL_RADIUS
-    ball_precision: list[float | None] | None = None  # dream balls that reality has within BALL_RADIUS
-    ball_error: list[float | None] | None = None  # pixels, where both draw a ball
-    paddle_error: list[float | None] | None = None  # pixels along the paddle's axis
-    ball_lost_step: float | None = None  # median over dreams of the first of two missed steps (steps + 1: never)
-    paddle_follows: float | None = None  # held-key steps where the real paddle moved and the dream's moved alike
-    bricks_reappeared: int | None = None  # brick cells gone in a dream that came back later in it
-    car_present: float | None = None  # share of dreams with the car in every frame
-    moving_recall: list[float | None] = field(default_factory=list)  # real moving objects the dream draws
-    moving_precision: list[float | None] = field(default_factory=list)  # dream moving objects reality has
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        d = dataclasses.asdict(self)
-        d["windows"] = [list(w) for w in self.windows]
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> ObjectCard:
-        """Inverse of `to_json` (unknown keys are ignored, so newer cards load)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        out = cls(**{k: v for k, v in d.items() if k in known})
-        out.windows = [tuple(w) for w in out.windows]
-        return out
-
-
 def _rate(hits: np.ndarray, mask: np.ndarray) -> float | None:
     return float(hits[mask].mean()) if mask.any() else None
 
 
-def _per_window(values: np.ndarray, mask: np.ndarray, windows: list[tuple[int, int]], fn=_rate) -> list:
+def _per_window(values: np.ndarray, mask: np.ndarray, windows: list[list[int]], fn=_rate) -> list:
     return [fn(values[:, lo - 1 : hi], mask[:, lo - 1 : hi]) for lo, hi in windows if lo <= values.shape[1]]
 
 
@@ -224,7 +192,7 @@ def _ratio(s: np.ndarray, num: int, den: int) -> float | None:
 def measure(r: Rollouts, env_id: str, pipeline: FramePipeline) -> ObjectCard:
     """The object card of a set of rollouts."""
     E, T = r.valid.shape
-    card = ObjectCard(env_id, E, T, windows=[w for w in WINDOWS if w[0] <= T])
+    card = ObjectCard(env_id=env_id, episodes=E, steps=T, windows=[list(w) for w in WINDOWS if w[0] <= T])
     if (game := game_of(env_id, pipeline)) is not None:
         _atari(card, r, game)
     if env_id in CARS:
@@ -235,7 +203,7 @@ def measure(r: Rollouts, env_id: str, pipeline: FramePipeline) -> ObjectCard:
 
 
 def object_card(
-    model: WorldModel, env_id: str, pipeline: FramePipeline, episodes: int = 8, steps: int | None = None,
+    model: WorldModel, env_id: str, pipeline: FramePipeline, episodes: int = OBJECT_EPISODES, steps: int | None = None,
     temperature: float = 1.0, seed: int = OBJECT_SEED,
 ) -> ObjectCard:  # fmt: skip
     """Roll the model beside the real env under held keys and measure what a player sees (CarRacing: 200 steps,

@@ -35,6 +35,7 @@ from .model_card import (
     Record,
     StateProbe,
 )
+from .object_card import OBJECT_EPISODES, OBJECT_SEED_OFFSET, object_card
 from .probes import latent_error, state_probe
 
 REPORT_JSON = "report.json"
@@ -158,6 +159,9 @@ def evaluate_checkpoint(
     )
     card.counterfactual = Counterfactual.read(cf_card)
     card.coverage, card.coverage_source = coverage_of_run(meta)
+    seed_objects = seed_base + OBJECT_SEED_OFFSET
+    card.objects = object_card(model, meta["env_id"], pipeline, min(episodes, OBJECT_EPISODES), None, temperature,
+                               seed_objects)  # fmt: skip
     return Report(card, roll, cf, eps)
 
 
