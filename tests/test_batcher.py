@@ -59,10 +59,11 @@ def assert_same(a: list[list[tuple]], b: list[list[tuple]], exact: bool = True) 
     assert len(a) == len(b) == STEPS
     for t, (row_a, row_b) in enumerate(zip(a, b)):
         assert len(row_a) == len(row_b) == PLAYERS
-        for i, ((fa, ra, ea, _), (fb, rb, eb, _)) in enumerate(zip(row_a, row_b)):
+        for i, ((fa, ra, ea, ia), (fb, rb, eb, ib)) in enumerate(zip(row_a, row_b)):
             if exact:
                 assert np.array_equal(fa, fb), f"step {t} player {i}: frames differ"
                 assert ra == rb and ea == eb, f"step {t} player {i}: reward or end differs"
+                assert ia == ib, f"step {t} player {i}: end probability or display texts differ"
                 continue
             diff = np.abs(fa.astype(int) - fb.astype(int))
             assert diff.max() <= 1 and (diff > 0).mean() < 0.01, f"step {t} player {i}: frames differ"
@@ -73,6 +74,17 @@ def assert_same(a: list[list[tuple]], b: list[list[tuple]], exact: bool = True) 
 def test_batched_steps_give_each_player_the_unbatched_frames(run: str) -> None:
     temperature = 1.0  # sampling on: each player's stream must stay its own
     assert_same(alone(run, temperature), together(run, temperature))
+
+
+def test_the_display_head_runs_once_per_batched_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MuZero's value and prior beside each player's frame come from one pass over the batch, not one per player."""
+    ds, plans = dreams("muzero-cartpole")
+    model, calls = ds[0].model, []
+    head = model.policy_value
+    monkeypatch.setattr(model, "policy_value", lambda state: calls.append(len(state["s"])) or head(state))
+    results = Dream.step_together(ds, [int(a) for a in plans[0]])
+    assert calls == [PLAYERS]
+    assert all(set(info["extras"]) == {"value", "policy"} for *_, info in results)
 
 
 def served(run: str) -> tuple[list[list[tuple]], StepBatcher]:

@@ -246,7 +246,7 @@ def test_dream_single(case) -> None:
     first = dream.reset(frames[0], acts[0])
     assert first.shape == (size, size, 3) and first.dtype == np.uint8
     action = 1 if model.action_spec.discrete else np.array([1.5], np.float32)
-    for i in range(3):
+    for _ in range(3):
         frame, reward, ended, info = dream.step(action)
         assert isinstance(frame, np.ndarray) and frame.shape == (size, size, 3) and frame.dtype == np.uint8
         assert type(reward) is float and math.isfinite(reward)

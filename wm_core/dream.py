@@ -43,7 +43,6 @@ class Dream:
         self.done_threshold = done_threshold
         self.state: State | None = None
         self.batched = False
-        self.steps = 0
         self.device = model.frame_mean.device
 
     def reseed(self, seed: int | None) -> None:
@@ -97,7 +96,7 @@ class Dream:
             state = self.model.filter(torch.as_tensor(frames, device=self.device), acts)
         else:
             state = self.model.filter(*self.model.context_tensors(frames, np.asarray(context_actions)))
-        self.state, self.steps = state, 0
+        self.state = state
         out = to_uint8(self.model.decode(state))
         return out if self.batched else out[0]
 
@@ -111,12 +110,10 @@ class Dream:
         B = next(iter(self.state.values())).shape[0]
         self.state = self._imagine(self.state, self._actions(action, B), self.generator)
         frame, reward, p_end = self._outputs(self.state)
-        info = {"done_prob": p_end, "step": self.steps, "decoded_by": self.decoded_by}
-        return frame, reward, p_end > self.done_threshold, info
+        return frame, reward, p_end > self.done_threshold, {"done_prob": p_end}
 
     def _imagine(self, state: State, action: torch.Tensor, generator: Generators) -> State:
         options = {"steps": self.sampling_steps} if self.steps_range and self.sampling_steps else {}
-        self.steps += 1
         return self.model.imagine(state, action, self.temperature, generator, **options)
 
     def _outputs(self, state: State) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -132,8 +129,9 @@ class Dream:
     @torch.inference_mode()
     def step_together(dreams: Sequence[Dream], actions: Sequence[Any]) -> list[tuple[np.ndarray, float, bool, dict]]:
         """Step several single (unbatched) dreams with equal `batch_key`s in one batched forward pass; each
-        returns what its own `step` would. Every dream keeps drawing from its own generator (one per row), so
-        a player's dream does not depend on who else was stepped alongside."""
+        returns what its own `step` would, with the family's display texts (`extras`) in its info. Every dream
+        keeps drawing from its own generator (one per row), so a player's dream does not depend on who else was
+        stepped alongside; the display head runs once for the whole batch too."""
         first = dreams[0]
         if any(d.batched or d.state is None or d.batch_key() != first.batch_key() for d in dreams):
             raise ValueError("step_together takes reset, unbatched dreams of one model and one temperature")
@@ -142,30 +140,30 @@ class Dream:
         generators = first.generator if len(dreams) == 1 else [d.generator for d in dreams]
         state = first._imagine(state, action, generators)
         frames, rewards, p_end = first._outputs(state)
+        extras = first.extras(state)
         out = []
         for i, d in enumerate(dreams):
             d.state = {k: v[i : i + 1] for k, v in state.items()}
-            if d is not first:
-                d.steps += 1
-            info = {"done_prob": float(p_end[i]), "step": d.steps, "decoded_by": d.decoded_by}
-            if extras := d.extras():
-                info["extras"] = extras
+            info: dict[str, Any] = {"done_prob": float(p_end[i])}
+            if extras[i]:
+                info["extras"] = extras[i]
             out.append((frames[i], float(rewards[i]), bool(p_end[i] > d.done_threshold), info))
         return out
 
     @torch.inference_mode()
-    def extras(self) -> dict[str, str]:
-        """Short texts about the current (single) state that a searchable family (`Searchable`) offers, for display
-        beside the frame: with "value" and "policy" (MuZero's prediction function) the value and the prior
-        over the action spec's named actions, e.g. {"value": "12.3", "policy": "push left 62% · push right 38%"}."""
-        out: dict[str, str] = {}
-        if self.state is None or not isinstance(self.model, Searchable):
-            return out
-        policy, value = self.model.policy_value(self.state)
+    def extras(self, state: State) -> list[dict[str, str]]:
+        """Per row of a batch of states, the short texts a searchable family (`Searchable`) offers for display
+        beside the frame, from one pass of its prediction function: the value and the prior over the action
+        spec's named actions, e.g. {"value": "12.3", "policy": "push left 62% · push right 38%"}; {} for others."""
+        rows = next(iter(state.values())).shape[0]
+        if not isinstance(self.model, Searchable):
+            return [{} for _ in range(rows)]
+        policy, value = self.model.policy_value(state)
         names = self.spec.names or tuple(f"action {i}" for i in range(self.spec.n))
-        out["value"] = f"{float(value[0]):.1f}"
-        out["policy"] = " · ".join(f"{name} {p:.0%}" for name, p in zip(names, policy[0].tolist()))
-        return out
+        return [
+            {"value": f"{v:.1f}", "policy": " · ".join(f"{name} {p:.0%}" for name, p in zip(names, prior))}
+            for v, prior in zip(value.float().tolist(), policy.float().tolist())
+        ]
 
     def latent(self) -> np.ndarray:
         """The current state's flat latent, (B, D) or (D,)."""
