@@ -18,6 +18,7 @@ from .lesson_views import Control, big, picker, shipped_path
 from .player import player
 
 GHOST_STEPS = 6  # imagined steps drawn per root action in the planning lesson
+PLAN_IDLE_SECONDS = 600.0  # the planning page does not tick: its episode is released 10 minutes after the last move
 
 
 def _start_button(elem_id: str) -> gr.Button:
@@ -154,7 +155,9 @@ def plan_move(session: wm_core.Session) -> tuple[Any, float, np.ndarray, list[st
 
 
 def planning(ctx: AppContext, name: str) -> Control:
-    """The planner acts in the real env one move at a time, its imagined futures drawn beside the real frame."""
+    """The planner acts in the real env one move at a time, its imagined futures drawn beside the real frame. The
+    episode is a hub session (the shared batcher, the app's device, released when the page goes quiet)."""
+    hub = SessionHub(hold=True, batcher=ctx.batcher, device=ctx.device, idle_seconds=PLAN_IDLE_SECONDS)
     with gr.Row():
         run = picker(ctx, name, "Model with a planner (MCTS: a muzero run)", "wm-learn-plan-run")
         start = gr.Button("New episode", variant="primary", scale=0, min_width=140, elem_id="wm-learn-plan-start")
@@ -166,22 +169,28 @@ def planning(ctx: AppContext, name: str) -> Control:
     note = gr.Markdown("", elem_id="wm-learn-plan-note")
     state = gr.State(None)
 
-    def on_start(path: str | None):
+    def on_start(g: dict[str, Any] | None, path: str | None):
+        cid = (g or {}).get("client") or hub.new_client()
         if not path:
             return None, None, None, "Pick a checkpoint."
         try:
-            s = wm_core.Session(path, temperature=0.0, real=True, hold=True)
+            s = hub.start(cid, path, temperature=0.0)
             if s.agent is None or not isinstance(s.model, wm_core.Searchable) or not s.spec.discrete:
+                hub.release(cid)
                 raise ValueError(f"{s.meta['family']} has no search planner over discrete actions: pick a muzero run")
-            s.reset()
         except Exception as e:
             return None, None, None, f"**Could not start:** {friendly(e)}"
-        return {"session": s, "moves": 0, "ret": 0.0}, big(s.frame.real), None, f"Planner: {s.driver_label}."
+        return {"client": cid, "moves": 0, "ret": 0.0}, big(s.frame.real), None, f"Planner: {s.driver_label}."
 
     def on_move(g: dict[str, Any] | None):
-        if not g:
-            return g, None, None, "Press New episode first."
-        s = g["session"]
+        seat = hub.get(g["client"]) if g else None
+        if seat is None:
+            gone = "This episode was let go after minutes without a move: press New episode."
+            return None, None, None, gone if g else "Press New episode first."
+        with seat.lock:
+            return move_on(seat.session, g)
+
+    def move_on(s: wm_core.Session, g: dict[str, Any]):
         if s.frame.real_ended:
             return g, big(s.frame.real), None, f"The episode ended after {g['moves']} moves (return {g['ret']:.0f})."
         try:
@@ -193,7 +202,7 @@ def planning(ctx: AppContext, name: str) -> Control:
         text = f"Move {g['moves']} ({ms:.0f} ms of search), real return {g['ret']:.0f}.  \n" + "  \n".join(lines)
         return g, big(f.real), strip, text
 
-    start.click(on_start, run, [state, real, ghost, note])
+    start.click(on_start, [state, run], [state, real, ghost, note])
     move.click(on_move, state, [state, real, ghost, note])
     return Control([run], [state, real, ghost, note], [None, None, None, ""])
 

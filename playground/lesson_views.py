@@ -17,7 +17,7 @@ import numpy as np
 import wm_core
 
 from .context import AppContext
-from .hub import friendly
+from .hub import SessionHub, friendly
 from .inspector import saved_report
 from .widgets import Slider
 
@@ -164,7 +164,9 @@ def compounding(ctx: AppContext, name: str) -> Control:
 
 # ---- 4. temperature ---------------------------------------------------------------------------------------
 def temperature(ctx: AppContext, name: str) -> Control:
-    """K futures sampled at a temperature from one real moment, as a filmstrip and their drift from reality."""
+    """K futures sampled at a temperature from one real moment, as a filmstrip and their drift from reality. Each
+    press opens a session from the hub (the shared batcher, the app's device) and releases it once drawn."""
+    hub = SessionHub(batcher=ctx.batcher, device=ctx.device)
     run = picker(ctx, name, "Model", "wm-learn-temp-run")
     with gr.Row():
         tau = Slider(0.0, 2.0, value=1.0, step=0.05, label="Temperature τ", elem_id="wm-learn-tau")
@@ -174,23 +176,26 @@ def temperature(ctx: AppContext, name: str) -> Control:
     strip = gr.Image(label="Top row: the real future · below: K dreams", type="numpy", interactive=False,
                      elem_id="wm-learn-temp-strip")  # fmt: skip
     plot = gr.Plot(label="How far each dream drifts from the real future", elem_id="wm-learn-temp-plot")
+    client = gr.State("")
 
-    def sample(path: str | None, t: float, n: float):
+    def sample(cid: str, path: str | None, t: float, n: float):
+        cid = cid or hub.new_client()
         if not path:
-            return "Pick a checkpoint.", None, None
+            return cid, "Pick a checkpoint.", None, None
         try:
-            session = wm_core.Session(path, temperature=float(t), real=True)
-            session.reset()
-            futures = session.dream_from_here(samples=int(n), horizon=15, seed=0)
+            session = hub.start(cid, path, temperature=float(t), real=True)
+            _, futures = hub.dream_from_here(cid, int(n), 15, seed=0)
         except Exception as e:
-            return f"**Cannot sample futures:** {friendly(e)}", None, None
+            return cid, f"**Cannot sample futures:** {friendly(e)}", None, None
+        finally:
+            hub.release(cid)  # the futures are drawn: the real env goes
         what = session.model.capabilities.temperature or "not described"
         text = (
             f"τ = {t:.2f}, same real moment and random actions for every sample. For {session.meta['family']}: {what}."
         )
-        return text, big(futures.filmstrip, 2), futures.figure
+        return cid, text, big(futures.filmstrip, 2), futures.figure
 
-    go.click(sample, [run, tau, k], [note, strip, plot])
+    go.click(sample, [client, run, tau, k], [client, note, strip, plot])
     return Control([run], [tau, k, strip, plot, note], [1.0, 4, None, None, ""])
 
 
