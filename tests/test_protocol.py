@@ -175,19 +175,23 @@ def test_decoder_capability_is_honest(case) -> None:
 
 
 def test_stochastic_capability_is_honest(case) -> None:
+    """`imagine` samples from the generator it is given (the app and the evaluator always pass one), never from
+    the global stream that other sessions and threads share."""
     model, store, _ = case
     acts = _actions(model.action_spec, 3)
 
-    def dream(seed: int, temperature: float) -> torch.Tensor:
+    def dream(seed: int, temperature: float, global_seed: int = 0) -> torch.Tensor:
         with torch.no_grad():
+            torch.manual_seed(0)  # the context: a family may sample its posterior while it observes
             state = context_state(model, store, 3, CONTEXT)
-            torch.manual_seed(seed)
+            torch.manual_seed(global_seed)
+            generator = torch.Generator(device=model.frame_mean.device).manual_seed(seed)
             for _ in range(3):
-                state = model.imagine(state, acts, temperature)
+                state = model.imagine(state, acts, temperature, generator)
             return _flat(state)
 
-    same_seed = torch.equal(dream(0, 1.0), dream(0, 1.0))
-    assert same_seed, "imagine is not reproducible under a fixed torch seed"
+    same_seed = torch.equal(dream(0, 1.0), dream(0, 1.0, global_seed=1))
+    assert same_seed, "imagine is not reproducible with a seeded generator (does it sample from the global stream?)"
     differs = not torch.equal(dream(0, 1.0), dream(1, 1.0))
     assert differs == model.capabilities.stochastic, (
         f"capabilities.stochastic is {model.capabilities.stochastic} but different seeds "
@@ -253,7 +257,6 @@ def test_dream_single(case) -> None:
         assert type(ended) is bool
         assert type(info["done_prob"]) is float and 0.0 <= info["done_prob"] <= 1.0
         assert ended == (info["done_prob"] > dream.done_threshold)
-        assert info["step"] == i + 1
     assert dream.latent().ndim == 1
     # Without actions the context is still accepted (first frame starts an episode).
     assert dream.reset(frames[0]).shape == (size, size, 3)
@@ -291,6 +294,33 @@ def test_dream_batched_matches_single_at_temperature_zero(case) -> None:
         fb, rb, _, _ = batched.step(batch_a)
         assert np.abs(f1.astype(int) - fb[0]).max() <= 1
         assert r1 == pytest.approx(float(rb[0]), abs=1e-5)
+
+
+def test_players_step_the_same_alone_and_batched(case) -> None:
+    """The app serves players' dreams of one model as one batched step (`StepBatcher`): each player must get what
+    its dream gives stepped alone with the same seed, bit for bit, sampling included (tests/test_batcher.py checks
+    the shipped runs). A family whose step a batch would change says `batched_play=False` and is served alone."""
+    model, store, _ = case
+    if not model.capabilities.batched_play:
+        pytest.skip(f"{model.family} is served one player at a time (batched_play=False)")
+    frames, acts = real_frames(store, 3, CONTEXT)
+    spec = model.action_spec
+    raw = list(range(3)) if spec.discrete else list(np.linspace(spec.low, spec.high, 3).astype(np.float32))
+    raw = [a % spec.n for a in raw] if spec.discrete else raw
+
+    def players() -> list[Dream]:
+        dreams = [Dream(model, temperature=1.0, seed=10 + i) for i in range(3)]
+        for i, d in enumerate(dreams):
+            d.reset(frames[i], acts[i])
+        return dreams
+
+    alone, together = players(), players()
+    for t in range(3):
+        one = [d.step(a) for d, a in zip(alone, raw)]
+        batch = Dream.step_together(together, raw)
+        for i, ((fa, ra, ea, ia), (fb, rb, eb, ib)) in enumerate(zip(one, batch)):
+            assert np.array_equal(fa, fb), f"step {t} player {i}: the frame differs batched"
+            assert (ra, ea, ia) == (rb, eb, ib), f"step {t} player {i}: reward, end or info differs batched"
 
 
 def test_dream_requires_reset(case) -> None:

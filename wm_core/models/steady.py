@@ -47,7 +47,7 @@ def _steady_multiple(
     return None
 
 
-def _padded(x: torch.Tensor, rows: int) -> torch.Tensor:
+def padded_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
     """`x` (M, ...) with zero rows appended up to the next multiple of `rows`."""
     extra = -x.shape[0] % rows
     return torch.cat([x, x.new_zeros(extra, *x.shape[1:])]) if extra else x
@@ -63,7 +63,7 @@ class Linear(nn.Linear):
         m, rows = lead.numel(), row_multiple(x.device)
         if m % rows == 0:
             return super().forward(x)
-        return super().forward(_padded(x.reshape(m, x.shape[-1]), rows))[:m].reshape(*lead, -1)
+        return super().forward(padded_rows(x.reshape(m, x.shape[-1]), rows))[:m].reshape(*lead, -1)
 
 
 class GRUCell(nn.GRUCell):
@@ -74,7 +74,7 @@ class GRUCell(nn.GRUCell):
         if x.dim() != 2 or m % rows == 0:
             return super().forward(x, hx)
         hx = hx if hx is not None else x.new_zeros(m, self.hidden_size)
-        return super().forward(_padded(x, rows), _padded(hx, rows))[:m]
+        return super().forward(padded_rows(x, rows), padded_rows(hx, rows))[:m]
 
 
 class LSTMCell(nn.LSTMCell):
@@ -87,7 +87,7 @@ class LSTMCell(nn.LSTMCell):
         if x.dim() != 2 or m % rows == 0:
             return super().forward(x, hx)
         h, c = hx if hx is not None else (x.new_zeros(m, self.hidden_size),) * 2
-        h, c = super().forward(_padded(x, rows), (_padded(h, rows), _padded(c, rows)))
+        h, c = super().forward(padded_rows(x, rows), (padded_rows(h, rows), padded_rows(c, rows)))
         return h[:m], c[:m]
 
 
@@ -122,7 +122,7 @@ class _SteadyConv:
         q = self._multiple(x) if x.dim() == 4 else 1
         if n % q == 0:
             return super().forward(x)  # type: ignore[misc]
-        return super().forward(_padded(x, q))[:n]  # type: ignore[misc]
+        return super().forward(padded_rows(x, q))[:n]  # type: ignore[misc]
 
 
 class Conv2d(_SteadyConv, nn.Conv2d):
