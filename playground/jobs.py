@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import threading
 import time
 import traceback
@@ -61,6 +62,21 @@ class TrainJob:
         """True while the thread runs."""
         return self.thread is not None and self.thread.is_alive()
 
+    @property
+    def argv(self) -> list[str]:
+        """The `wm train` arguments that make this run (its overrides as config flags)."""
+        args = ["wm", "train", "--family", self.family, "--env", self.env_id, "--preset", self.preset]
+        for key, value in self.overrides.items():
+            args += [f"--{key.replace('_', '-')}", str(value).lower() if isinstance(value, bool) else str(value)]
+        args += ["--data", self.data] if self.data else ["--policy", self.policy]
+        return args + ["--device", self.device, "--out", str(self.run)]
+
+    @property
+    def command(self) -> str:
+        """`argv` as one shell command (quoted, so a path with a space or a quote round-trips): what the run
+        records in its checkpoint and Play shows as "Made by"."""
+        return shlex.join(self.argv)
+
     def start(self, queue: JobQueue | None = None, jid: str = "") -> TrainJob:
         """Validate the inputs, claim a fresh run directory, then train in a daemon thread (after waiting for a
         slot in `queue`, when given, under id `jid`)."""
@@ -105,12 +121,6 @@ class TrainJob:
             else:
                 self.message = e.message
 
-        args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in self.overrides.items())
-        source = f"--data {self.data}" if self.data else f"--policy {self.policy}"
-        command = (
-            f"wm train --family {self.family} --env {self.env_id} --preset {self.preset} {args} {source} "
-            f"--device {self.device} --out {self.run}"
-        )
         if self.queue is not None and not self.queue.wait_for_slot(self):
             self.phase, self.message = "stopped", "cancelled while waiting in the queue; nothing was saved"
             Path(self.run).rmdir()  # the folder it claimed, still empty
@@ -126,7 +136,7 @@ class TrainJob:
                 policy=self.policy,
                 out=self.run,
                 device=self.device,
-                command=" ".join(command.split()),
+                command=self.command,
                 on_event=on_event,
                 preview_every=min(50, max(1, self.total_steps // 3)),
                 should_stop=self.stop_event.is_set,
