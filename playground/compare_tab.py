@@ -34,8 +34,9 @@ def describe(runs: list[str] | None) -> str:
     why = problem(runs)
     if why is not None:
         return f"**{why}**"
-    env_id = wm_core.read_meta(runs[0])["env_id"]
-    return f"{len(runs)} checkpoint{'s' * (len(runs) > 1)} of **{env_id}**: press Start.  \n{keymap_markdown(env_id)}"
+    meta = wm_core.read_meta(runs[0])
+    n = f"{len(runs)} checkpoint{'s' * (len(runs) > 1)}"
+    return f"{n} of **{meta['env_id']}**: press Start.  \n{keymap_markdown(meta)}"
 
 
 def build_compare_tab(ctx: AppContext) -> Tab:
@@ -92,7 +93,8 @@ def build_compare_tab(ctx: AppContext) -> Tab:
             s.set_sampling_steps(int(n_steps))
         except Exception as e:
             return cid, cid, f"**Could not start:** {friendly(e)}", ""
-        text = f"**{len(s.labels)} model{'s' * (len(s.labels) > 1)}** on **{s.env_id}**  \n{keymap_markdown(s.env_id)}"
+        models = f"**{len(s.labels)} model{'s' * (len(s.labels) > 1)}**"
+        text = f"{models} on **{s.env_id}**  \n{keymap_markdown(s.metas[0])}"
         return cid, cid, text, "Click a frame and hold the keys."
 
     def on_dream(cid: str, k: float, h: float):

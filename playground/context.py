@@ -87,9 +87,11 @@ class Tab:
     on_load_outputs: list[gr.components.Component] = field(default_factory=list)
 
 
-def keymap_markdown(env_id: str) -> str:
-    """The env's keys as a line of markdown."""
-    km = wm_core.env_entry(env_id).keymap
+def keymap_markdown(meta: dict[str, Any]) -> str:
+    """The keys of a checkpoint's env (`meta` from `wm_core.read_meta`) as a line of markdown, saying whether the
+    dream waits while no key is held: the rule the session steps by (`KeyController.waits`), so a Box env, whose
+    action decays and keeps the dream moving, never says it waits."""
+    km = wm_core.env_entry(meta["env_id"]).keymap
     keys = " · ".join(f"**{line.split(' ', 1)[0]}** {line.split(' ', 1)[1]}" for line in km.describe())
-    idle = "" if km.idle_action is not None else " — the dream waits while no key is held"
-    return f"Keys: {keys}{idle}"
+    waits = wm_core.KeyController(km, wm_core.ActionSpec.from_json(meta["action_spec"])).waits(())
+    return f"Keys: {keys}" + (" — the dream waits while no key is held" if waits else "")

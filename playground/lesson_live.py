@@ -44,7 +44,7 @@ def side_by_side(ctx: AppContext, name: str) -> Control:
             s = hub.start(cid, path, real=True)
         except Exception as e:
             return cid, cid, f"**Could not start:** {friendly(e)}"
-        return cid, cid, f"Real env on the left, the dream on the right.  \n{keymap_markdown(s.env_id)}"
+        return cid, cid, f"Real env on the left, the dream on the right.  \n{keymap_markdown(s.metas[0])}"
 
     start.click(on_start, [client, run], [client, live, info])
     return Control([run], [live, info], ["", ""])
@@ -229,7 +229,7 @@ def families(ctx: AppContext, name: str) -> Control:
             s = hub.start(cid, list(paths))
         except Exception as e:
             return cid, cid, f"**Could not start:** {friendly(e)}"
-        return cid, cid, keymap_markdown(s.env_id)
+        return cid, cid, keymap_markdown(s.metas[0])
 
     start.click(on_start, [client, runs], [client, live, info])
     return Control([runs], [live, info], ["", ""])

@@ -18,7 +18,7 @@ def describe(run: str | None) -> str:
         return "No checkpoint yet: train one in the Train tab."
     try:
         m = wm_core.read_meta(run)
-        return f"**{m['family']}** on **{m['env_id']}**, step {m['step']}  \n{keymap_markdown(m['env_id'])}"
+        return f"**{m['family']}** on **{m['env_id']}**, step {m['step']}  \n{keymap_markdown(m)}"
     except Exception as e:
         return f"**This checkpoint cannot be read:** {friendly(e)}"
 
@@ -30,7 +30,7 @@ def started(s: wm_core.Session) -> str:
     steps = "" if dream.steps_range else " (no sampling steps: it draws each frame in one pass)"
     return (
         f"**{m['family']}** on **{m['env_id']}**, step {m['step']} · frames from the {dream.decoded_by}{probe}"
-        f"  \n{keymap_markdown(m['env_id'])}  \nMade by `{m.get('command') or 'unknown command'}`"
+        f"  \n{keymap_markdown(m)}  \nMade by `{m.get('command') or 'unknown command'}`"
         f"  \nTemperature for {m['family']}: {s.model.capabilities.temperature or 'not described'}{steps}"
         f"  \nAutopilot driver: {s.driver_label if s.agent is not None else 'none (no agent, no planner)'}"
     )

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import wm_core
-from playground.context import AppContext
+from playground.context import AppContext, keymap_markdown
 from playground.hub import SessionHub, friendly, list_checkpoints, scan_checkpoints, tick_server_function
 from playground.jobs import TrainJob
 
@@ -284,6 +284,11 @@ def test_no_key_on_a_box_env_moves_the_dream_and_does_not_say_wait(pendulum_run:
     first = hub.tick("c", [])
     r = hub.tick("c", [])
     assert r["step"] == first["step"] + 1 and r["waiting"] is False and first["waiting"] is False
+    assert "waits" not in keymap_markdown(wm_core.read_meta(pendulum_run)), "the keys line says it waits"
+
+
+def test_the_keys_line_says_cartpole_waits(tiny_run: Path) -> None:
+    assert "the dream waits while no key is held" in keymap_markdown(wm_core.read_meta(tiny_run))
 
 
 def test_release_drops_only_that_client(tiny_run: Path) -> None:
