@@ -5,6 +5,8 @@ refuses torchrun; the GPU script refuses in one line where there is no GPU, and 
 from __future__ import annotations
 
 import os
+import resource
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -21,10 +23,13 @@ def test_two_ranks_train_one_model(tmp_path: Path) -> None:
     sums = tmp_path / "checksums"
     sums.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WM_DDP_CHECKSUMS": str(sums)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "wm_core.cli",
-           *TRAIN, "--steps", "12", "--out", "run"]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    launch = ["--standalone", "--nproc_per_node=2", "-m", "wm_core.cli", *TRAIN, "--steps", "12", "--out", "run"]
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", *launch], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    launcher_and_ranks = sum(getattr(after, f) - getattr(children, f) for f in ("ru_utime", "ru_stime"))
     assert proc.stdout.count("done: run step 12") == 1, "rank 0 alone reports the run"
 
     ranks = [(sums / f"rank-{r}.txt").read_text().split("\n") for r in (0, 1)]
@@ -35,6 +40,10 @@ def test_two_ranks_train_one_model(tmp_path: Path) -> None:
 
     model, meta = wm_core.load_checkpoint(tmp_path / "run")
     assert meta["step"] == 12 and meta["budget"]["grad_steps"] == 12
+    # The run records how it ran: the launch that re-runs it, two processes, and both ranks' CPU-seconds (rank 0's
+    # alone were about 40% of what the launcher and the two ranks spent, the sum about 75%: the launcher waits).
+    assert meta["command"] == shlex.join(["torchrun", *launch]) and meta["budget"]["world_size"] == 2
+    assert 0.55 * launcher_and_ranks < meta["budget"]["cpu_seconds"] <= launcher_and_ranks, launcher_and_ranks
     assert sorted(p.name for p in (tmp_path / "run").glob("*.safetensors")) == sorted(
         [meta["weights"]["file"], meta["optimizer"]["file"]]
     ), "more than one rank wrote weights"
@@ -43,7 +52,10 @@ def test_two_ranks_train_one_model(tmp_path: Path) -> None:
                              "--quiet", "--threads", "1"], cwd=tmp_path, capture_output=True, text=True,
                             timeout=300)  # fmt: skip
     assert single.returncode == 0, single.stderr[-2000:]
-    assert wm_core.read_meta(tmp_path / "run")["step"] == 16
+    resumed = wm_core.read_meta(tmp_path / "run")
+    assert resumed["step"] == 16 and resumed["budget"]["world_size"] == 1
+    assert resumed["budget"]["cpu_seconds"] > meta["budget"]["cpu_seconds"]  # the run's CPU so far, both sessions'
+    assert resumed["command"].startswith("wm train --resume run")
 
 
 def test_agent_train_refuses_torchrun(tmp_path: Path) -> None:

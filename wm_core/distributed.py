@@ -5,7 +5,9 @@
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; `wm train` then trains one model in N processes: gloo on CPU,
 NCCL on GPUs (rank r on cuda:LOCAL_RANK). Rank 0 collects the data (the others wait), every rank samples its own
 shard of the episodes, DDP averages the gradients, and only rank 0 prints and writes the checkpoint, in the usual
-format, so a run resumes with any N. Without torchrun nothing here does anything.
+format, so a run resumes with any N. The checkpoint records how the run ran: the torchrun command that launched
+it (`launch_argv`), the world size, and the CPU-seconds of every rank (`summed`). Without torchrun nothing here
+does anything.
 
 With WM_DDP_CHECKSUMS=DIR each rank appends a checksum of its weights after every step to DIR/rank-R.txt: the
 ranks must hold the same weights (tests/test_distributed.py compares them).
@@ -14,6 +16,7 @@ ranks must hold the same weights (tests/test_distributed.py compares them).
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,35 @@ def finish() -> None:
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def summed(value: float) -> float:
+    """`value` added up over the ranks (every rank must call this at the same point); `value` in one process."""
+    if not dist.is_initialized():
+        return value
+    on_gpu = dist.get_backend() == "nccl"  # NCCL reduces CUDA tensors only
+    total = torch.tensor([value], dtype=torch.float64, device="cuda" if on_gpu else "cpu")
+    dist.all_reduce(total)
+    return float(total.item())
+
+
+def launch_argv() -> list[str] | None:
+    """Under torchrun, the command line that launched the ranks, as `torchrun ARGS -m wm_core.cli ...` (read from
+    the launcher's process where the system shows it, else rebuilt from torchrun's variables); None in one
+    process."""
+    if world_size() == 1:
+        return None
+    try:
+        raw = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
+        parent = [part.decode() for part in raw.split(b"\0") if part]
+    except (OSError, UnicodeDecodeError):
+        parent = []
+    for i, part in enumerate(parent):  # `torchrun ...` or `python -m torch.distributed.run ...`
+        if Path(part).name == "torchrun" or (part == "torch.distributed.run" and parent[i - 1] == "-m"):
+            return ["torchrun", *parent[i + 1 :]]
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world_size()))
+    nodes = [f"--nnodes={world_size() // per_node}"] if per_node != world_size() else ["--standalone"]
+    return ["torchrun", *nodes, f"--nproc_per_node={per_node}", "-m", "wm_core.cli", *sys.argv[1:]]
 
 
 class LossModule(nn.Module):

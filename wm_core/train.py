@@ -114,13 +114,15 @@ def gradient_step(
 
 def budget_record(env_steps: int, grad_steps: int, seconds: float, cpu: float, device: torch.device | str) -> dict:
     """What a checkpoint records of its cost: env steps, gradient steps, wall and CPU seconds (counting earlier
-    sessions of the run), device, torch threads and the process's peak memory."""
+    sessions of the run; CPU over every rank), device, the processes that trained together (`world_size`), torch
+    threads and the peak memory of the process that saves."""
     return {
         "env_steps": int(env_steps),
         "grad_steps": int(grad_steps),
         "train_seconds": round(seconds, 1),
         "cpu_seconds": round(cpu, 1),
         "device": str(device),
+        "world_size": distributed.world_size(),
         "threads": torch.get_num_threads(),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
@@ -216,7 +218,11 @@ def build_trainer(
 
 
 def cli_command(argv: list[str] | None = None) -> str:
-    """The command line that is running, as one shell-quoted string (recorded in checkpoints)."""
+    """The command line that is running, as one shell-quoted string (recorded in checkpoints): `wm ...`, or under
+    torchrun the torchrun line that launched every rank (`distributed.launch_argv`), so re-running it makes the
+    same run."""
+    if argv is None and (launched := distributed.launch_argv()):
+        return shlex.join(launched)
     args = list(sys.argv if argv is None else argv)
     if args and args[0].endswith(("wm", "cli.py", "__main__.py")):
         args[0] = "wm"
@@ -316,8 +322,8 @@ def train_run(
     t0 = time.perf_counter()
 
     def on_step(step: int, metrics: dict[str, float]) -> None:
-        if main and checkpoint_every and step % checkpoint_every == 0 and step < cfg.steps:
-            save(step, metrics, time.perf_counter() - t0)
+        if checkpoint_every and step % checkpoint_every == 0 and step < cfg.steps:
+            save(step, metrics, time.perf_counter() - t0)  # every rank: the CPU-seconds are summed over them
         if preview_every and (step % preview_every == 0 or step == cfg.steps):
             emit(TrainEvent("preview", step=step, model=model, preview_episodes=preview_eps))
             model.train()  # drawing the preview switched it to eval mode
@@ -325,8 +331,7 @@ def train_run(
     report = trainer.run(cfg.steps, start_step=plan.step, log_every=max(1, min(25, cfg.steps // 40)),
                          on_metrics=lambda step, m: emit(TrainEvent("metrics", step=step, metrics=m)),
                          should_stop=should_stop, on_step=on_step, progress=progress and main)  # fmt: skip
-    if main:
-        save(report.step, report.metrics, report.seconds)
+    save(report.step, report.metrics, report.seconds)
     emit(TrainEvent("saved", f"saved {plan.run} at step {report.step}" + (" (stopped early)" * report.stopped),
                     step=report.step))  # fmt: skip
     distributed.finish()
@@ -334,14 +339,17 @@ def train_run(
 
 
 def _saver(plan: RunPlan, store: EpisodeStore, trainer: Trainer, command: str, slim: bool) -> Callable[..., None]:
-    """save(step, metrics, seconds): the run's checkpoint with its data record (policies, coverage) and budget."""
+    """save(step, metrics, seconds), called by every rank: the run's checkpoint with its data record (policies,
+    coverage) and budget, written by rank 0."""
     episodes = [store.load(i, frames=False) for i in range(len(store))]
     coverage = action_coverage(episodes, store.action_spec, plan.entry.state_names)
     prior = (plan.meta or {}).get("budget", {})
     prior_seconds, prior_cpu = float(prior.get("train_seconds", 0.0)), float(prior.get("cpu_seconds", 0.0))
 
     def save(step: int, metrics: dict[str, float], seconds: float = 0.0) -> None:
-        cpu = prior_cpu + cpu_seconds()
+        cpu = prior_cpu + distributed.summed(cpu_seconds())
+        if not distributed.is_main():
+            return
         budget = budget_record(store.num_frames, step, prior_seconds + seconds, cpu, trainer.device)
         data_info = {"dir": data_record(plan.data, plan.run), **store.summary(), "coverage": coverage}
         save_checkpoint(plan.run, trainer.model, env_id=plan.env_id, pipeline=plan.pipeline, step=step,
