@@ -12,16 +12,15 @@ import torch
 
 import wm_core
 
-from .compare_tab import build_compare_tab
-from .context import AppContext, user_of
+from .compare_tab import COMPARE
+from .context import AppContext, Tab, TabSpec, user_of
 from .hub import ROOT
-from .inspect_tab import build_inspect_tab
+from .inspect_tab import INSPECT
 from .jobs import JobQueue
-from .learn_tab import CSS as LEARN_CSS
-from .learn_tab import build_learn_tab
-from .play_tab import build_play_tab
-from .room_tab import build_room_tab
-from .train_tab import build_train_tab
+from .learn_tab import LEARN
+from .play_tab import PLAY
+from .room_tab import ROOM
+from .train_tab import TRAIN
 from .workshop import HideApiBeforeLogin, Room
 
 BASE_CSS = """
@@ -31,17 +30,11 @@ BASE_CSS = """
   white-space: pre; }
 """
 
-CSS = BASE_CSS + LEARN_CSS
-"""The app's style sheet: pass it to `launch(css=CSS)` (Gradio 6 takes the CSS at launch, not in Blocks)."""
+# Add a tab by adding its spec (see playground/context.py for what a builder gets and returns).
+TABS: tuple[TabSpec, ...] = (PLAY, COMPARE, INSPECT, TRAIN, LEARN, ROOM)
 
-# (title, id, builder): add a tab by adding a line (see playground/context.py for what a builder gets and returns)
-TABS = (
-    ("Play", "play", build_play_tab),
-    ("Compare", "compare", build_compare_tab),
-    ("Inspect", "inspect", build_inspect_tab),
-    ("Train", "train", build_train_tab),
-    ("Learn", "learn", build_learn_tab),
-)
+CSS = BASE_CSS + "".join(spec.css for spec in TABS)
+"""The app's style sheet: pass it to `launch(css=CSS)` (Gradio 6 takes the CSS at launch, not in Blocks)."""
 
 
 def set_threads() -> int:
@@ -73,39 +66,42 @@ def build_demo(
     shipped = Path(checkpoint_dir) if checkpoint_dir else ROOT / "checkpoints"
     ctx = AppContext(shipped, Path(runs_dir or "runs"), wm_core.StepBatcher(batch_wait_ms), room,
                      JobQueue(slots or train_slots()), device)  # fmt: skip
-    tabs = TABS + ((("Room", "room", build_room_tab),) if room is not None else ())
     with gr.Blocks(title="World Model Playground") as demo:
         gr.Markdown(
             "# World Model Playground\nTrain world models on gymnasium environments, then play inside "
             "their dreams with your keyboard.",
             elem_id="wm-title",
         )
-        built, room_tab = [], None
+        built: list[tuple[TabSpec, gr.Tab, Tab]] = []
         with gr.Tabs():
-            for title, tab_id, build in tabs:
-                with gr.Tab(title, id=tab_id, visible=tab_id != "room") as component:
-                    built.append(build(ctx))
-                room_tab = component if tab_id == "room" else room_tab
-        lists = [c for tab in built for c in tab.checkpoint_lists]
+            for spec in (s for s in TABS if s.available(ctx)):
+                with gr.Tab(spec.title, id=spec.id, visible=spec.shown_to is None) as component:
+                    built.append((spec, component, spec.build(ctx)))
+        lists = [c for _, _, tab in built for c in tab.checkpoint_lists]
 
         def refresh(request: gr.Request) -> list[dict[str, Any]]:
             update = ctx.refreshed(request)  # one scan of the run folders for every list
             return [update] * len(lists)
 
-        for tab in built:  # a finished training run appears in every checkpoint list
-            if tab.trained is not None:
+        for spec, component, tab in built:
+            if tab.trained is not None:  # a finished training run appears in every checkpoint list
                 tab.trained.then(refresh, None, lists)
-        if room is not None:  # each page lists what its login may open; the Room tab shows for the instructor
-
-            def show_room(request: gr.Request) -> dict[str, Any]:
-                return gr.update(visible=room.is_instructor(user_of(request)))
-
+            if spec.shown_to is not None:
+                demo.load(_visibility(ctx, spec), None, component)
+            if tab.on_load is not None:
+                demo.load(tab.on_load, None, tab.on_load_outputs)
+        if room is not None:  # each page lists what its login may open
             demo.load(refresh, None, lists)
-            demo.load(show_room, None, room_tab)
-            for tab in built:
-                if tab.on_load is not None:
-                    demo.load(tab.on_load, None, tab.on_load_outputs)
     return demo
+
+
+def _visibility(ctx: AppContext, spec: TabSpec) -> Any:
+    """A page-load handler showing `spec`'s tab to the logins it is for."""
+
+    def show(request: gr.Request) -> dict[str, Any]:
+        return gr.update(visible=spec.shown_to(ctx, user_of(request)))
+
+    return show
 
 
 PAGE_STATES = 128

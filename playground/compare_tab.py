@@ -8,7 +8,7 @@ import gradio as gr
 
 import wm_core
 
-from .context import AppContext, Tab, keymap_markdown
+from .context import AppContext, Tab, TabSpec, keymap_markdown
 from .hub import SessionHub, control_handler, friendly, list_checkpoints
 from .player import player
 from .widgets import Slider
@@ -116,3 +116,6 @@ def build_compare_tab(ctx: AppContext) -> Tab:
     reset.click(control_handler(hub, "reset"), client, status)
     dream.click(on_dream, [client, samples, horizon], [status, strip, plot])
     return Tab(checkpoint_lists=[picked])
+
+
+COMPARE = TabSpec("Compare", "compare", build_compare_tab)

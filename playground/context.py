@@ -1,9 +1,11 @@
-"""The tab contract: every tab is a function `build(ctx: AppContext) -> Tab` that lays out its components inside
-the current Blocks and talks to `wm_core` only through its public API. `playground.app` composes the tabs from a
-list and, when a run finishes training, refreshes every checkpoint list the tabs registered."""
+"""The tab contract: every tab is a `TabSpec` whose builder `build(ctx: AppContext) -> Tab` lays out its components
+inside the current Blocks and talks to `wm_core` only through its public API. The spec also carries the CSS the
+tab's components need and which apps and logins have the tab. `playground.app` composes the tabs from a list of
+specs and, when a run finishes training, refreshes every checkpoint list the tabs registered."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,28 @@ class Tab:
     trained: Any = None
     on_load: Any = None  # a handler (request) -> updates run when a page loads, for `on_load_outputs`
     on_load_outputs: list[gr.components.Component] = field(default_factory=list)
+
+
+def everywhere(ctx: AppContext) -> bool:
+    """A tab every app has."""
+    return True
+
+
+@dataclass(frozen=True)
+class TabSpec:
+    """One tab as `playground.app.TABS` lists it: title, id, builder, its CSS, and who has it. Adding a tab is
+    adding a spec to that list; `build_demo` treats every spec alike."""
+
+    title: str
+    id: str
+    build: Callable[[AppContext], Tab]
+    css: str = ""
+    """Style rules of the tab's components: Gradio 6 takes CSS at launch, so `playground.CSS` joins every spec's."""
+    available: Callable[[AppContext], bool] = everywhere
+    """Whether this app has the tab at all (the Room tab: only when it serves a room)."""
+    shown_to: Callable[[AppContext, str | None], bool] | None = None
+    """Which logins see it, asked on every page load (the tab starts hidden); None: everyone. The tab's handlers
+    check again: hiding a tab is not access control."""
 
 
 def keymap_markdown(meta: dict[str, Any]) -> str:

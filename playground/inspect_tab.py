@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from .context import AppContext, Tab
+from .context import AppContext, Tab, TabSpec
 from .hub import friendly, whole_number
 from .inspector import Inspection, saved_report
 from .widgets import Slider
@@ -191,3 +191,6 @@ def build_inspect_tab(ctx: AppContext) -> Tab:
         control.change(explore, explorer_inputs, views, trigger_mode="always_last")
     ex["zero"].click(lambda: [0.0] * EXPLORER_SLIDERS, None, ex["sliders"]).then(explore, explorer_inputs, views)
     return Tab(checkpoint_lists=[ckpt])
+
+
+INSPECT = TabSpec("Inspect", "inspect", build_inspect_tab)

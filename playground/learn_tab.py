@@ -11,7 +11,7 @@ from typing import Any
 
 import gradio as gr
 
-from .context import AppContext, Tab
+from .context import AppContext, Tab, TabSpec
 from .lesson_live import LIVE_CONTROLS
 from .lesson_views import VIEW_CONTROLS, Control
 
@@ -164,3 +164,6 @@ def build_learn_tab(ctx: AppContext) -> Tab:
     prev.click(lambda t: move(t, -1), picker, picker)
     nxt.click(lambda t: move(t, 1), picker, picker)
     return Tab(checkpoint_lists=lists)
+
+
+LEARN = TabSpec("Learn", "learn", build_learn_tab, css=CSS)

@@ -6,7 +6,7 @@ import gradio as gr
 
 import wm_core
 
-from .context import AppContext, Tab, keymap_markdown, user_of
+from .context import AppContext, Tab, TabSpec, keymap_markdown, user_of
 from .hub import SessionHub, control_handler, friendly
 from .player import player
 from .widgets import Slider
@@ -117,3 +117,6 @@ def build_play_tab(ctx: AppContext) -> Tab:
         c[name].click(control_handler(hub, name), client, status)
     c["record"].click(on_record, client, [status, files])
     return Tab(checkpoint_lists=[ckpt])
+
+
+PLAY = TabSpec("Play", "play", build_play_tab)

@@ -7,10 +7,20 @@ from typing import Any
 
 import gradio as gr
 
-from .context import AppContext, Tab, user_of
+from .context import AppContext, Tab, TabSpec, user_of
 from .hub import friendly
 
 ONLY_INSTRUCTOR = "Only the instructor can do this."
+
+
+def in_workshop(ctx: AppContext) -> bool:
+    """The app serves a room (workshop mode)."""
+    return ctx.room is not None
+
+
+def instructor(ctx: AppContext, user: str | None) -> bool:
+    """`user` is the room's instructor."""
+    return ctx.room is not None and ctx.room.is_instructor(user)
 
 
 def logins_markdown(ctx: AppContext) -> str:
@@ -34,7 +44,7 @@ def queue_markdown(ctx: AppContext) -> tuple[str, list[tuple[str, str]]]:
 
 
 def build_room_tab(ctx: AppContext) -> Tab:
-    """Build the Room tab; `build_demo` shows it to the instructor only, and each handler checks again."""
+    """Build the Room tab (shown to the instructor only, see `ROOM`; each handler checks again)."""
     gr.Markdown(
         "The room: participants sign in with their login and password below. Each trains into their own runs "
         "folder and sees the shipped checkpoints, the class gallery and their own runs."
@@ -52,18 +62,18 @@ def build_room_tab(ctx: AppContext) -> Tab:
     said = gr.Markdown("", elem_id="wm-room-message")
 
     def show(request: gr.Request) -> tuple[Any, ...]:
-        if not ctx.room.is_instructor(user_of(request)):
+        if not instructor(ctx, user_of(request)):
             return ONLY_INSTRUCTOR, gr.update(choices=[]), ""
         table, choices = queue_markdown(ctx)
         return logins_markdown(ctx), gr.update(choices=choices, value=None), table
 
     def on_cancel(jid: str | None, request: gr.Request) -> str:
-        if not ctx.room.is_instructor(user_of(request)):
+        if not instructor(ctx, user_of(request)):
             return ONLY_INSTRUCTOR
         return ctx.jobs.cancel(jid) if jid else "Pick a training run first."
 
     def on_publish(path: str | None, request: gr.Request) -> str:
-        if not ctx.room.is_instructor(user_of(request)):
+        if not instructor(ctx, user_of(request)):
             return ONLY_INSTRUCTOR
         if not path:
             return "Pick a run first."
@@ -77,3 +87,6 @@ def build_room_tab(ctx: AppContext) -> Tab:
     cancel.click(on_cancel, pick_job, said).then(show, None, [logins, pick_job, queue])
     publish.click(on_publish, run, said)
     return Tab(checkpoint_lists=[run], on_load=show, on_load_outputs=[logins, pick_job, queue])
+
+
+ROOM = TabSpec("Room", "room", build_room_tab, available=in_workshop, shown_to=instructor)

@@ -17,7 +17,7 @@ import torch  # noqa: E402
 
 import wm_core  # noqa: E402
 
-from .context import AppContext, Tab, user_of  # noqa: E402
+from .context import AppContext, Tab, TabSpec, user_of  # noqa: E402
 from .hub import friendly, list_stores, whole_number  # noqa: E402
 from .jobs import TrainJob  # noqa: E402
 
@@ -240,3 +240,6 @@ def build_train_tab(ctx: AppContext) -> Tab:
     inputs = [f[k] for k in ("family", "env", "preset", "device", "steps", "frames", "data", "advanced")]
     trained = start.click(run, inputs, [job_id, progress, message, curves, preview], concurrency_limit=4)
     return Tab(trained=trained)
+
+
+TRAIN = TabSpec("Train", "train", build_train_tab)

@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import ipaddress
 import re
-import secrets
 import shutil
 import socket
 from dataclasses import dataclass
@@ -49,11 +48,6 @@ def lan_address() -> str:
             return s.getsockname()[0]
         except OSError:
             return "127.0.0.1"
-
-
-def new_token() -> str:
-    """A fresh random access token (for the instructor to pass with --token)."""
-    return secrets.token_urlsafe(12)
 
 
 @dataclass
