@@ -70,7 +70,20 @@ def headline(card: dict) -> dict:
     checks = verdict(ModelCard.from_json(card)) if card.get("open_loop") else []
     out["failed"] = [c["check"] for c in checks if c["passed"] is False]
     out["bar"] = None if not checks else sum(c["passed"] is True for c in checks)
+    out["checks"] = len(checks)
+    out["objects"] = objects_cell(card.get("objects"))
     return out
+
+
+def objects_cell(objects: dict | None) -> str:
+    """The object card in one cell: ball recall per window of dream steps, or the car's presence; n/a without."""
+    if not objects:
+        return "n/a"
+    if objects.get("ball_recall"):
+        return "ball " + " / ".join(fmt(x, ".2f") for x in objects["ball_recall"])
+    if objects.get("car_present") is not None:
+        return f"car in every frame {objects['car_present']:.0%}"
+    return "moving " + " / ".join(fmt(x, ".2f") for x in objects.get("moving_recall", []))
 
 
 def fmt(x, spec: str = ".1f") -> str:
@@ -143,19 +156,20 @@ def cells(r: dict, sep: str) -> dict[str, str]:
 
 
 def markdown(rows: list[dict]) -> str:
-    """The table as markdown, with how many of the playable-world bar's five checks pass and which fail."""
+    """The table as markdown, with the object card's headline and how many of the playable-world bar's checks pass
+    and which fail."""
     lines = [
         "| checkpoint | CPU-min | peak RSS GB | dream fps | PSNR k=5 model / copy / mean "
         "| PSNR k=15 model / copy / mean | fg-MSE k=5 model / copy | ΔtPSNR (dB) | inverse dynamics dream / real "
-        "| bar | fails |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| objects (recall, steps 1-5 / 6-15 / 16-30 / 31-50) | bar | fails |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         c = cells(r, " / ")
-        bar = "n/a" if r["bar"] is None else f"{r['bar']}/5" + (" ACTION-BLIND" if r["blind"] else "")
+        bar = "n/a" if r["bar"] is None else f"{r['bar']}/{r['checks']}" + (" ACTION-BLIND" if r["blind"] else "")
         lines.append(
             f"| {r['run']} | {fmt(r['cpu_min'])} | {fmt(r['rss_gb'], '.2f')} | {r['fps']:.0f} | {c['p5']} | {c['p15']} "
-            f"| {c['fg']} | {c['delta']} | {c['idm']} | {bar} | {'; '.join(r['failed']) or '–'} |"
+            f"| {c['fg']} | {c['delta']} | {c['idm']} | {r['objects']} | {bar} | {'; '.join(r['failed']) or '–'} |"
         )
     return "\n".join(lines)
 
