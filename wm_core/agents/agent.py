@@ -1,4 +1,4 @@
-"""Behaviour for a world model and the one loop behind `wm agent`: DreamerV3's actor-critic learned in
+"""Behaviour for a world model, which `wm agent train` trains (`loop.py`): DreamerV3's actor-critic learned in
 imagination (Hafner et al. 2023, "Mastering Diverse Domains through World Models", section "Actor Critic
 Learning"), or, for a family whose capabilities name the "mcts" planner, MuZero's search acting in the real
 env (Schrittwieser et al. 2020, "Mastering Atari, Go, Chess and Shogi by Planning with a Learned Model").
@@ -52,10 +52,6 @@ from ..spec import ActionSpec
 from .planning import SEARCH_CHOICES, Chooser, MctsChooser, mcts
 
 AGENT_FILE = "agent.json"
-# world-model metrics that the curve logs too (MuZero's; an actor-critic's own metrics come from its update)
-LOGGED = ("value_loss", "policy_loss", "done_loss", "consistency_loss", "value_target_mean")
-POLICY_SEED_BASE = 100_000  # policy episodes use env seeds from here: disjoint from random and held-out data
-KEPT_SEED_OFFSET = 50_000  # `keep_best`'s closing evaluation: env seeds no in-training evaluation played
 
 
 @dataclass
