@@ -68,11 +68,6 @@ class SessionFrame:
     driver: str = "you"  # "agent" when the first model's agent or planner chose this frame's action
 
     @property
-    def dream(self) -> np.ndarray:
-        """The first model's frame."""
-        return self.panels[0].frame
-
-    @property
     def ended(self) -> bool:
         """True when every dream has predicted an end."""
         return all(p.ended for p in self.panels)
