@@ -125,3 +125,32 @@ def test_object_card_of_a_shipped_world() -> None:
     assert card.windows == [[1, 5], [6, 15]] and len(card.ball_recall) == 2
     assert 0.0 <= card.ball_recall[0] <= 1.0 and len(card.paddle_error) == 2 and len(card.moving_recall) == 2
     assert card.to_json()["ball_recall"] == card.ball_recall
+
+
+def test_strips_and_kept_checkpoints(tmp_path) -> None:
+    """scripts/object_strips.py draws real over dream for a shipped world (a relative path, from the repo root);
+    scripts/keep_checkpoints.py copies a run's current save once, loadable as a run."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "strips"
+    cmd = [sys.executable, "scripts/object_strips.py", "checkpoints/dreamer-pong", "--out", str(out)]
+    done = subprocess.run(cmd + ["--episodes", "1", "--steps", "1", "3", "--card"], cwd=root, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "ball recall" in done.stdout
+    img = Image.open(out / "strip-dreamer-pong.png")
+    assert img.size == (48 + 2 * (64 * 4 + 4), 14 + 2 * (64 * 4 + 4))
+    sys.path.insert(0, str(root / "scripts"))
+    from keep_checkpoints import copy_save
+
+    run = tmp_path / "run"
+    shutil.copytree(root / "checkpoints/dreamer-pong", run)
+    kept = copy_save(run, tmp_path / "run-steps")
+    assert kept is not None and kept.name == "step-3000" and copy_save(run, tmp_path / "run-steps") is None
+    assert load_checkpoint(kept)[1]["step"] == 3000
