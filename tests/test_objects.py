@@ -154,3 +154,18 @@ def test_strips_and_kept_checkpoints(tmp_path) -> None:
     kept = copy_save(run, tmp_path / "run-steps")
     assert kept is not None and kept.name == "step-3000" and copy_save(run, tmp_path / "run-steps") is None
     assert load_checkpoint(kept)[1]["step"] == 3000
+
+
+def test_an_older_world_is_judged_on_its_own_frames() -> None:
+    """A world trained before deterministic Atari (its pipeline records ALE v5's sticky keys) gets held-out
+    episodes drawn with that pipeline, not the catalog's."""
+    from wm_core.checkpoint import read_meta
+    from wm_core.evaluation.report import heldout_episodes
+
+    meta = read_meta("checkpoints/dreamer-pong")
+    assert meta["pipeline"]["env_kwargs"] == {} and CATALOG["ALE/Pong-v5"].pipeline.max_last_two
+    eps, info = heldout_episodes("ALE/Pong-v5", 1, policy="scripted", meta=meta)
+    env = make_env("ALE/Pong-v5", FramePipeline.from_json(meta["pipeline"]))
+    first, _ = env.reset(seed=info.seed)
+    env.close()
+    assert np.array_equal(eps[0].obs[0], first)

@@ -239,13 +239,16 @@ def cmd_agent_eval(args: argparse.Namespace) -> None:
     from .agents.agent import MctsAgent, load_agent
     from .agents.loop import evaluate_agent
     from .checkpoint import load_checkpoint
+    from .spec import FramePipeline
     from .train import resolve_device
 
     model, meta = load_checkpoint(args.run, resolve_device(args.device))
     if not (Path(args.run) / "agent.json").exists():
         raise UserError(f"{args.run} has no agent.json: train one with `wm agent train {args.run}`")
     agent, _ = load_agent(Path(args.run), model)
-    ev = evaluate_agent(model, agent, meta["env_id"], args.episodes, args.seed)
+    ev = evaluate_agent(
+        model, agent, meta["env_id"], args.episodes, args.seed, FramePipeline.from_json(meta["pipeline"])
+    )
     who = f"greedy MCTS ({agent.config.simulations} simulations)" if isinstance(agent, MctsAgent) else "greedy actor"
     print(
         f"{meta['env_id']}, {args.episodes} episodes, {who}: real return {ev['real_mean']:.1f} ± "

@@ -22,6 +22,7 @@ from ..data.envs import PixelEnv, make_env
 from ..dream import Dream
 from ..protocol import WorldModel
 from ..run_data import RunPlan, continued_run, new_run
+from ..spec import FramePipeline
 from ..train import LrSchedule, budget_record, build_trainer, cli_command
 from .agent import AGENT_FILE, ActorCritic, Agent, MctsAgent, load_agent, new_agent
 from .planning import MctsChooser, plan_episode
@@ -60,10 +61,12 @@ def dream_returns(model: WorldModel, agent: Agent, first_frames: np.ndarray, max
     return total
 
 
-def evaluate_agent(model: WorldModel, agent: Agent, env_id: str, episodes: int, seed: int = 0) -> dict[str, Any]:
+def evaluate_agent(
+    model: WorldModel, agent: Agent, env_id: str, episodes: int, seed: int = 0, pipeline: FramePipeline | None = None
+) -> dict[str, Any]:
     """Greedy real-env returns and dream returns from the same first frames, with the dream - real gap and
-    the milliseconds per real move (p50, p95)."""
-    env = make_env(env_id)
+    the milliseconds per real move (p50, p95); the env draws frames with `pipeline` (the world model's own)."""
+    env = make_env(env_id, pipeline)
     try:
         played = [run_episode(model, agent, env, 2 * POLICY_SEED_BASE + seed + i, False) for i in range(episodes)]
         max_steps = (env.spec.max_episode_steps if env.spec else None) or 1000
@@ -142,7 +145,7 @@ class AgentRun:
         if not (self.data_dir / "index.json").exists():
             episodes = ActorCritic.preset(**self.overrides).random_episodes
             self.say(f"collecting {episodes} random episodes of {self.env_id}")
-            collect(self.env_id, episodes, self.data_dir, seed=seed)
+            collect(self.env_id, episodes, self.data_dir, seed=seed, pipeline=self.pipeline)
 
     # ---- the parts of an iteration -----------------------------------------------------------------
     def progress(self) -> float:
@@ -188,7 +191,8 @@ class AgentRun:
     def evaluate(self, seed_offset: int = 0) -> dict[str, Any]:
         """Greedy real-env and dream returns (see `evaluate_agent`)."""
         self.model.eval()
-        return evaluate_agent(self.model, self.agent, self.env_id, self.config.eval_episodes, self.seed + seed_offset)
+        return evaluate_agent(self.model, self.agent, self.env_id, self.config.eval_episodes, self.seed + seed_offset,
+                              self.pipeline)  # fmt: skip
 
     def save(self, evaluation: dict[str, Any] | None = None, kept: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write the model and agent; `kept` (keep_best) names the evaluation whose weights these are."""
@@ -273,7 +277,7 @@ class AgentRun:
         kind = "MCTS" if isinstance(self.agent, MctsAgent) else "actor-critic"
         self.say(f"{kind} agent on {self.env_id}: {c.minutes} min budget, world model at step {self.step}, "
                  f"{len(self.store)} policy episodes")  # fmt: skip
-        env, next_eval = make_env(self.env_id), c.eval_every
+        env, next_eval = make_env(self.env_id, self.pipeline), c.eval_every
         try:
             while True:
                 next_eval = self.iterate(env, next_eval)

@@ -22,6 +22,7 @@ import numpy as np
 from ..data import HELDOUT_SEED_BASE, Episode, EpisodeStore, collect
 from ..dream import Dream
 from ..protocol import WorldModel
+from ..spec import FramePipeline
 from .model_card import Budget, Controllability, Curves, CurveSet, Foreground, HeldOut, HorizonRow, ModelCard, Scores
 from .object_card import format_objects, object_checks
 
@@ -36,10 +37,13 @@ def heldout_store(
     seed: int = HELDOUT_SEED_BASE,
     max_steps: int | None = None,
     policy: str = "random",
+    pipeline: FramePipeline | None = None,
 ) -> EpisodeStore:
     """Collect held-out episodes (seeds disjoint from training) into the folder `out`, which the caller owns
-    (`wm_core.evaluation.report.heldout_episodes` collects into a temporary folder it removes)."""
-    return collect(env_id, episodes, Path(out), split="heldout", seed=seed, max_steps=max_steps, policy=policy)
+    (`wm_core.evaluation.report.heldout_episodes` collects into a temporary folder it removes), with `pipeline`
+    (a checkpoint's own; default the catalog's)."""
+    return collect(env_id, episodes, Path(out), split="heldout", seed=seed, max_steps=max_steps, policy=policy,
+                   pipeline=pipeline)  # fmt: skip
 
 
 def card_windows(episodes: Sequence[Episode], context: int, horizon: int, seed: int = 0) -> list[Episode]:

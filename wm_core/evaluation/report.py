@@ -89,7 +89,8 @@ def heldout_episodes(
     meta: dict[str, Any] | None = None,
 ):  # fmt: skip
     """(episodes, held-out record) from a given store or freshly collected with seeds from `seed_base` by `policy`,
-    cut at the env's `heldout_steps`; with a checkpoint's `meta`, its model must fit the env (`check_env`)."""
+    cut at the env's `heldout_steps`; with a checkpoint's `meta`, collected with its frame pipeline, and its model
+    must fit the env (`check_env`)."""
     with tempfile.TemporaryDirectory(prefix="wm-heldout-") as tmp:
         if data:
             store = EpisodeStore.open(data)
@@ -97,7 +98,10 @@ def heldout_episodes(
                 raise ValueError(f"the held-out store holds {store.env_id} episodes but the run models {env_id}")
         else:
             cap = env_entry(env_id).heldout_steps
-            store = heldout_store(env_id, episodes, out=tmp, seed=seed_base, max_steps=cap, policy=policy)
+            pipeline = FramePipeline.from_json(meta["pipeline"]) if meta is not None else None
+            store = heldout_store(
+                env_id, episodes, out=tmp, seed=seed_base, max_steps=cap, policy=policy, pipeline=pipeline
+            )  # the checkpoint's frames: an older world's sticky Atari too
         if meta is not None:
             check_env(meta, store.action_spec, store.pipeline)
         s = store.summary()
