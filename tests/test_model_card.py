@@ -34,7 +34,7 @@ def test_shipped_reports_load_typed_and_write_back_every_number(path: Path) -> N
     assert card.family == raw["family"] and card.row(5).model.psnr == raw["open_loop"][1]["model"]["psnr"]
     assert isinstance(card.controllability, Controllability) and card.extra == {}
     assert _subset(raw, card.to_json()) and ModelCard.from_json(card.to_json()) == card
-    assert "playable-world bar" in format_card(card) and len(verdict(card)) == 5
+    assert "playable-world bar" in format_card(card) and len(verdict(card)) >= 5  # sections may add checks
 
 
 def test_older_and_newer_files_load() -> None:
