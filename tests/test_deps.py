@@ -54,9 +54,11 @@ def declared() -> tuple[set[str], set[str]]:
 
 
 def first_party(path: Path) -> set[str]:
-    """Names importable without installing anything: top-level entries of the repo and the file's siblings."""
+    """Names importable without installing anything: top-level entries of the repo, the file's siblings, and the
+    modules of tests/, benchmarks/ and scripts/ (a test may put scripts/ on sys.path to import one)."""
     here = {p.stem for p in path.parent.glob("*.py")} | {p.name for p in path.parent.iterdir() if p.is_dir()}
-    return here | {p.stem if p.suffix == ".py" else p.name for p in ROOT.iterdir()}
+    tools = {p.stem for root in TOOL_ROOTS if (ROOT / root).is_dir() for p in (ROOT / root).glob("*.py")}
+    return here | tools | {p.stem if p.suffix == ".py" else p.name for p in ROOT.iterdir()}
 
 
 def imports(path: Path) -> set[str]:
