@@ -281,9 +281,13 @@ def test_no_key_on_a_box_env_moves_the_dream_and_does_not_say_wait(pendulum_run:
     say "Hold a key to drive the dream" (the hub once read a rule that waited whenever no key was held)."""
     hub = SessionHub()
     hub.start("c", str(pendulum_run))
-    first = hub.tick("c", [])
-    r = hub.tick("c", [])
-    assert r["step"] == first["step"] + 1 and r["waiting"] is False and first["waiting"] is False
+    before = hub.tick("c", [])
+    for _ in range(3):
+        r = hub.tick("c", [])
+        assert r["waiting"] is False and before["waiting"] is False, "the page asks for a key while the dream moves"
+        # the dream moved on: a step, or (a two-step model's end head is near 0.5) a restart after a dreamed end
+        assert r["step"] == before["step"] + 1 or r["resets"] > before["resets"], (before["step"], r["step"])
+        before = r
     assert "waits" not in keymap_markdown(wm_core.read_meta(pendulum_run)), "the keys line says it waits"
 
 
