@@ -1,8 +1,10 @@
 """A corpus of mutated checkpoints made from one tiny real run: truncated and flipped weight files (with the
-hash in the JSON left alone or brought up to date), safetensors header edits, NaN and infinite weights, every
-kind of JSON field edit (wrong types, out-of-range numbers, unknown fields, missing fields), weight paths that
-leave the run or are links, missing and extra files. Each must be refused with a one-line `CheckpointError`, or,
-where the mutation is harmless, load and dream finite frames. A sample goes through `wm eval` too."""
+hash in the JSON left alone or brought up to date), safetensors header edits, NaN, infinite and finite-but-wrong
+weights (they must pass one probe dream step), every kind of JSON field edit (wrong types, out-of-range numbers,
+unknown fields, missing fields, unbounded pipeline fields), weight paths that leave the run or are links, missing
+and extra files, a checkpoint.json that is no file. Each must be refused with a one-line `CheckpointError`, or,
+where the mutation is harmless, load and dream finite frames. A sample goes through `wm eval`, and a relabelled
+env through every command that takes a checkpoint: one line on stderr, exit 2."""
 
 from __future__ import annotations
 
@@ -18,10 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_model
 
-from wm_core.checkpoint import META_FILE, load_checkpoint
+from wm_core.checkpoint import META_FILE, load_checkpoint, read_record, save_checkpoint
 from wm_core.dream import Dream
 from wm_core.errors import CheckpointError
+from wm_core.files import read_json_file
+from wm_core.registry import BUILT_IN
 
 Mutation = Callable[[Path], None]
 
@@ -122,6 +127,43 @@ def poison(value: float) -> Mutation:
     return mutate
 
 
+def scale(factor: float) -> Mutation:
+    """Every floating-point weight times `factor` (finite, so the file passes the finite-weights check)."""
+
+    def mutate(run: Path) -> None:
+        from safetensors.torch import load_file, save_file
+
+        w = weights_of(run)
+        save_file({k: t * factor if t.is_floating_point() else t for k, t in load_file(str(w)).items()}, str(w))
+        rehash(run)
+
+    return mutate
+
+
+def flip_exponents(frac: float, count: int = 64) -> Mutation:
+    """Flip an exponent bit of `count` float32 weights from `frac` into the data (finite, x or / 2^128); rehash."""
+
+    def mutate(run: Path) -> None:
+        w = weights_of(run)
+        data = bytearray(w.read_bytes())
+        start = 8 + struct.unpack("<Q", data[:8])[0]
+        first = start + 4 * int(frac * (len(data) - start) / 4)
+        for i in range(first + 3, min(len(data), first + 4 * count), 4):
+            data[i] ^= 0x40
+        w.write_bytes(bytes(data))
+        rehash(run)
+
+    return mutate
+
+
+def meta_not_a_file(kind: str) -> Mutation:
+    def mutate(run: Path) -> None:
+        (run / META_FILE).unlink()
+        os.mkfifo(run / META_FILE) if kind == "fifo" else (run / META_FILE).mkdir()
+
+    return mutate
+
+
 def outside_link(run: Path) -> None:
     outside = run.parent / "elsewhere.safetensors"
     shutil.copy(weights_of(run), outside)
@@ -140,6 +182,24 @@ def outside_path(name: str) -> Mutation:
 
 def extra_file(run: Path) -> None:
     (run / "notes.txt").write_text("a file the checkpoint does not name")
+
+
+def fuzz_finds() -> dict[str, tuple[Mutation, bool]]:
+    """What a fuzz run found: pipeline fields without bounds (a frame size of 1e6 asked for 2.7 TiB), weights that
+    load but dream NaN (scaled by 1e30; exponent bits flipped and rehashed), checkpoint.json as a directory."""
+    finds: dict[str, tuple[Mutation, bool]] = {"meta-directory": (meta_not_a_file("directory"), False)}
+    for name, value in (("size", 10**6), ("size", 32), ("thicken", 10**6), ("action_repeat", 0),
+                        ("action_repeat", 10**6), ("reset_noops", 10**6), ("max_last_two", 1)):  # fmt: skip
+        finds[f"pipeline-{name}-{value}"] = (edit(("pipeline", name), value), False)
+    bad_kwargs = {"nested": {"a": {"b": 1}}, "list": {"a": [1]}, "huge": {"max_episode_steps": 10**12},
+                  "nan": {"a": float("nan")}, "long": {"a": "x" * 1000}, "key": {"not a name": 1},
+                  "render_mode": {"render_mode": "human"}, "many": {f"k{i}": i for i in range(100)}}  # fmt: skip
+    for label, kwargs in bad_kwargs.items():
+        finds[f"pipeline-env_kwargs-value-{label}"] = (edit(("pipeline", "env_kwargs"), kwargs), False)
+    finds["pipeline-env_kwargs-plain"] = (edit(("pipeline", "env_kwargs"), {"max_episode_steps": 500}), True)
+    finds["weights-scaled-1e30"] = (scale(1e30), False)
+    finds["weights-exponents-flipped-rehashed"] = (flip_exponents(0.5), False)
+    return finds
 
 
 def build_corpus(meta: dict) -> dict[str, tuple[Mutation, bool]]:
@@ -201,6 +261,7 @@ def build_corpus(meta: dict) -> dict[str, tuple[Mutation, bool]]:
     corpus["meta-empty"] = (lambda run: (run / META_FILE).write_bytes(b""), False)
     corpus["meta-binary"] = (lambda run: (run / META_FILE).write_bytes(b"\xff\xfe\x00"), False)
     corpus["meta-missing"] = (lambda run: (run / META_FILE).unlink(), False)
+    corpus.update(fuzz_finds())
     # benign edits
     corpus["extra-file"] = (extra_file, True)
     corpus["command-edited"] = (edit(("command",), "anything at all"), True)
@@ -264,13 +325,76 @@ def test_a_config_too_big_to_allocate_is_refused_before_allocating(base: Path, t
         load_checkpoint(run)
 
 
-@pytest.mark.parametrize("name", ["truncate-64-rehashed", "config-hidden-str", "weights-nan", "weights-symlink-outside",
-                                  "meta-not-json", "action-spec-kind"])  # fmt: skip
-def test_wm_eval_refuses_in_one_line(base: Path, corpus: dict, tmp_path: Path, name: str) -> None:
-    run = mutated(base, tmp_path, corpus[name][0])
+def test_every_family_refuses_a_huge_frame_and_weights_that_dream_non_finite(cartpole_store, tmp_path: Path) -> None:
+    """The pipeline bounds and the probe dream step go through the protocol, never a family's name."""
+    for family in BUILT_IN:  # a test's own family (tests/shift_family.py: zero weights) may dream any weights
+        run = tmp_path / family
+        save_checkpoint(run, make_model(family, cartpole_store), env_id="CartPole-v1", pipeline=cartpole_store.pipeline,
+                        step=0)  # fmt: skip
+        load_checkpoint(run)  # a sound model passes the probe
+        edit(("pipeline", "size"), 10**6)(run)
+        with pytest.raises(CheckpointError, match="pipeline size"):
+            load_checkpoint(run)
+        edit(("pipeline", "size"), cartpole_store.pipeline.size)(run)
+        scale(1e30)(run)
+        with pytest.raises(CheckpointError, match="probe"):
+            load_checkpoint(run)
+
+
+def test_json_records_that_are_not_files_are_refused_in_one_line(tmp_path: Path) -> None:
+    """A directory or a FIFO where a checkpoint's, an agent's or any JSON record should be: one line, no hang."""
+    (tmp_path / "directory.json").mkdir()
+    os.mkfifo(tmp_path / "fifo.json")
+    for name in ("directory.json", "fifo.json"):
+        with pytest.raises(ValueError, match="not a regular file"):
+            read_json_file(tmp_path / name)
+        with pytest.raises(CheckpointError, match="the agent is corrupt") as e:
+            read_record(tmp_path / name, "agent", "no agent")
+        assert "\n" not in str(e.value)
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
+PONG = edit(("env_id",), "ALE/Pong-v5")  # a model of CartPole's 2 actions relabelled as a 6-action game
+CLI_ONLY = {"meta-fifo": meta_not_a_file("fifo"), "env-relabelled-pong": PONG}  # would hang, or load
+
+
+def wm(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "wm_core.cli", "eval", str(run), "--episodes", "2", "--no-report"],
-                          capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return subprocess.run([sys.executable, "-m", "wm_core.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=180)  # fmt: skip
+
+
+def assert_refused(proc: subprocess.CompletedProcess) -> None:  # exit 2, one line on stderr (as a bad argument)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("name", ["truncate-64-rehashed", "config-hidden-str", "weights-nan", "weights-symlink-outside",
+                                  "meta-not-json", "action-spec-kind", "pipeline-size-1000000", "weights-scaled-1e30",
+                                  "weights-exponents-flipped-rehashed", "meta-directory", *CLI_ONLY])  # fmt: skip
+def test_wm_eval_refuses_in_one_line(base: Path, corpus: dict, tmp_path: Path, name: str) -> None:
+    mutation = CLI_ONLY[name] if name in CLI_ONLY else corpus[name][0]
+    assert_refused(wm("eval", str(mutated(base, tmp_path, mutation)), "--episodes", "2", "--no-report"))
+
+
+# Every command that takes a checkpoint, on a shipped run relabelled to Pong (with its agent; muzero plans).
+AGENT = "dreamer-cartpole-agent"
+COMMANDS = {
+    "dream": (AGENT, "dream {run} --out {tmp}/dream.gif --steps 3"),
+    "controller": (AGENT, "controller {run} --out {tmp}/c --generations 1 --population 2 --episodes 1 --horizon 5"),
+    "agent train": (AGENT, "agent train {run} --minutes 0.05"),
+    "agent eval": (AGENT, "agent eval {run} --episodes 1"),
+    "plan": ("muzero-cartpole", "plan {run} --episodes 1 --max-steps 5"),
+    "train --resume": (AGENT, "train --resume {run} --steps 5000"),
+    "collect --policy": (AGENT, "collect --env ALE/Pong-v5 --policy {run} --episodes 1 --out {tmp}/d"),
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_refuses_a_relabelled_checkpoint_with_exit_2(tmp_path: Path, command: str) -> None:
+    shipped, line = COMMANDS[command]
+    run = tmp_path / "run"
+    ignore = shutil.ignore_patterns("data", "agent-data", "controllers", "report*")
+    shutil.copytree(SHIPPED / shipped, run, ignore=ignore)
+    PONG(run)
+    assert_refused(wm(*line.format(run=run, tmp=tmp_path).split()))

@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from .checkpoint_checks import check_fields, check_finite, check_meta, check_size, weight_path
+from .checkpoint_checks import check_dream_step, check_fields, check_finite, check_meta, check_size, weight_path
 from .errors import CheckpointError
 from .files import atomic_write_bytes, atomic_write_json, clean_temp_files, read_json_file, sha256_file
 from .protocol import WorldModel
@@ -124,7 +124,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
 def read_meta(path: Path | str) -> dict[str, Any]:
     """Read and check a checkpoint's JSON (a run directory or its checkpoint.json) without the weights."""
     p = Path(path)
-    if p.is_dir() or p.suffix != ".json":
+    if p.suffix != ".json" or (p.is_dir() and p.name != META_FILE):  # a checkpoint.json directory is refused below
         p = p / META_FILE
     if not p.parent.exists():
         raise CheckpointError(f"no checkpoint at {p.parent}: the directory does not exist")
@@ -195,7 +195,8 @@ def build_model(meta: dict[str, Any]) -> WorldModel:
 
 
 def load_checkpoint(path: Path | str, device: str | torch.device = "cpu") -> tuple[WorldModel, dict[str, Any]]:
-    """Load a run directory (or its checkpoint.json) -> (model in eval mode, meta)."""
+    """Load a run directory (or its checkpoint.json) -> (model in eval mode, meta), after one probe dream step
+    (`check_dream_step`) shows that its weights dream finite numbers."""
     meta = read_meta(path)
     run = Path(meta["_dir"])
     model = build_model(meta)
@@ -216,7 +217,9 @@ def load_checkpoint(path: Path | str, device: str | torch.device = "cpu") -> tup
             f"the model wants {tuple(expected[k].shape)}"
         )
     model.load_state_dict(tensors)
-    return model.to(device).eval(), meta
+    model = model.to(device).eval()
+    check_dream_step(model, run)
+    return model, meta
 
 
 def load_optimizer_state(meta: dict[str, Any], optimizer: torch.optim.Optimizer) -> bool:
@@ -251,3 +254,16 @@ def check_env(meta: dict[str, Any], spec: ActionSpec, pipeline: FramePipeline) -
             f"{meta.get('_dir', 'the checkpoint')} was trained on {size}-pixel frames, but {meta['env_id']} draws "
             f"{pipeline.size}-pixel ones: its env_id does not match its model"
         )
+
+
+def check_real_env(meta: dict[str, Any], env_id: str | None = None) -> None:
+    """CheckpointError unless the real env a checkpoint names (or `env_id`) fits its model (`check_env`): the env is
+    made with the checkpoint's pipeline and closed again. Every command that takes a checkpoint runs this first, so
+    a relabelled checkpoint is refused in one line before any work, whatever the command."""
+    from .data.envs import make_env
+
+    env = make_env(env_id or meta["env_id"], FramePipeline.from_json(meta["pipeline"]))
+    try:
+        check_env({**meta, "env_id": env_id or meta["env_id"]}, env.action_spec, env.pipeline)
+    finally:
+        env.close()

@@ -1,8 +1,9 @@
 """What a checkpoint must be before anything is built from it: every field of its JSON checked against the
-dataclass it fills (type and range), caps on sizes, weight files named inside the run directory (no path
-parts, no symlinks) with their hashes, and finite weights. Each refusal is a `CheckpointError` of one line
-saying which field or file is wrong. `wm_core.checkpoint` calls these, so the CLI and the app refuse the same
-things with the same words."""
+dataclass it fills (type and range, and bounds on each frame-pipeline field), caps on sizes, weight files named
+inside the run directory (no path parts, no symlinks) with their hashes, finite weights, and one probe dream step
+that gives finite frames, rewards and end probabilities. Each refusal is a `CheckpointError` of one line saying
+which field or file is wrong. `wm_core.checkpoint` calls these, so the CLI and the app refuse the same things with
+the same words."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import dataclasses
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .errors import CheckpointError
+
+if TYPE_CHECKING:
+    from .protocol import WorldModel
 
 MAX_INT = 10_000_000  # any integer config field (widths, steps, batch sizes)
 MAX_PARAMS = 200_000_000  # parameters a checkpoint may ask us to allocate
@@ -85,11 +89,46 @@ def check_spec(spec: Any) -> None:
                 raise _bad(f"action_spec {key}", f"is not {n} finite numbers")
 
 
-def check_pipeline(pipeline: Any) -> None:
-    """The frame pipeline: known fields, a crop of four ordered non-negative pixels, a sane size."""
+# Bounds on each integer field of a frame pipeline: the catalog's largest values are thicken 15, action repeat 4
+# and 60 reset no-ops, so these leave room for new envs and refuse what would stall or exhaust a machine (a frame
+# size of 1e6 asked for 2.7 TiB).
+PIPELINE_INTS = {"size": (FRAME_SIZES.start, FRAME_SIZES.stop - 1), "thicken": (0, 64), "action_repeat": (1, 64),
+                 "reset_noops": (0, 10_000)}  # fmt: skip
+MAX_ENV_KWARGS = 16
+RESERVED_ENV_KWARGS = ("render_mode", "obs_type")  # set by the env maker itself
+MAX_ENV_KWARG = 1e6
+
+
+def _env_kwarg_problem(key: Any, value: Any) -> str | None:
+    """What is wrong with one env kwarg (None: nothing): a Python name the env maker leaves to the env, and a
+    plain bounded value (bool, number with |x| <= 1e6, short text or null), never a container."""
+    if not isinstance(key, str) or not key.isidentifier() or len(key) > 64:
+        return f"has a key {key!r} that is not an argument name"
+    if key in RESERVED_ENV_KWARGS:
+        return f"sets {key}, which the env maker sets itself"
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        ok = math.isfinite(value) and abs(value) <= MAX_ENV_KWARG
+        return None if ok else f"{key} is {value!r}, not a finite number within ±{MAX_ENV_KWARG:g}"
+    if isinstance(value, str):
+        return None if len(value) <= 200 else f"{key} is a text of {len(value)} characters (at most 200)"
+    return f"{key} is {type(value).__name__}, not a plain value (true/false, a number, a short text or null)"
+
+
+def check_pipeline(pipeline: Any, frame_size: int | None = None) -> None:
+    """The frame pipeline: known fields of the right types, each integer within its bounds, a crop of four ordered
+    pixels, the model's frame size (when given), and env kwargs that are a few plain values."""
     from .spec import FramePipeline
 
     check_fields("pipeline", pipeline, FramePipeline)
+    for name, (low, high) in PIPELINE_INTS.items():
+        value = pipeline.get(name)
+        if value is not None and not low <= value <= high:
+            raise _bad(f"pipeline {name}", f"is {value!r}, not {low}..{high}")
+    size = pipeline.get("size", 64)
+    if frame_size is not None and size != frame_size:
+        raise _bad("pipeline size", f"is {size!r}, not the model's frame size {frame_size}")
     crop = pipeline.get("crop")
     if crop is not None:
         if not isinstance(crop, list) or len(crop) != 4 or not all(isinstance(c, int) and 0 <= c <= 4096 for c in crop):
@@ -100,8 +139,12 @@ def check_pipeline(pipeline: Any) -> None:
         raise _bad("pipeline source", f"is {pipeline.get('source')!r}, not render or obs")
     if pipeline.get("thicken_mode", "dark") not in ("dark", "light"):
         raise _bad("pipeline thicken_mode", f"is {pipeline.get('thicken_mode')!r}, not dark or light")
-    if not isinstance(pipeline.get("env_kwargs", {}), dict):
-        raise _bad("pipeline env_kwargs", "is not a JSON object")
+    kwargs = pipeline.get("env_kwargs", {})
+    if not isinstance(kwargs, dict) or len(kwargs) > MAX_ENV_KWARGS:
+        raise _bad("pipeline env_kwargs", f"is not a JSON object of at most {MAX_ENV_KWARGS} values")
+    problem = next(filter(None, (_env_kwarg_problem(k, v) for k, v in kwargs.items())), None)
+    if problem:
+        raise _bad("pipeline env_kwargs", problem)
 
 
 def check_meta(meta: dict[str, Any]) -> None:
@@ -115,7 +158,7 @@ def check_meta(meta: dict[str, Any]) -> None:
     if not isinstance(size, int) or isinstance(size, bool) or size not in FRAME_SIZES or size % 8:
         raise _bad("frame_size", f"is {size!r}, not a multiple of 8 between 16 and 256")
     check_spec(meta["action_spec"])
-    check_pipeline(meta["pipeline"])
+    check_pipeline(meta["pipeline"], size)
     for key in ("weights", "optimizer"):
         entry = meta.get(key)
         if entry is None and key == "optimizer":
@@ -160,3 +203,27 @@ def check_finite(tensors: dict[str, torch.Tensor], path: Path) -> None:
     for name, t in tensors.items():
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise CheckpointError(f"weights in {path} hold NaN or infinite values ({name}); the checkpoint is corrupt")
+
+
+def check_dream_step(model: WorldModel, where: Path) -> None:
+    """One probe step through the protocol at batch 1 (observe the model's mean frame, imagine one step, decode,
+    reward, done) must give finite numbers: weights that are finite but wrong (scaled up, bits flipped and
+    rehashed) otherwise load and dream NaN frames, or fail inside sampling mid-game. Costs one dream step."""
+    device = model.frame_mean.device
+    frame = (model.frame_mean.movedim(0, -1) * 255).round().clamp(0, 255).to(torch.uint8)[None]  # (1, H, W, 3)
+    action = model.action_spec.encode(model.action_spec.zeros()[None]).to(device)  # (1, A)
+    generator = torch.Generator(device=device).manual_seed(0)
+    try:  # forked: a family that samples in `observe` draws from the global stream, which loading must not move
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.inference_mode():
+            state = model.imagine(model.observe(model.initial(1), frame, action), action, 1.0, generator)
+            outputs = {"frame": model.decode(state), "reward": model.reward(state)}
+            outputs["end probability"] = model.done(state)
+    except (RuntimeError, ValueError, IndexError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        message = f"weights in {where} fail a probe dream step ({why}); the checkpoint is corrupt"
+        raise CheckpointError(message) from None
+    bad = [name for name, t in outputs.items() if not torch.isfinite(t.float()).all()]
+    if bad:
+        raise CheckpointError(
+            f"weights in {where} dream non-finite values ({', '.join(bad)}) in a probe step; the checkpoint is corrupt"
+        )

@@ -4,6 +4,7 @@ needs when it runs, so the parser itself stays light."""
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -23,6 +24,26 @@ def set_threads(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+
+
+def _names_checkpoint(path: str) -> bool:
+    """Whether `path` (a run directory or its checkpoint.json) has anything at its checkpoint.json."""
+    p = Path(path)
+    return os.path.lexists(p if p.suffix == ".json" else p / "checkpoint.json")
+
+
+def check_runs(args: argparse.Namespace) -> None:
+    """Every checkpoint a command names (RUN, --resume RUN, --policy RUN) is read, checked and matched with the real
+    env it names (or --env) before any work, so every command refuses a bad checkpoint the same way: a one-line
+    CheckpointError, exit 2. A RUN with no checkpoint.json is left to the command (`wm agent train` starts one).
+    Each command calls this once its own arguments are checked (a bad flag is named before a bad checkpoint)."""
+    from .checkpoint import check_real_env, read_meta
+
+    named = [(getattr(args, "run", None), None), (getattr(args, "resume", None), None)]
+    named.append((getattr(args, "policy", None), getattr(args, "env", None)))
+    for run, env_id in named:
+        if run and _names_checkpoint(run):
+            check_real_env(read_meta(run), env_id)
 
 
 def cmd_envs(args: argparse.Namespace) -> None:
@@ -76,6 +97,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
 
     if (args.episodes is None) == (args.frames is None):
         raise UserError("give --episodes N or --frames N (one of them)")
+    check_runs(args)
     bar = _CollectBar()
     try:
         store = collect(
@@ -117,6 +139,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         stop.set()
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
+    check_runs(args)
     previous = signal.signal(signal.SIGINT, on_sigint)
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
     try:
@@ -154,9 +177,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .evaluation.report import evaluate_checkpoint, write_report
     from .train import resolve_device
 
+    device = resolve_device(args.device)
+    check_runs(args)
     report = evaluate_checkpoint(
         args.run,
-        device=resolve_device(args.device),
+        device=device,
         episodes=args.episodes,
         seed_base=args.seed_base,
         data=args.data,
@@ -183,10 +208,12 @@ def cmd_dream(args: argparse.Namespace) -> None:
 
     if Path(args.out).suffix.lower() not in (".gif", ".mp4"):
         raise UserError(f"--out must end in .gif or .mp4, got '{args.out}'")
+    device = resolve_device(args.device)
+    check_runs(args)
     summary = record_dream(
         args.run,
         args.out,
-        device=str(resolve_device(args.device)),
+        device=str(device),
         steps=args.steps,
         temperature=args.temperature,
         actions=args.actions,
@@ -219,6 +246,8 @@ def cmd_agent_train(args: argparse.Namespace) -> None:
 
     if distributed.world_size() > 1:  # its loop runs to a wall-clock budget: ranks would part ways
         raise UserError("wm agent train runs in one process; torchrun is for wm train")
+    device = resolve_device(args.device)
+    check_runs(args)
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
     result = train_agent(
         args.run,
@@ -228,7 +257,7 @@ def cmd_agent_train(args: argparse.Namespace) -> None:
         overrides=overrides,
         seed=args.seed,
         say=lambda m: print(m, flush=True),
-        device=resolve_device(args.device),
+        device=device,
     )
     ev = result["evaluation"]
     print(f"done: {args.run}: real return {ev['real_mean']:.1f} ± {ev['real_std']:.1f}, dream {ev['dream_mean']:.1f}")
@@ -242,7 +271,9 @@ def cmd_agent_eval(args: argparse.Namespace) -> None:
     from .spec import FramePipeline
     from .train import resolve_device
 
-    model, meta = load_checkpoint(args.run, resolve_device(args.device))
+    device = resolve_device(args.device)
+    check_runs(args)
+    model, meta = load_checkpoint(args.run, device)
     if not (Path(args.run) / "agent.json").exists():
         raise UserError(f"{args.run} has no agent.json: train one with `wm agent train {args.run}`")
     agent, _ = load_agent(Path(args.run), model)
@@ -267,6 +298,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
     from .data.envs import make_env
     from .spec import FramePipeline
 
+    check_runs(args)
     model, meta = load_checkpoint(args.run)
     pipeline = FramePipeline.from_json(meta["pipeline"])
     planner = check_planner(model, args.planner)
@@ -303,6 +335,7 @@ def cmd_controller(args: argparse.Namespace) -> None:
 
     cfg = ControllerConfig(temperature=args.temperature, generations=args.generations, population=args.population,
                            dream_episodes=args.episodes, horizon=args.horizon, seed=args.seed)  # fmt: skip
+    check_runs(args)
     log = (lambda line: print(line, flush=True)) if sys.stdout.isatty() else None
     r = train_controller(args.run, cfg, args.out, args.real_episodes, cli_command(), log)
     real = r["real_return"]

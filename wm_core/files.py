@@ -64,20 +64,28 @@ def atomic_write_json(path: Path | str, obj: Any) -> None:
 
 def read_json_file(path: Path | str, limit: int = 16 << 20) -> Any:
     """The JSON in a regular file of at most `limit` bytes, opened without following a symlink. ValueError with
-    one line for a link, a device, a directory, an oversized file, text that is not JSON, or nesting too deep
-    (so a file pointing at /dev/zero or a bracket bomb is refused instead of exhausting memory or the stack)."""
+    one line for a link, a directory, a pipe or device, an oversized file, text that is not JSON, or nesting too
+    deep (so a file pointing at /dev/zero, a FIFO nobody writes to or a bracket bomb is refused instead of
+    exhausting memory, blocking or overflowing the stack)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # a FIFO opens at once
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise
-    except OSError as e:  # ELOOP: a symlink; EISDIR and friends
+    except OSError as e:  # ELOOP: a symlink; ENOTDIR and friends
         why = "is a symbolic link" if os.path.islink(path) else f"cannot be opened as a plain file ({e.strerror})"
         raise ValueError(f"{path} {why}") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{path} is not a regular file")
-        data = f.read(limit + 1)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            what = "a directory" if stat.S_ISDIR(mode) else "a pipe, socket or device"
+            raise ValueError(f"{path} is {what}, not a regular file")
+        with os.fdopen(fd, "rb") as f:
+            fd = -1  # the file object closes it now
+            data = f.read(limit + 1)
+    finally:
+        if fd >= 0:
+            os.close(fd)
     if len(data) > limit:
         raise ValueError(f"{path} is over {limit >> 20} MiB; refusing to read it")
     try:
