@@ -169,3 +169,17 @@ def test_an_older_world_is_judged_on_its_own_frames() -> None:
     first, _ = env.reset(seed=info.seed)
     env.close()
     assert np.array_equal(eps[0].obs[0], first)
+
+
+def test_object_curve_prints_a_row_per_checkpoint() -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "benchmarks/object_curve.py", "checkpoints/dreamer-pong", "--episodes", "1", "--json"]
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)
+    assert row["step"] == 3000 and row["what"] == "ball" and len(row["recall"]) == 4 and row["psnr"][0] > 10
