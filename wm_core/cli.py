@@ -248,16 +248,6 @@ def build_parser(family: str | None = None, command: str | None = None) -> Parse
     return root
 
 
-def _quiet_ale() -> None:
-    """ALE prints a two-line banner on stderr when it makes its first env; keep stderr to the command's own lines
-    (a refusal is one line)."""
-    try:
-        import ale_py
-    except ImportError:
-        return
-    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `wm` console script."""
     from .errors import CheckpointError, DataError, EnvError
@@ -285,7 +275,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         commands.set_threads(args)
-        _quiet_ale()
         args.fn(args)
     except (commands.UserError, CheckpointError, DataError, EnvError, ValueError, FileNotFoundError) as e:
         print(f"wm {args.command}: error: {e}", file=sys.stderr)

@@ -138,10 +138,12 @@ def _require(env_id: str, module: str | None, extra: str | None) -> None:
     if module is None:
         return
     try:
-        importlib.import_module(module)
+        mod = importlib.import_module(module)
     except ImportError as e:
         hint = f"pip install 'world-model-playground[{extra}]'" if extra else f"pip install {module}"
         raise EnvError(f"{env_id} needs the '{extra or module}' extra: {hint}") from e
+    if module == "ale_py":  # ALE prints a two-line banner on stderr with its first env; a refusal is one line
+        mod.ALEInterface.setLoggerMode(mod.LoggerMode.Error)
 
 
 def _check_registered(env_id: str) -> None:

@@ -24,7 +24,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import DataError
-from ..files import atomic_write, sha256_file
+from ..files import atomic_write, read_json_file, sha256_file
 from ..spec import ActionSpec, FramePipeline
 
 FORMAT_VERSION = 1
@@ -118,7 +118,7 @@ class EpisodeStore:
                 f"no episode store at {root} (no {INDEX_FILE}): collect one with `wm collect --env ENV --out {root}`"
             )
         try:
-            index = json.loads(path.read_text())
+            index = read_json_file(path)
             if index.get("format") != FORMAT_VERSION:
                 raise ValueError(f"format {index.get('format')!r}, this version reads format {FORMAT_VERSION}")
             return cls(Path(root), index)
