@@ -31,7 +31,7 @@ def dream_fps(run: Path, steps: int) -> float:
     import numpy as np
 
     from wm_core import Dream, load_checkpoint, make_env
-    from wm_core.interactive.session import real_context
+    from wm_core.data.collect import real_context
     from wm_core.spec import FramePipeline
 
     model, meta = load_checkpoint(run)
