@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .steady import Conv2d, ConvTranspose2d, Linear, padded_rows, row_multiple
+from .steady import Conv2d, ConvTranspose2d, Linear, steady_rows
 
 
 def _norm(channels: int) -> nn.Module:
@@ -148,11 +148,7 @@ class Mlp(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., in_dim) -> (..., out_dim)."""
-        lead = x.shape[:-1]
-        m, rows = lead.numel(), row_multiple(x.device)
-        if m % rows == 0:
-            return super().forward(x)
-        return super().forward(padded_rows(x.reshape(m, x.shape[-1]), rows))[:m].reshape(*lead, -1)
+        return steady_rows(super().forward, x)
 
 
 def pixel_weights(mask: torch.Tensor, fg_weight: float, share: float = 0.0, cap: float = 500.0) -> torch.Tensor:

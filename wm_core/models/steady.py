@@ -53,17 +53,23 @@ def padded_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
     return torch.cat([x, x.new_zeros(extra, *x.shape[1:])]) if extra else x
 
 
+def steady_rows(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """`forward` over the rows of `x` (..., in), padded with zero rows to a multiple of `row_multiple` first, so
+    each row's result does not depend on how many others share the batch."""
+    lead = x.shape[:-1]
+    m, rows = lead.numel(), row_multiple(x.device)
+    if m % rows == 0:
+        return forward(x)
+    return forward(padded_rows(x.reshape(m, x.shape[-1]), rows))[:m].reshape(*lead, -1)
+
+
 class Linear(nn.Linear):
     """`nn.Linear` whose every output row is what it would be in any other batch: the rows are padded with zero
     rows to a multiple of `row_multiple` first. A player's batch-1 dream step then gives exactly the frame the
     same player gets stepped together with others. Same parameters as `nn.Linear`."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-1]
-        m, rows = lead.numel(), row_multiple(x.device)
-        if m % rows == 0:
-            return super().forward(x)
-        return super().forward(padded_rows(x.reshape(m, x.shape[-1]), rows))[:m].reshape(*lead, -1)
+        return steady_rows(super().forward, x)
 
 
 class GRUCell(nn.GRUCell):
