@@ -183,3 +183,18 @@ def test_object_curve_prints_a_row_per_checkpoint() -> None:
     assert done.returncode == 0, done.stderr
     (row,) = json.loads(done.stdout)
     assert row["step"] == 3000 and row["what"] == "ball" and len(row["recall"]) == 4 and row["psnr"][0] > 10
+
+
+def test_the_car_is_found_in_every_real_frame_and_not_in_the_mean() -> None:
+    pytest.importorskip("Box2D")
+    env_id, pipeline = "CarRacing-v3", CATALOG["CarRacing-v3"].pipeline
+    r, _, _ = real_rollouts(env_id, pipeline, episodes=2, steps=30)
+    r.dream = r.real.copy()
+    assert measure(r, env_id, pipeline).car_present == 1.0
+    faded = r.real.copy()  # a dream whose car fades into the road from step 10, as a weak world's does
+    red = (faded[..., 0] > 150) & (faded[..., 1] < 90) & (faded[..., 2] < 90)
+    red[:, :10] = False
+    faded[red] = (105, 105, 105)
+    r.dream = faded
+    card = measure(r, env_id, pipeline)
+    assert card.car_present == 0.0 and not _checks(card)["the car in every frame of a 30-step dream"]

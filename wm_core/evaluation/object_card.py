@@ -163,10 +163,14 @@ def _paddle_follows(r: Rollouts, game: Game, rp: np.ndarray, dp: np.ndarray) -> 
 
 
 def _reappeared(bricks: np.ndarray, valid: np.ndarray) -> int:
-    """Brick cells absent at some dream step and present at a later one (T, rows, cols)."""
+    """Brick cells (T, rows, cols) absent at some dream step and lit for two steps in a row later (the ball flying
+    through a gap lights a cell for one step)."""
     b = bricks[valid]
-    gone_before = np.maximum.accumulate(~b, axis=0)
-    return int((b[1:] & gone_before[:-1]).any(0).sum())
+    if len(b) < 3:
+        return 0
+    lit = b[1:] & b[:-1]  # lit at s and s + 1, indexed by s
+    gone = np.maximum.accumulate(~b, axis=0)  # absent at some step <= t
+    return int((lit[1:] & gone[:-2]).any(0).sum())
 
 
 def _moving(card: ObjectCard, r: Rollouts) -> None:
