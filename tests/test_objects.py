@@ -198,3 +198,19 @@ def test_the_car_is_found_in_every_real_frame_and_not_in_the_mean() -> None:
     r.dream = faded
     card = measure(r, env_id, pipeline)
     assert card.car_present == 0.0 and not _checks(card)["the car in every frame of a 30-step dream"]
+
+
+def test_cartpole_rollouts_stop_where_the_pole_falls() -> None:
+    """Held keys topple CartPole: no real frame is taken past the episode's end, every dream still gets five
+    context frames, and the moving-object measure covers the pole and cart."""
+    import warnings
+
+    model, meta = load_checkpoint("checkpoints/dreamer-cartpole")
+    pipeline = FramePipeline.from_json(meta["pipeline"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # gymnasium warns when a finished episode is stepped
+        r, ctx, acts = real_rollouts("CartPole-v1", pipeline, episodes=4, steps=50)
+    assert ctx.shape[:2] == (4, 5) and acts.shape[:2] == (4, 5)
+    assert not r.valid.all() and all(v[: v.sum()].all() for v in r.valid)  # valid up to the fall, then not
+    card = object_card(model, "CartPole-v1", pipeline, episodes=4, steps=20)
+    assert card.ball_recall is None and card.car_present is None and card.moving_recall[0] is not None

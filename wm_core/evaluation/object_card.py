@@ -61,6 +61,25 @@ def _fire(keymap: Keymap) -> int | None:
     return next((b.action for b in keymap.bindings if b.key == " "), None)
 
 
+def _warm_up(env: Any, seed: int, keys: list[Any], fire: int | None, context: int) -> tuple[list, list, bool]:
+    """Play `keys` from a reset (FIRE first where the game has it: Breakout waits for it); an episode that ends
+    on the way (CartPole falls under held keys) starts again with only `context` steps. Returns (frames,
+    actions) from the reset on, at least `context` of each, and whether the episode ended even so."""
+    for plan in (keys, keys[:context]):
+        frames, acts, ended = [env.reset(seed=seed)[0]], [env.action_spec.zeros()], False
+        for a in ([fire, fire] + plan[2:]) if fire is not None else plan:
+            frame, _, term, trunc, _ = env.step(a)
+            frames.append(frame)
+            acts.append(a)
+            if term or trunc:
+                ended = True
+                break
+        if not ended:
+            break
+    pad = max(0, context - len(frames))
+    return [frames[0]] * pad + frames, [acts[0]] * pad + acts, ended
+
+
 def real_rollouts(
     env_id: str, pipeline: FramePipeline, episodes: int, steps: int, context: int = 5, seed: int = OBJECT_SEED
 ) -> tuple[Rollouts, np.ndarray, np.ndarray]:
@@ -71,19 +90,14 @@ def real_rollouts(
     contexts, context_acts, plans, reals, valids = [], [], [], [], []
     try:
         for e in range(episodes):
-            frame, _ = env.reset(seed=seed + e)
             warm = held_keys(keymap, spec, rng, int(rng.integers(8, 30)) + context)
-            if fire is not None:  # launch the ball (Breakout waits for FIRE)
-                warm[:2] = [fire, fire]
-            frames, acts = [frame], [spec.zeros()]
-            for a in warm:
-                frames.append(env.step(a)[0])
-                acts.append(a)
+            frames, acts, ended = _warm_up(env, seed + e, warm, fire, context)
+            frame = frames[-1]
             contexts.append(np.stack(frames[-context:]))
             context_acts.append(np.stack([np.asarray(a) for a in acts[-context:]]))
             plans.append(np.stack([np.asarray(a) for a in held_keys(keymap, spec, rng, steps)]))
             real, valid = np.zeros((steps,) + frame.shape, np.uint8), np.zeros(steps, bool)
-            for k, a in enumerate(plans[-1]):
+            for k, a in enumerate([] if ended else plans[-1]):
                 frame, _, term, trunc, _ = env.step(a)
                 real[k], valid[k] = frame, True
                 if term or trunc:
