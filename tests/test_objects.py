@@ -214,3 +214,15 @@ def test_cartpole_rollouts_stop_where_the_pole_falls() -> None:
     assert not r.valid.all() and all(v[: v.sum()].all() for v in r.valid)  # valid up to the fall, then not
     card = object_card(model, "CartPole-v1", pipeline, episodes=4, steps=20)
     assert card.ball_recall is None and card.car_present is None and card.moving_recall[0] is not None
+
+
+def test_a_store_grows_with_its_own_frames(tmp_path) -> None:
+    """More data for a run made before deterministic Atari (a resumed `wm train`) comes with the store's own
+    pipeline: sticky keys and all, not the catalog's."""
+    from wm_core.checkpoint import read_meta
+    from wm_core.data import collect
+
+    old = FramePipeline.from_json(read_meta("checkpoints/dreamer-pong")["pipeline"])
+    store = collect("ALE/Pong-v5", 1, tmp_path / "data", pipeline=old, max_steps=10, num_envs=1)
+    store = collect("ALE/Pong-v5", 1, tmp_path / "data", max_steps=10, num_envs=1, store=store)
+    assert len(store) == 2 and store.pipeline == old

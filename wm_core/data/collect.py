@@ -76,6 +76,8 @@ def collect(
     if budget < 1 or num_envs < 1 or (max_steps is not None and max_steps < 1):
         raise ValueError(f"need episodes or frames, num_envs, max_steps >= 1; got {budget}, {num_envs}, {max_steps}")
 
+    pipeline = pipeline or (store.pipeline if store is not None else None)  # a store grows with its own frames
+
     def make_one() -> gymnasium.Env:
         env = make_env(env_id, pipeline)
         return gymnasium.wrappers.TimeLimit(env, max_steps) if max_steps else env
