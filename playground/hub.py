@@ -145,13 +145,10 @@ def wire(seat: Seat, f: wm_core.SessionFrame, keys: list[str]) -> dict[str, Any]
         "hold": s.hold,
         "paused": seat.paused,
         "waiting": waiting,
-        "resets": s.resets,
-        "temperature": s.temperature,
         "recording": s.recording,
         "recording_data": s.data is not None,
         "driver": driver,
         "driver_label": s.driver_label if driver == "agent" else "you",
-        "has_agent": s.agent is not None,
         "panels": [
             {
                 "label": label,

@@ -247,10 +247,11 @@ def test_hub_loop_controls_and_dream_from_here(runs: dict[str, Path]) -> None:
     assert hub.control("c", "pause") == "playing"
     assert hub.tick("c", ["ArrowRight"])["step"] == 2
     assert hub.control("c", "temperature", 0.5) == "temperature 0.50"
-    assert hub.tick("c", ["ArrowLeft"])["temperature"] == pytest.approx(0.5)
+    hub.tick("c", ["ArrowLeft"])
+    assert hub.get("c").session.temperature == pytest.approx(0.5)
     assert hub.control("c", "reset") == "new real context for every model"
     r = hub.tick("c", [])
-    assert r["step"] == 0 and r["resets"] == 2 and r["real_ret"] == 0
+    assert r["step"] == 0 and hub.get("c").session.resets == 2 and r["real_ret"] == 0
     with pytest.raises(ValueError, match="unknown control"):
         hub.control("c", "warp")
 
