@@ -63,6 +63,7 @@ def test_frames_are_the_max_of_the_last_two() -> None:
     last = raw.ale.getScreenRGB()
     assert np.array_equal(frame, process_frame(np.maximum(last, env.get_wrapper_attr("_prev_obs")), env.pipeline))
     assert not np.array_equal(before, last)
+    assert not np.array_equal(env.get_wrapper_attr("_prev_obs"), last), "the frame before the last is another one"
     env.close()
 
 
